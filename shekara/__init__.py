@@ -1,0 +1,3 @@
+"""Shekara: border-crossing and migration-registration event pipeline."""
+
+__version__ = "0.1.0"

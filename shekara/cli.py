@@ -1,0 +1,101 @@
+"""The `shekara` command. Each subcommand is a thin shell over a module that does the work."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+from shekara import logs
+from shekara.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="Shekara: border-crossing and migration-registration event pipeline.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING (default), ERROR")] = None,
+) -> None:
+    settings = get_settings()
+    logs.configure(log_level or settings.log_level, settings.log_format)
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="Broker port (default: from SHEKARA_BROKER_URL)")] = None,
+) -> None:
+    """Start the embedded broker, create the project's topics, and run until Ctrl-C."""
+    from shekara.admin import ensure_topics, wait_for_broker
+    from shekara.embedded import BrokerError, launch
+
+    settings = get_settings()
+    port = port or int(settings.bootstrap_servers.rsplit(":", 1)[1])
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        broker = launch(port, log_path=settings.data_dir / "broker.log")
+    except BrokerError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        local = Settings(broker_url=broker.url)
+        wait_for_broker(local)
+        created = ensure_topics(local)
+        typer.echo(f"broker ready on {broker.bootstrap} (Tansu, in memory); topics created: {len(created)}")
+        typer.echo("press Ctrl-C to stop")
+        while not stop.wait(0.5):
+            if not broker.alive():
+                typer.secho("error: the broker exited unexpectedly", fg="red", err=True)
+                raise typer.Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+        typer.echo("broker stopped")
+
+
+@app.command()
+def topics() -> None:
+    """Create the project's topics on the configured broker (idempotent) and list them."""
+    from shekara.admin import ensure_topics, wait_for_broker
+    from shekara.topics import catalogue
+
+    settings = get_settings()
+    wait_for_broker(settings)
+    created = set(ensure_topics(settings))
+    for spec in catalogue(settings):
+        mark = "created" if spec.name in created else "exists"
+        typer.echo(f"{spec.name:40} {spec.partitions:3}  {spec.config.get('cleanup.policy', ''):8} {mark}")
+
+
+# Subcommands of the other stages register below (producers, simulator, streams, sinks, ops).
+def _register_optional() -> None:
+    import importlib
+
+    for module in (
+        "producers.cli",
+        "streams.cli",
+        "sinks.cli",
+        "shekara.ops_cli",
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+_register_optional()
+
+
+if __name__ == "__main__":
+    app()
