@@ -27,4 +27,4 @@ def configure(level: str = "WARNING", fmt: str = "console") -> None:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.get_logger(name)  # type: ignore[no-any-return,unused-ignore]

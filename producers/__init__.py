@@ -1,0 +1,1 @@
+"""Producers: the client integrators use, the publish command and the traffic simulator."""

@@ -1,0 +1,1 @@
+"""Sinks: land every topic in ClickHouse, once."""

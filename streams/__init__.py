@@ -1,0 +1,1 @@
+"""Stream processors: pure rules and matching (core) and the Faust topology that feeds them (shell)."""
