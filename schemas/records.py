@@ -177,6 +177,7 @@ class Crossing:
     planned_exit_checkpoint: str | None = None  # transit: declared exit checkpoint id
     migration_card_number: str | None = None
     conveyance: Conveyance | None = None
+    source_record_id: str | None = None  # the source system's own record id (schema v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ class Registration:
     valid_from: date
     valid_until: date
     source_system: str
+    source_record_id: str | None = None  # the source system's own record id (schema v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,7 @@ class StatusChange:
     valid_from: date | None = None
     valid_until: date | None = None  # new visa expiry, permit end, ban end
     reference: str | None = None  # decision, permit or police report number
+    source_record_id: str | None = None  # the source system's own record id (schema v2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,403 @@
+"""Checks on source events before they are accepted, and parsing of plain (JSON) values into records.
+
+Every problem is a `ValidationError` naming the field by its dotted path ("traveller.document.number") and
+saying what is wrong, so an integrator can fix the record and a dead letter can say why it was refused.
+Error messages never echo a document number: they end up in logs and the dead-letter topic.
+
+Two layers:
+* `parse_record` / `from_json`: shape. Plain values (ISO-8601 strings, enum names) are read by walking the
+  record's latest Avro schema, so the parser and the contract cannot drift apart.
+* `validation_errors` / `validate`: meaning. Times, ages, formats and the rules that tie fields together.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from schemas.convert import RECORD_TYPES, from_avro
+from schemas.ids import source_event_id
+from schemas.records import (
+    CheckpointKind,
+    ConveyanceKind,
+    Crossing,
+    Direction,
+    DocumentType,
+    EntryBasisKind,
+    HostKind,
+    Purpose,
+    Registration,
+    RegistrationAction,
+    Sex,
+    StatusChange,
+    StatusChangeKind,
+    Traveller,
+)
+from schemas.serde import Record, latest_version
+from shekara.pseudonym import normalise_document_number
+
+COUNTRY = re.compile(r"^[A-Z]{3}$")  # ISO 3166-1 alpha-3, as in a document's machine-readable zone
+DOCUMENT_NUMBER = re.compile(r"^[A-Z0-9]{5,20}$")  # after normalise_document_number
+REGION = re.compile(r"^KZ-[A-Z0-9]{2,3}$")  # ISO 3166-2:KZ, e.g. KZ-75 or KZ-ALA
+MAX_AGE_YEARS = 125
+SOURCE_RECORDS = (Crossing, Registration, StatusChange)
+
+
+class ValidationError(ValueError):
+    """One problem with one field: `field` is a dotted path, `message` says what is wrong."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# --- meaning ------------------------------------------------------------------------------------------------
+
+
+def validate(record: Any, *, now: datetime, max_future_skew_s: int) -> None:
+    """Raise the first problem found in a source event (Crossing, Registration, StatusChange), if any."""
+    for problem in _problems(record, now, max_future_skew_s):
+        raise problem
+
+
+def validation_errors(record: Any, *, now: datetime, max_future_skew_s: int) -> list[ValidationError]:
+    """Every problem found in a source event; empty when it is valid."""
+    return list(_problems(record, now, max_future_skew_s))
+
+
+def _values(enum: type[StrEnum]) -> frozenset[str]:
+    return frozenset(m.value for m in enum)
+
+
+_ENUM_VALUES: dict[type[StrEnum], frozenset[str]] = {
+    e: _values(e)
+    for e in (
+        CheckpointKind,
+        ConveyanceKind,
+        Direction,
+        DocumentType,
+        EntryBasisKind,
+        HostKind,
+        Purpose,
+        RegistrationAction,
+        Sex,
+        StatusChangeKind,
+    )
+}
+
+
+def _enum(value: Any, enum: type[StrEnum], path: str) -> Iterator[ValidationError]:
+    if not isinstance(value, str) or value not in _ENUM_VALUES[enum]:
+        allowed = ", ".join(sorted(_ENUM_VALUES[enum]))
+        yield ValidationError(path, f"must be one of {allowed}; got {value!r}")
+
+
+def _text(value: Any, path: str) -> Iterator[ValidationError]:
+    if not isinstance(value, str) or not value.strip():
+        yield ValidationError(path, "must be a non-empty string")
+
+
+def _opt_text(value: Any, path: str) -> Iterator[ValidationError]:
+    if value is not None and not isinstance(value, str):
+        yield ValidationError(path, f"must be a string or null; got {type(value).__name__}")
+
+
+def _country(value: Any, path: str, optional: bool = False) -> Iterator[ValidationError]:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not COUNTRY.match(value):
+        yield ValidationError(path, f"must be an ISO 3166-1 alpha-3 country code (3 capital letters); got {value!r}")
+
+
+def _is_date(value: Any) -> bool:
+    return isinstance(value, date) and not isinstance(value, datetime)
+
+
+def _aware(value: Any) -> bool:
+    return isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None
+
+
+def _date(value: Any, path: str, optional: bool = False) -> Iterator[ValidationError]:
+    if value is None and optional:
+        return
+    if not _is_date(value):
+        yield ValidationError(path, f"must be a calendar date; got {type(value).__name__}")
+
+
+def _envelope(record: Any, now: datetime, skew_s: int) -> Iterator[ValidationError]:
+    yield from _text(record.event_id, "event_id")
+    event_ok = _aware(record.event_time)
+    if not event_ok:
+        yield ValidationError("event_time", "must be a timezone-aware datetime (e.g. ...Z or +05:00)")
+    if not _aware(record.received_time):
+        yield ValidationError("received_time", "must be a timezone-aware datetime (e.g. ...Z or +05:00)")
+    elif event_ok:
+        skew = timedelta(seconds=skew_s)
+        if record.event_time > now + skew:
+            ahead = (record.event_time - now).total_seconds()
+            yield ValidationError(
+                "event_time", f"is {ahead:.0f} s in the future (more than the allowed clock skew of {skew_s} s)"
+            )
+        if record.received_time < record.event_time - skew:
+            yield ValidationError("received_time", "is earlier than event_time (beyond the allowed clock skew)")
+    yield from _text(record.source_system, "source_system")
+    yield from _opt_text(record.source_record_id, "source_record_id")
+
+
+def _traveller(t: Any, now: datetime, path: str = "traveller") -> Iterator[ValidationError]:
+    if not isinstance(t, Traveller):
+        yield ValidationError(path, "must be a Traveller")
+        return
+    doc = t.document
+    yield from _enum(doc.type, DocumentType, f"{path}.document.type")
+    if not isinstance(doc.number, str):
+        yield ValidationError(f"{path}.document.number", "must be a string")
+    else:
+        normal = normalise_document_number(doc.number)
+        if not DOCUMENT_NUMBER.match(normal):
+            yield ValidationError(
+                f"{path}.document.number",
+                f"must be 5-20 letters or digits after removing separators; got {len(normal)} characters"
+                + ("" if normal.isalnum() or not normal else " including other symbols"),
+            )
+    yield from _country(doc.issuing_country, f"{path}.document.issuing_country")
+    yield from _country(t.nationality, f"{path}.nationality")
+    if not _is_date(t.birth_date):
+        yield ValidationError(f"{path}.birth_date", f"must be a calendar date; got {type(t.birth_date).__name__}")
+    else:
+        today = now.date()
+        if t.birth_date > today:
+            yield ValidationError(f"{path}.birth_date", "is in the future")
+        elif _age(t.birth_date, today) > MAX_AGE_YEARS:
+            yield ValidationError(f"{path}.birth_date", f"gives an age over {MAX_AGE_YEARS} years")
+    yield from _enum(t.sex, Sex, f"{path}.sex")
+
+
+def _age(born: date, today: date) -> int:
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def _crossing(r: Crossing, now: datetime) -> Iterator[ValidationError]:
+    cp = r.checkpoint
+    yield from _text(cp.id, "checkpoint.id")
+    yield from _enum(cp.kind, CheckpointKind, "checkpoint.kind")
+    yield from _country(cp.border_country, "checkpoint.border_country", optional=True)
+    yield from _enum(r.direction, Direction, "direction")
+    yield from _traveller(r.traveller, now)
+    yield from _enum(r.purpose, Purpose, "purpose")
+    eb = r.entry_basis
+    yield from _enum(eb.kind, EntryBasisKind, "entry_basis.kind")
+    yield from _date(eb.visa_expiry, "entry_basis.visa_expiry", optional=True)
+    if eb.kind == EntryBasisKind.VISA and eb.visa_expiry is None:
+        yield ValidationError("entry_basis.visa_expiry", "is required when entry_basis.kind is VISA")
+    yield from _opt_text(eb.permit_number, "entry_basis.permit_number")
+    yield from _country(r.declared_destination, "declared_destination", optional=True)
+    if r.purpose == Purpose.TRANSIT and r.declared_destination is None:
+        yield ValidationError("declared_destination", "is required when purpose is TRANSIT")
+    yield from _opt_text(r.planned_exit_checkpoint, "planned_exit_checkpoint")
+    yield from _opt_text(r.migration_card_number, "migration_card_number")
+    if r.conveyance is not None:
+        yield from _enum(r.conveyance.kind, ConveyanceKind, "conveyance.kind")
+        yield from _opt_text(r.conveyance.identifier, "conveyance.identifier")
+
+
+def _registration(r: Registration, now: datetime) -> Iterator[ValidationError]:
+    yield from _enum(r.action, RegistrationAction, "action")
+    yield from _text(r.registration_id, "registration_id")
+    yield from _traveller(r.traveller, now)
+    yield from _enum(r.host_kind, HostKind, "host_kind")
+    yield from _text(r.host_id, "host_id")
+    if not isinstance(r.region, str) or not REGION.match(r.region):
+        yield ValidationError("region", f"must be an ISO 3166-2:KZ region code such as KZ-75; got {r.region!r}")
+    yield from _text(r.address, "address")
+    from_ok, until_ok = _is_date(r.valid_from), _is_date(r.valid_until)
+    yield from _date(r.valid_from, "valid_from")
+    yield from _date(r.valid_until, "valid_until")
+    if from_ok and until_ok and r.valid_until < r.valid_from:
+        yield ValidationError("valid_until", "is before valid_from")
+
+
+def _status_change(r: StatusChange, now: datetime) -> Iterator[ValidationError]:
+    yield from _enum(r.kind, StatusChangeKind, "kind")
+    yield from _traveller(r.traveller, now)
+    yield from _text(r.authority, "authority")
+    yield from _date(r.valid_from, "valid_from", optional=True)
+    yield from _date(r.valid_until, "valid_until", optional=True)
+    if r.kind == StatusChangeKind.EXPELLED and r.valid_until is None:
+        yield ValidationError("valid_until", "is required for EXPELLED (the last day of the entry ban)")
+    vf, vu = r.valid_from, r.valid_until
+    if vf is not None and vu is not None and _is_date(vf) and _is_date(vu) and vu < vf:
+        yield ValidationError("valid_until", "is before valid_from")
+    yield from _opt_text(r.reference, "reference")
+
+
+def _problems(record: Any, now: datetime, skew_s: int) -> Iterator[ValidationError]:
+    if isinstance(record, Crossing):
+        body = _crossing(record, now)
+    elif isinstance(record, Registration):
+        body = _registration(record, now)
+    elif isinstance(record, StatusChange):
+        body = _status_change(record, now)
+    else:
+        raise TypeError(f"only source events are validated (Crossing, Registration, StatusChange), not {record!r}")
+    yield from _envelope(record, now, skew_s)
+    yield from body
+
+
+# --- shape: plain values -> record --------------------------------------------------------------------------
+
+
+def from_json(record_type_name: str, obj: Mapping[str, Any], *, now: datetime | None = None) -> Record:
+    """The record of type `record_type_name` ("Crossing", ...) from plain JSON values.
+
+    Times are ISO-8601 strings with a zone, dates "YYYY-MM-DD", enums by name, optional fields may be left out.
+    For source events a missing `event_id` is derived from `source_system` + `source_record_id` (stable, see
+    `schemas.ids.source_event_id`), and a missing `received_time` is `now` (when this publisher received it).
+    A ``"record_type"`` key naming the type is allowed and ignored. Raises `ValidationError` naming the field.
+    """
+    cls = RECORD_TYPES.get(record_type_name)
+    if cls is None:
+        raise ValidationError("record_type", f"must be one of {', '.join(RECORD_TYPES)}; got {record_type_name!r}")
+    if not isinstance(obj, Mapping):
+        raise ValidationError("(record)", f"must be a JSON object; got {type(obj).__name__}")
+    values = {k: v for k, v in obj.items() if k != "record_type"}
+    if cls in SOURCE_RECORDS:
+        if values.get("event_id") is None:
+            if not values.get("source_record_id"):
+                raise ValidationError("event_id", "is required (or give source_record_id to derive a stable one)")
+            if not isinstance(values.get("source_system"), str):
+                raise ValidationError("source_system", "must be a non-empty string")
+            values["event_id"] = source_event_id(values["source_system"], values["source_record_id"])
+        if values.get("received_time") is None and now is not None:
+            values["received_time"] = now
+    return parse_record(cls, values)
+
+
+def parse_record(cls: type, values: Mapping[str, Any]) -> Any:
+    """Build a `cls` record from plain values (or Python ones: datetimes, dates, enum members), by its schema."""
+    schema = latest_version(cls.__name__).raw
+    named: dict[str, Any] = {}
+    return from_avro(cls, _parse(schema, values, "", named))
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _parse(schema: Any, value: Any, path: str, named: dict[str, Any]) -> Any:
+    where = path or "(record)"
+    if isinstance(schema, list):  # union: only ["null", T] is used in the contract
+        if value is None:
+            if "null" in schema:
+                return None
+            raise ValidationError(where, "must not be null")
+        branches = [s for s in schema if s != "null"]
+        return _parse(branches[0], value, path, named)
+    if isinstance(schema, str):
+        if schema in named:
+            return _parse(named[schema], value, path, named)
+        return _primitive(schema, None, value, where)
+    kind = schema["type"]
+    if kind in ("record", "enum"):
+        named[schema["name"]] = schema
+        named[f"{schema.get('namespace', 'kz.shekara')}.{schema['name']}"] = schema
+    if kind == "record":
+        if not isinstance(value, Mapping):
+            raise ValidationError(where, f"must be an object; got {type(value).__name__}")
+        known = {f["name"] for f in schema["fields"]}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValidationError(_join(path, unknown[0]), "is not a field of " + schema["name"])
+        out: dict[str, Any] = {}
+        for f in schema["fields"]:
+            name, fpath = f["name"], _join(path, f["name"])
+            if name in value:
+                out[name] = _parse(f["type"], value[name], fpath, named)
+            elif "default" in f:
+                default = f["default"]
+                out[name] = dict(default) if isinstance(default, dict) else default
+            else:
+                raise ValidationError(fpath, "is required")
+        return out
+    if kind == "enum":
+        symbol = value.value if isinstance(value, StrEnum) else value
+        if not isinstance(symbol, str) or symbol not in schema["symbols"]:
+            raise ValidationError(where, f"must be one of {', '.join(schema['symbols'])}; got {value!r}")
+        return symbol
+    if kind == "array":
+        if not isinstance(value, list | tuple):
+            raise ValidationError(where, f"must be a list; got {type(value).__name__}")
+        return [_parse(schema["items"], v, f"{path}[{i}]", named) for i, v in enumerate(value)]
+    if kind == "map":
+        if not isinstance(value, Mapping):
+            raise ValidationError(where, f"must be an object; got {type(value).__name__}")
+        return {str(k): _parse(schema["values"], v, _join(path, str(k)), named) for k, v in value.items()}
+    return _primitive(kind, schema.get("logicalType"), value, where)
+
+
+def _primitive(kind: str, logical: str | None, value: Any, where: str) -> Any:
+    if logical == "timestamp-micros":
+        return coerce_datetime(value, where)
+    if logical == "date":
+        return coerce_date(value, where)
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ValidationError(where, f"must be a string; got {type(value).__name__}")
+        return value
+    if kind in ("int", "long"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(where, f"must be a whole number; got {value!r}")
+        return value
+    if kind in ("float", "double"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError(where, f"must be a number; got {value!r}")
+        return float(value)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValidationError(where, f"must be true or false; got {value!r}")
+        return value
+    if kind == "bytes":
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except ValueError:
+                raise ValidationError(where, "must be base64-encoded bytes") from None
+        raise ValidationError(where, f"must be base64-encoded bytes; got {type(value).__name__}")
+    if kind == "null":
+        if value is not None:
+            raise ValidationError(where, "must be null")
+        return None
+    raise ValidationError(where, f"unsupported schema type {kind!r}")
+
+
+def coerce_datetime(value: Any, field: str) -> datetime:
+    """A timezone-aware datetime from a datetime or an ISO-8601 string with a zone (``Z`` or ``+05:00``)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(field, f"must be an ISO-8601 date-time; got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise ValidationError(field, f"must be a date-time; got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field, "must include a timezone (e.g. 2025-06-01T08:30:00Z or +05:00)")
+    return value
+
+
+def coerce_date(value: Any, field: str) -> date:
+    """A calendar date from a date or a ``YYYY-MM-DD`` string."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValidationError(field, f"must be a date YYYY-MM-DD; got {value!r}") from None
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise ValidationError(field, f"must be a calendar date; got {type(value).__name__}")
+    return value

@@ -1,0 +1,229 @@
+"""Validation of source events and parsing of plain JSON values: each problem names its field."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.ids import alert_id, source_event_id, stay_id
+from schemas.records import Crossing, Document, EntryBasis, EntryBasisKind, Purpose, StatusChangeKind, Traveller
+from schemas.validation import ValidationError, from_json, validate, validation_errors
+from tests.test_serde import NOW, sample_crossing, sample_registration, sample_status_change
+
+SKEW = 300
+
+
+def errors(record: Any, now: datetime = NOW + timedelta(hours=1)) -> list[tuple[str, str]]:
+    return [(e.field, e.message) for e in validation_errors(record, now=now, max_future_skew_s=SKEW)]
+
+
+def with_document(record: Any, **kw: Any) -> Any:
+    doc = dataclasses.replace(record.traveller.document, **kw)
+    return dataclasses.replace(record, traveller=dataclasses.replace(record.traveller, document=doc))
+
+
+def with_traveller(record: Any, **kw: Any) -> Any:
+    return dataclasses.replace(record, traveller=dataclasses.replace(record.traveller, **kw))
+
+
+@pytest.mark.parametrize("record", [sample_crossing(), sample_registration(), sample_status_change()])
+def test_valid_events_pass(record: Any) -> None:
+    assert errors(record) == []
+    validate(record, now=NOW + timedelta(hours=1), max_future_skew_s=SKEW)
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "message"),
+    [
+        (sample_crossing(event_id=""), "event_id", "non-empty"),
+        (sample_crossing(event_time=NOW.replace(tzinfo=None)), "event_time", "timezone-aware"),
+        (sample_crossing(received_time=NOW.replace(tzinfo=None)), "received_time", "timezone-aware"),
+        (
+            sample_crossing(event_time=NOW + timedelta(hours=2), received_time=NOW + timedelta(hours=2)),
+            "event_time",
+            "in the future",
+        ),
+        (sample_crossing(received_time=NOW - timedelta(hours=1)), "received_time", "earlier than event_time"),
+        (with_document(sample_crossing(), number="AB1"), "traveller.document.number", "5-20 letters or digits"),
+        (with_document(sample_crossing(), number="AB#12345"), "traveller.document.number", "other symbols"),
+        (with_document(sample_crossing(), issuing_country="UZ"), "traveller.document.issuing_country", "alpha-3"),
+        (with_traveller(sample_crossing(), nationality="uzb"), "traveller.nationality", "alpha-3"),
+        (with_traveller(sample_crossing(), birth_date=date(2030, 1, 1)), "traveller.birth_date", "in the future"),
+        (with_traveller(sample_crossing(), birth_date=date(1890, 1, 1)), "traveller.birth_date", "over 125"),
+        (with_traveller(sample_crossing(), sex="Q"), "traveller.sex", "one of F, M, X"),
+        (sample_crossing(direction="SIDEWAYS"), "direction", "one of ENTRY, EXIT"),
+        (sample_crossing(entry_basis=EntryBasis(EntryBasisKind.VISA)), "entry_basis.visa_expiry", "required"),
+        (sample_crossing(declared_destination=None), "declared_destination", "required when purpose is TRANSIT"),
+        (sample_crossing(declared_destination="Russia"), "declared_destination", "alpha-3"),
+        (sample_crossing(source_system=" "), "source_system", "non-empty"),
+        (sample_registration(valid_until=date(2025, 5, 1)), "valid_until", "before valid_from"),
+        (sample_registration(region="Almaty"), "region", "ISO 3166-2:KZ"),
+        (sample_registration(host_kind="HOSTEL"), "host_kind", "one of"),
+        (sample_status_change(valid_until=None), "valid_until", "required for EXPELLED"),
+        (sample_status_change(kind="DEPORTED"), "kind", "one of"),
+    ],
+)
+def test_each_rule_names_the_field(record: Any, field: str, message: str) -> None:
+    found = errors(record)
+    assert [f for f, _ in found] == [field], found
+    assert message in found[0][1]
+    with pytest.raises(ValidationError) as info:
+        validate(record, now=NOW + timedelta(hours=1), max_future_skew_s=SKEW)
+    assert info.value.field == field and str(info.value).startswith(f"{field}: ")
+
+
+def test_document_number_is_checked_after_normalisation() -> None:
+    assert errors(with_document(sample_crossing(), number="ab 123-456/7")) == []
+
+
+def test_skew_allows_small_clock_differences() -> None:
+    now = NOW
+    ahead = sample_crossing(event_time=now + timedelta(seconds=SKEW - 5), received_time=now)
+    assert errors(ahead, now=now) == []
+
+
+def test_validate_raises_first_of_several_problems() -> None:
+    bad = with_document(sample_crossing(event_id=""), number="x")
+    assert [f for f, _ in errors(bad)] == ["event_id", "traveller.document.number"]
+    with pytest.raises(ValidationError) as info:
+        validate(bad, now=NOW, max_future_skew_s=SKEW)
+    assert info.value.field == "event_id"
+
+
+def test_messages_never_echo_the_document_number() -> None:
+    bad = with_document(sample_crossing(), number="SECRET#9")
+    assert all("SECRET" not in m for _, m in errors(bad))
+
+
+def test_only_source_events_are_validated() -> None:
+    with pytest.raises(TypeError):
+        validate(object(), now=NOW, max_future_skew_s=SKEW)
+
+
+# --- JSON parsing ------------------------------------------------------------------------------------------
+
+
+def crossing_json(**kw: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "record_type": "Crossing",
+        "event_id": "c-9",
+        "event_time": "2025-06-01T08:30:00+05:00",
+        "received_time": "2025-06-01T03:31:00Z",
+        "checkpoint": {"id": "KZ-AIR-ALA", "kind": "AIR"},
+        "direction": "ENTRY",
+        "traveller": {
+            "document": {"type": "PASSPORT", "number": "N7654321", "issuing_country": "TUR"},
+            "nationality": "TUR",
+            "birth_date": "1985-02-03",
+            "sex": "F",
+        },
+        "purpose": "TOURISM",
+        "entry_basis": {"kind": "VISA_FREE"},
+        "source_system": "ala-airport",
+        "conveyance": {"kind": "FLIGHT", "identifier": "TK350"},
+    }
+    obj.update(kw)
+    return obj
+
+
+def test_from_json_builds_the_record() -> None:
+    record = from_json("Crossing", crossing_json())
+    assert isinstance(record, Crossing)
+    assert record.event_time == datetime(2025, 6, 1, 3, 30, tzinfo=UTC)
+    assert record.traveller == Traveller(Document("PASSPORT", "N7654321", "TUR"), "TUR", date(1985, 2, 3), "F")
+    assert record.purpose is Purpose.TOURISM and record.checkpoint.border_country is None
+    assert errors(record) == []
+
+
+@pytest.mark.parametrize(
+    ("obj", "field", "message"),
+    [
+        ({k: v for k, v in crossing_json().items() if k != "direction"}, "direction", "is required"),
+        (crossing_json(direction="IN"), "direction", "must be one of ENTRY, EXIT; got 'IN'"),
+        (crossing_json(event_time="2025-06-01T08:30:00"), "event_time", "must include a timezone"),
+        (crossing_json(event_time="yesterday"), "event_time", "ISO-8601"),
+        (crossing_json(colour="red"), "colour", "is not a field of Crossing"),
+        (
+            crossing_json(traveller={**crossing_json()["traveller"], "birth_date": "03.02.1985"}),
+            "traveller.birth_date",
+            "YYYY-MM-DD",
+        ),
+        (crossing_json(checkpoint={"id": "X", "kind": 3}), "checkpoint.kind", "must be one of"),
+        (crossing_json(checkpoint="KZ-AIR-ALA"), "checkpoint", "must be an object"),
+        (crossing_json(migration_card_number=123), "migration_card_number", "must be a string"),
+    ],
+)
+def test_from_json_errors_name_the_field(obj: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        from_json("Crossing", obj)
+    assert info.value.field == field
+    assert message in info.value.message
+
+
+def test_from_json_derives_a_stable_event_id_and_received_time() -> None:
+    obj = crossing_json(source_record_id="BK-1")
+    del obj["event_id"], obj["received_time"]
+    now = datetime(2025, 6, 1, 4, 0, tzinfo=UTC)
+    a, b = from_json("Crossing", obj, now=now), from_json("Crossing", obj, now=now)
+    assert a.event_id == b.event_id == source_event_id("ala-airport", "BK-1")
+    assert a.received_time == now
+    del obj["source_record_id"]
+    with pytest.raises(ValidationError, match="event_id: is required"):
+        from_json("Crossing", obj, now=now)
+
+
+def test_from_json_unknown_record_type() -> None:
+    with pytest.raises(ValidationError) as info:
+        from_json("Visa", {})
+    assert info.value.field == "record_type"
+
+
+def test_from_json_registration_and_status_change() -> None:
+    reg = from_json(
+        "Registration",
+        {
+            "event_id": "r-2",
+            "event_time": "2025-06-01T10:00:00Z",
+            "received_time": "2025-06-01T10:00:05Z",
+            "action": "CANCELLED",
+            "registration_id": "EQ-1",
+            "traveller": crossing_json()["traveller"],
+            "host_kind": "PRIVATE_HOST",
+            "host_id": "IIN-1",
+            "region": "KZ-71",
+            "address": "Kenesary 4",
+            "valid_from": "2025-06-01",
+            "valid_until": "2025-06-10",
+            "source_system": "egov",
+        },
+    )
+    assert reg.valid_until == date(2025, 6, 10)
+    sc = from_json(
+        "StatusChange",
+        {
+            "event_id": "s-2",
+            "event_time": "2025-06-01T10:00:00Z",
+            "received_time": "2025-06-01T10:00:00Z",
+            "kind": "DOCUMENT_STOLEN",
+            "traveller": crossing_json()["traveller"],
+            "authority": "police",
+            "source_system": "mvd",
+        },
+    )
+    assert sc.kind is StatusChangeKind.DOCUMENT_STOLEN and sc.valid_until is None
+
+
+# --- ids ---------------------------------------------------------------------------------------------------
+
+
+def test_ids_are_stable_and_distinct() -> None:
+    import hashlib
+
+    assert alert_id("IN_COUNTRY_OVERSTAY", "k1", "e1") == hashlib.sha256(b"IN_COUNTRY_OVERSTAY|k1|e1").hexdigest()[:32]
+    assert stay_id("k1", "e1") == hashlib.sha256(b"stay|k1|e1").hexdigest()[:32]
+    assert alert_id("A", "k1", "e1") != alert_id("A", "k1", "e2")
+    assert source_event_id("berkut", "1") == source_event_id("berkut", "1") != source_event_id("other", "1")
+    assert source_event_id("berkut", None) != source_event_id("berkut", None)  # no source id: random
