@@ -1,0 +1,465 @@
+"""`step()`: one traveller's new events (or a deadline tick) in, the alerts and stays to emit now out.
+
+Decisions are a pure function of the ordered history and the watermark (docs/alerts.md):
+- the history is kept ordered by (event time, event id), duplicates dropped;
+- in-order arrivals continue the walk from the saved cursor (the fast path); an event that sorts before
+  the last one known replays the retained history from the base snapshot (the cursor at the oldest retained
+  point), so late data corrects earlier decisions;
+- what the walk implies is diffed against what was already emitted: new alerts are RAISED (immediately or
+  once the watermark reaches their due time), ended ones RESOLVED, ones late data disproved RETRACTED; closed
+  stays are emitted, and re-emitted with the next revision when late data changes them.
+History older than the reorder horizon is folded into the base snapshot, so the state stays small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgpack
+
+from schemas.records import Alert, AlertAction, Stay
+from shekara.reference import CheckpointInfo
+from shekara.rules import RuleBook
+from streams.core.context import Context, context_for
+from streams.core.model import (
+    C_ANCHOR,
+    C_ANCHOR_T,
+    C_DUE,
+    C_ID,
+    C_RESOLVED,
+    C_STAY,
+    C_TYPE,
+    ID,
+    ST_ANCHOR_T,
+    ST_BASIS,
+    ST_CLOSE_T,
+    ST_GATED,
+    ST_ID,
+    ST_NAT,
+    ST_PURPOSE,
+    Candidate,
+    Compact,
+    Event,
+    StayCandidate,
+    T,
+    compact,
+    from_us,
+    to_us,
+)
+from streams.core.records import alert_record, stay_record, void_stay_record
+from streams.core.walk import Cursor, Findings, advance, open_alerts
+
+_FORMAT = 1
+RAISED, RESOLVED, RETRACTED = AlertAction.RAISED.value, AlertAction.RESOLVED.value, AlertAction.RETRACTED.value
+Key = tuple[int, str]
+# what is kept of an emitted stay: (revision, fingerprint of its fields, live (0: voided), anchor time,
+# nationality, basis, purpose) - enough to tell a changed stay and to void it, keyed by its anchor event id
+EmittedStay = tuple[int, int, int, int, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much history a traveller keeps for re-ordering late events.
+
+    Events up to `reorder_seconds` older than the traveller's latest event are re-ordered exactly; an event
+    older than everything retained is rejected (StepResult.rejected), never silently dropped. History is
+    folded into the base snapshot when a new event comes more than the horizon after the last one, or when
+    more than `max_events` are retained.
+    """
+
+    reorder_seconds: int = 7 * 24 * 3600
+    max_events: int = 16
+
+
+DEFAULT_RETENTION = Retention()
+
+
+@dataclass(slots=True)
+class TravellerState:
+    """Everything the shell stores per traveller key (serialise with to_bytes / from_bytes)."""
+
+    traveller_key: str
+    history: tuple[Compact, ...] = ()  # retained events, ordered
+    cursor: Cursor = field(default_factory=Cursor)  # the walk after `history`
+    base: Cursor | None = None  # the walk before `history` (None: history starts at the beginning)
+    base_key: Key | None = None  # last event folded into `base`
+    pending: dict[str, Candidate] = field(default_factory=dict)  # implied alerts not yet due
+    emitted: dict[str, tuple[str, Candidate]] = field(default_factory=dict)  # alert id -> (last action, as emitted)
+    stays_pending: dict[str, StayCandidate] = field(default_factory=dict)  # closed stays waiting for the watermark
+    stays_emitted: dict[str, EmittedStay] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, traveller_key: str) -> TravellerState:
+        return cls(traveller_key)
+
+    @property
+    def last_key(self) -> Key | None:
+        if self.history:
+            return (self.history[-1][T], self.history[-1][ID])
+        return self.base_key
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb(
+            (
+                _FORMAT,
+                self.traveller_key,
+                self.history,
+                self.cursor.pack(),
+                self.base.pack() if self.base is not None else None,
+                self.base_key,
+                self.pending,
+                self.emitted,
+                self.stays_pending,
+                self.stays_emitted,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TravellerState:
+        fmt, key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted = msgpack.unpackb(
+            data, use_list=False
+        )
+        if fmt != _FORMAT:
+            raise ValueError(f"traveller state format {fmt} is not {_FORMAT}")
+        return cls(
+            key,
+            history,
+            Cursor.unpack(cursor),
+            Cursor.unpack(base) if base is not None else None,
+            base_key,
+            pending,
+            emitted,
+            stays_pending,
+            stays_emitted,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    state: TravellerState
+    alerts: list[Alert]  # RAISED / RESOLVED / RETRACTED records to emit now
+    stays: list[Stay]  # new or revised closed stays to emit now
+    next_due: datetime | None  # earliest pending deadline not yet reached (for the shell's time index)
+    rejected: list[tuple[Event, str]] = field(default_factory=list)  # events that could not be applied, and why
+
+
+def step(
+    state: TravellerState,
+    events: Sequence[Event],
+    *,
+    watermark: datetime,
+    emitted_time: datetime,
+    rules: RuleBook,
+    checkpoints: Mapping[str, CheckpointInfo],
+    retention: Retention = DEFAULT_RETENTION,
+) -> StepResult:
+    """Apply `events` (any order, duplicates allowed; empty for a deadline tick) at `watermark`.
+
+    Pure: the given state is not modified; use the returned one.
+    """
+    ctx = context_for(rules, checkpoints)
+    key = state.traveller_key
+    wm = to_us(watermark)
+    if (
+        not events
+        and (not state.pending or all(c[C_DUE] > wm for c in state.pending.values()))
+        and (not state.stays_pending or all(s[ST_CLOSE_T] > wm for s in state.stays_pending.values()))
+    ):
+        return StepResult(state, [], [], _next_due(state.pending, state.stays_pending))  # nothing due: no change
+    new, rejected = _admit(state, events, rules)
+
+    history = state.history
+    base, base_key = state.base, state.base_key
+    pending, emitted = state.pending, state.emitted
+    stays_pending, stays_emitted = state.stays_pending, state.stays_emitted
+    found = Findings()
+    last = state.last_key
+    full = False
+    old_open: str | None = None  # the open stay the walk started from (its alerts may change)
+    if not new:
+        cursor = state.cursor
+    elif last is None or (new[0][T], new[0][ID]) > last:
+        # fast path: continue the walk from the saved cursor
+        horizon = retention.reorder_seconds * 1_000_000
+        if history and new[0][T] - history[-1][T] > horizon:
+            # a long gap: the whole retained history is past the horizon, so the cursor becomes the base
+            base, base_key, history = state.cursor, last, ()
+            emitted, stays_emitted = _forget(pending, emitted, stays_pending, stays_emitted, base, base_key)
+        cursor = state.cursor.copy()
+        old_open = cursor.open.entry[ID] if cursor.open is not None else None
+        advance(ctx, key, cursor, new, found)
+        history = (*history, *new)
+        if found.open_touched:
+            found.alerts.extend(open_alerts(ctx, key, cursor))
+    else:
+        # an event sorts before the last one known: replay the retained history from the base snapshot
+        full = True
+        history = tuple(sorted((*history, *new)))
+        cursor = base.copy() if base is not None else Cursor()
+        old_open = base.open.entry[ID] if base is not None and base.open is not None else None
+        advance(ctx, key, cursor, list(history), found)
+        found.alerts.extend(open_alerts(ctx, key, cursor))
+
+    alerts: list[Alert] = []
+    stay_scope = old_open if not full and found.open_touched else None
+    if found.alerts or full or stay_scope is not None or (pending and any(c[C_DUE] <= wm for c in pending.values())):
+        pending, emitted = _settle_alerts(
+            ctx, key, found.alerts, pending, emitted, full, base_key, old_open, stay_scope, wm, emitted_time, alerts
+        )
+    stays: list[Stay] = []
+    if found.stays or full or (stays_pending and any(s[ST_CLOSE_T] <= wm for s in stays_pending.values())):
+        stays_pending, stays_emitted = _settle_stays(
+            ctx, key, found.stays, stays_pending, stays_emitted, base_key if full else None, full, old_open, wm, stays
+        )
+
+    if new and len(history) > retention.max_events:
+        history, base, base_key, emitted, stays_emitted = _fold(
+            ctx, key, history, base, base_key, pending, emitted, stays_pending, stays_emitted, retention
+        )
+    out = TravellerState(key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted)
+    return StepResult(out, alerts, stays, _next_due(pending, stays_pending), rejected)
+
+
+def _admit(state: TravellerState, events: Sequence[Event], rules: RuleBook) -> tuple[list[Compact], list[Any]]:
+    """New events in history order: duplicates (same event id) dropped, events older than the base rejected."""
+    if not events:
+        return [], []
+    floor = state.base_key
+    if len(events) == 1:  # the common case, without the bookkeeping for many
+        ev = events[0]
+        eid = ev.event_id
+        for e in state.history:
+            if e[ID] == eid:
+                return [], []
+        c = compact(ev, rules)
+        if floor is None or (c[T], c[ID]) > floor:
+            return [c], []
+        return [], [(ev, _too_late(ev, floor))]
+    known = {e[ID] for e in state.history}
+    fresh: dict[str, Compact] = {}
+    rejected: list[tuple[Event, str]] = []
+    for ev in events:
+        if ev.event_id in known or ev.event_id in fresh:
+            continue
+        c = compact(ev, rules)
+        if floor is not None and (c[T], c[ID]) <= floor:
+            rejected.append((ev, _too_late(ev, floor)))
+            continue
+        fresh[ev.event_id] = c
+    return sorted(fresh.values()), rejected
+
+
+def _settle_alerts(
+    ctx: Context,
+    key: str,
+    found: list[Candidate],
+    pending: dict[str, Candidate],
+    emitted: dict[str, tuple[str, Candidate]],
+    replay: bool,
+    base_key: Key | None,
+    base_open: str | None,
+    stay_scope: str | None,
+    wm: int,
+    emitted_time: datetime,
+    out: list[Alert],
+) -> tuple[dict[str, Candidate], dict[str, tuple[str, Candidate]]]:
+    """Diff what the walk implies against what was emitted. Known alerts the walk re-derived but did not
+    find are disproved: after a replay, all anchored after the base (and the base's open stay's); after a
+    change to an open stay, that stay's (`stay_scope`)."""
+    pending, emitted = dict(pending), dict(emitted)
+    produced = {c[C_ID]: c for c in found}
+    if replay or stay_scope is not None:
+        known = (*pending.items(), *((a, e[1]) for a, e in emitted.items()))
+        if replay:
+            gone = [a for a, c in known if _in_scope(c, base_key, base_open)]
+        else:
+            gone = [a for a, c in known if c[C_STAY] == stay_scope]
+        for aid in gone:
+            if aid in produced:
+                continue
+            pending.pop(aid, None)
+            prior = emitted.get(aid)
+            if prior is not None and prior[0] != RETRACTED:
+                out.append(alert_record(ctx, key, prior[1], AlertAction.RETRACTED, emitted_time))
+                emitted[aid] = (RETRACTED, prior[1])
+    for aid, c in produced.items():
+        _offer(ctx, key, aid, c, wm, pending, emitted, out, emitted_time)
+    for aid, c in list(pending.items()):
+        if c[C_DUE] <= wm:
+            _offer(ctx, key, aid, c, wm, pending, emitted, out, emitted_time)
+    return pending, emitted
+
+
+def _settle_stays(
+    ctx: Context,
+    key: str,
+    found: list[StayCandidate],
+    pending: dict[str, StayCandidate],
+    emitted: dict[str, EmittedStay],
+    base_key: Key | None,
+    full: bool,
+    base_open: str | None,
+    wm: int,
+    out: list[Stay],
+) -> tuple[dict[str, StayCandidate], dict[str, EmittedStay]]:
+    """Emit new and changed closed stays; after a replay, void the ones late data showed never existed."""
+    pending, emitted = dict(pending), dict(emitted)
+    made = {s[ST_ID]: s for s in found}
+    if full:
+        known = [(sid, s[ST_ANCHOR_T]) for sid, s in pending.items()] + [(sid, e[3]) for sid, e in emitted.items()]
+        for sid, anchor_t in known:
+            if sid in made or not _stay_in_scope(anchor_t, sid, base_key, base_open):
+                continue
+            pending.pop(sid, None)
+            prior = emitted.get(sid)
+            if prior is not None and prior[2]:
+                rev, _, _, t, nat, basis, purpose = prior
+                out.append(void_stay_record(ctx, key, sid, nat, basis, purpose, rev + 1))
+                emitted[sid] = (rev + 1, 0, 0, t, nat, basis, purpose)
+    for sid, s in made.items():
+        _offer_stay(key, sid, s, wm, pending, emitted, out)
+    for sid, s in list(pending.items()):
+        if s[ST_CLOSE_T] <= wm:
+            _offer_stay(key, sid, s, wm, pending, emitted, out)
+    return pending, emitted
+
+
+def _too_late(ev: Event, floor: Key) -> str:
+    return (
+        f"event_time {ev.event_time.isoformat()} is older than the traveller's retained history "
+        f"(folded up to {from_us(floor[0]).isoformat()}): a duplicate or too late to re-order"
+    )
+
+
+def _next_due(pending: dict[str, Candidate], stays_pending: dict[str, StayCandidate]) -> datetime | None:
+    if not pending and not stays_pending:
+        return None
+    due = [c[C_DUE] for c in pending.values()] + [s[ST_CLOSE_T] for s in stays_pending.values()]
+    return from_us(min(due))
+
+
+def _offer(
+    ctx: Context,
+    key: str,
+    aid: str,
+    c: Candidate,
+    wm: int,
+    pending: dict[str, Candidate],
+    emitted: dict[str, tuple[str, Candidate]],
+    out: list[Alert],
+    emitted_time: datetime,
+) -> None:
+    """Emit what `c` calls for given what was emitted before; otherwise keep it pending until due."""
+    due_now = ctx.immediate[c[C_TYPE]] or c[C_DUE] <= wm
+    prior = emitted.get(aid)
+    if prior is None or prior[0] == RETRACTED:
+        if not due_now:
+            pending[aid] = c
+            return
+        pending.pop(aid, None)
+        out.append(alert_record(ctx, key, c, AlertAction.RAISED, emitted_time))
+        action = RAISED
+        if c[C_RESOLVED]:
+            out.append(alert_record(ctx, key, c, AlertAction.RESOLVED, emitted_time))
+            action = RESOLVED
+        emitted[aid] = (action, c)
+        return
+    last_action, old = prior
+    if old[C_DUE] != c[C_DUE] and not due_now:
+        # late data moved the deadline past the watermark: not due after all, until the new due time
+        out.append(alert_record(ctx, key, old, AlertAction.RETRACTED, emitted_time))
+        emitted[aid] = (RETRACTED, old)
+        pending[aid] = c
+        return
+    pending.pop(aid, None)
+    want = RESOLVED if c[C_RESOLVED] else RAISED
+    if want != last_action or c != old:
+        out.append(alert_record(ctx, key, c, AlertAction(want), emitted_time))
+        emitted[aid] = (want, c)
+
+
+def _offer_stay(
+    key: str,
+    sid: str,
+    s: StayCandidate,
+    wm: int,
+    pending: dict[str, StayCandidate],
+    emitted: dict[str, EmittedStay],
+    out: list[Stay],
+) -> None:
+    if s[ST_GATED] and s[ST_CLOSE_T] > wm:
+        pending[sid] = s
+        return
+    pending.pop(sid, None)
+    prior = emitted.get(sid)
+    fp = _fingerprint(s)
+    if prior is None or not prior[2] or prior[1] != fp:
+        rev = 0 if prior is None else prior[0] + 1
+        out.append(stay_record(key, s, rev))
+        emitted[sid] = (rev, fp, 1, s[ST_ANCHOR_T], s[ST_NAT], s[ST_BASIS], s[ST_PURPOSE])
+
+
+def _fingerprint(s: StayCandidate) -> int:
+    """A stable 64-bit digest of a stay's fields (Python's hash() changes between processes)."""
+    return int.from_bytes(hashlib.blake2b(msgpack.packb(s), digest_size=8).digest(), "big")
+
+
+def _in_scope(c: Candidate, base_key: Key | None, base_open: str | None) -> bool:
+    """Could a replay from the base re-derive this alert? (Otherwise it is final and must be kept.)"""
+    return (
+        base_key is None
+        or (c[C_ANCHOR_T], c[C_ANCHOR]) > base_key
+        or (base_open is not None and c[C_STAY] == base_open)
+    )
+
+
+def _stay_in_scope(anchor_t: int, anchor: str, base_key: Key | None, base_open: str | None) -> bool:
+    return base_key is None or (anchor_t, anchor) > base_key or anchor == base_open
+
+
+def _forget(
+    pending: dict[str, Candidate],
+    emitted: dict[str, tuple[str, Candidate]],
+    stays_pending: dict[str, StayCandidate],
+    stays_emitted: dict[str, EmittedStay],
+    base: Cursor,
+    base_key: Key | None,
+) -> tuple[dict[str, tuple[str, Candidate]], dict[str, EmittedStay]]:
+    """Drop what was emitted for events no replay can reach any more - unless a revision of it is still
+    pending (it needs the last one emitted: its action, its revision number)."""
+    base_open = base.open.entry[ID] if base.open is not None else None
+    kept = {a: e for a, e in emitted.items() if a in pending or _in_scope(e[1], base_key, base_open)}
+    kept_stays = {
+        i: e for i, e in stays_emitted.items() if i in stays_pending or _stay_in_scope(e[3], i, base_key, base_open)
+    }
+    return kept, kept_stays
+
+
+def _fold(
+    ctx: Context,
+    key: str,
+    history: tuple[Compact, ...],
+    base: Cursor | None,
+    base_key: Key | None,
+    pending: dict[str, Candidate],
+    emitted: dict[str, tuple[str, Candidate]],
+    stays_pending: dict[str, StayCandidate],
+    stays_emitted: dict[str, EmittedStay],
+    retention: Retention,
+) -> tuple[tuple[Compact, ...], Cursor | None, Key | None, dict[str, tuple[str, Candidate]], dict[str, EmittedStay]]:
+    """Move the base forward over events older than the reorder horizon (a silent re-walk of those events)."""
+    horizon = history[-1][T] - retention.reorder_seconds * 1_000_000
+    n = 0
+    while n < len(history) and history[n][T] < horizon:
+        n += 1
+    if n == 0:
+        return history, base, base_key, emitted, stays_emitted
+    folded = base.copy() if base is not None else Cursor()
+    advance(ctx, key, folded, list(history[:n]), Findings())
+    new_key = (history[n - 1][T], history[n - 1][ID])
+    emitted, stays_emitted = _forget(pending, emitted, stays_pending, stays_emitted, folded, new_key)
+    return history[n:], folded, new_key, emitted, stays_emitted

@@ -1,0 +1,80 @@
+"""Step 4 of docs/alerts.md: the rolling window ("90 days in any 180"), over local-day ordinals.
+
+Days present are kept as counted intervals (first, last, anchor of the stay) of the traveller's earlier
+windowed stays; the current stay adds its own days minus those covered by a permit. Most stays cannot breach
+(an upper bound on the days present is within the limit), so the day-by-day count only runs for the few
+travellers who come close: visa runners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Interval = tuple[int, int, str]  # first day, last day (inclusive ordinals), anchor event id of the stay
+
+
+def counted_segments(first: int, last: int, covered: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Days [first, last] minus the days covered by permits, as maximal runs."""
+    if not covered:
+        return [(first, last)] if first <= last else []
+    out: list[tuple[int, int]] = []
+    start = first
+    for a, b in sorted(covered):
+        if b < start or a > last:
+            continue
+        if a > start:
+            out.append((start, a - 1))
+        start = max(start, b + 1)
+    if start <= last:
+        out.append((start, last))
+    return out
+
+
+def first_breach(
+    *,
+    window_days: int,
+    limit_days: int,
+    first: int,
+    last_present: int,
+    last_allowed: int,
+    covered: Sequence[tuple[int, int]],
+    past: Sequence[Interval],
+    anchor: str,
+) -> tuple[int, int, list[str]] | None:
+    """The first day D of this stay (D <= L) with more than `limit_days` present in [D - W + 1, D].
+
+    Returns (D, days present in that window, anchors of the stays that contributed days) or None.
+    """
+    top = min(last_present, last_allowed)
+    if top < first:
+        return None
+    lo = first - window_days + 1
+    past_days = 0
+    for a, b, _ in past:  # a plain loop: this bound is computed for every stay of a frequent traveller
+        if b >= lo and a <= top:
+            past_days += (b if b < top else top) - (a if a > lo else lo) + 1
+    if past_days + (top - first + 1) <= limit_days:
+        return None  # cannot exceed the limit even if every day counted
+    present = bytearray(top - lo + 1)
+    for a, b, _ in past:
+        for d in range(max(a, lo), min(b, top) + 1):
+            present[d - lo] = 1
+    for a, b in counted_segments(first, top, covered):
+        for d in range(a, b + 1):
+            present[d - lo] = 1
+    count = sum(present[: window_days - 1])  # days lo .. first - 1
+    for day in range(first, top + 1):
+        count += present[day - lo]
+        leaving = day - window_days
+        if leaving >= lo:
+            count -= present[leaving - lo]
+        if count > limit_days:
+            start = day - window_days + 1
+            anchors: list[str] = []
+            for a, b, who in past:
+                if a <= day and b >= start and who not in anchors:
+                    anchors.append(who)
+            if anchor not in anchors:
+                anchors.append(anchor)
+            return day, count, anchors
+    return None
