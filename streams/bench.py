@@ -1,0 +1,516 @@
+"""Benchmarks of the stream processors: throughput against baselines from the same run, memory, latency.
+
+`run(settings, quick)` (called by `shekara bench`) measures, each time on the broker in `settings`:
+
+1. **events/s through one worker**, end to end: the simulator's traffic is put on fresh source topics first, then
+   a real worker (`python -m streams.worker`) consumes it and produces alerts, stays and dead letters; the rate
+   is events / (last batch's outputs acknowledged - first batch started). Baseline, same topics, same run: a
+   bare Faust agent looping over ``stream.take()`` and doing nothing else (the ceiling of Faust + aiokafka here).
+2. the same against a **naive** Faust version: per-event iteration, a changelog-backed table write and a Faust
+   ``topic.send`` for every event (what a first Faust app usually looks like).
+3. **memory per open stay**: stored bytes of traveller states with one open stay each, and the memory the
+   in-memory store spends on them (tracemalloc).
+4. **latency produce -> alert** at a steady 1,000 events/s: live traffic with one traveller in ten on the
+   lost-document watch list (an immediate alert); latency = alert received by a consumer - event produced.
+
+Every variant runs in its own process and consumer group, so they cannot share caches or warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from schemas.records import (
+    Alert,
+    Checkpoint,
+    Crossing,
+    Direction,
+    Document,
+    DocumentType,
+    EntryBasis,
+    EntryBasisKind,
+    Purpose,
+    Sex,
+    StatusChange,
+    StatusChangeKind,
+    Traveller,
+)
+from schemas.serde import Serde
+from shekara.admin import ensure_topics
+from shekara.bench import BenchResult
+from shekara.logs import get_logger
+from shekara.pseudonym import traveller_key
+from shekara.reference import load_checkpoints
+from shekara.settings import REPO_ROOT, Settings, TopicNames
+from streams.worker import read_status, spawn_worker, worker_env
+
+log = get_logger(__name__)
+
+COMPONENT = "processor"
+
+
+# --- workload ---------------------------------------------------------------------------------------------
+
+
+def _fresh_settings(settings: Settings, tag: str, work_dir: Path) -> Settings:
+    topics = TopicNames(**{k: f"{v}.bench-{tag}" for k, v in TopicNames().model_dump().items()})
+    s = settings.model_copy(update={"topics": topics, "data_dir": work_dir / f"var-{tag}"})
+    s.faust = s.faust.model_copy(update={"web_enabled": False})
+    ensure_topics(s)
+    return s
+
+
+def simulated_messages(settings: Settings, events: int) -> list[tuple[str, bytes, bytes]]:
+    """(topic, key, value) of the first `events` valid events of the simulator's traffic (anomalies on)."""
+    from producers.simulator import FaultRates, SimulationConfig, simulate
+
+    serde = Serde.from_settings(settings)
+    t = settings.topics
+    topic_of = {"crossing": t.crossings, "registration": t.registrations, "status_change": t.status_changes}
+    config = SimulationConfig(
+        days=30, seed=11, scale=0.05, faults=FaultRates.none(), pseudonym_key=settings.pseudonym_key_bytes
+    )
+    out: list[tuple[str, bytes, bytes]] = []
+    for ev in simulate(config):
+        if ev.record is None:
+            continue
+        topic = topic_of[ev.kind]
+        out.append((topic, ev.key, serde.encode(ev.record, topic)))
+        if len(out) >= events:
+            break
+    if len(out) < events:
+        raise RuntimeError(f"the simulator gave only {len(out)} events, {events} wanted")
+    return out
+
+
+def _produce_all(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "enable.idempotence": True})
+    for topic, key, value in messages:
+        while True:
+            try:
+                p.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                p.poll(0.05)
+    if p.flush(60):
+        raise RuntimeError("could not publish the benchmark workload")
+
+
+# --- variants run in their own processes ------------------------------------------------------------------
+
+
+def _variant_app(settings: Settings, app_id: str) -> Any:
+    from streams.app import new_app
+
+    return new_app(settings, app_id)
+
+
+def run_bare(settings: Settings, app_id: str, result_file: Path) -> None:
+    """Baseline: a Faust agent taking batches from the three source topics and doing nothing with them."""
+    import faust
+
+    app = _variant_app(settings, app_id)
+    t, fs = settings.topics, settings.faust
+    sources = app.topic(t.crossings, t.registrations, t.status_changes, key_serializer="raw", value_serializer="raw")
+    progress: dict[str, Any] = {"events": 0, "first_event_wall": None, "last_output_wall": None}
+
+    @app.agent(sources, name="bare-take-loop")
+    async def bare(stream: faust.StreamT) -> None:
+        async for values in stream.take(fs.batch_size, within=fs.batch_within):
+            if progress["first_event_wall"] is None:
+                progress["first_event_wall"] = time.time()
+            progress["events"] += len(values)
+            progress["last_output_wall"] = time.time()
+            _write_json(result_file, progress)
+
+    faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+def run_naive(settings: Settings, app_id: str, result_file: Path) -> None:
+    """A first-draft Faust processor: one event at a time, a table write and Faust sends for every event."""
+    import faust
+
+    from shekara.rules import load_rules
+    from streams.core import TravellerState, step
+    from streams.intake import Accepted, Intake
+
+    app = _variant_app(settings, app_id)
+    t = settings.topics
+    serde = Serde.from_settings(settings)
+    intake = Intake(settings, serde)
+    rules, checkpoints = load_rules(settings.rules_file), load_checkpoints()
+    sources = app.topic(t.crossings, t.registrations, t.status_changes, key_serializer="raw", value_serializer="raw")
+    alerts = app.topic(t.alerts, key_serializer="raw", value_serializer="raw")
+    stays = app.topic(t.stays, key_serializer="raw", value_serializer="raw")
+    table = app.Table("naive-state", key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    lateness = timedelta(seconds=settings.allowed_lateness_seconds)
+    watermarks: dict[int, datetime] = {}
+    progress: dict[str, Any] = {"events": 0, "first_event_wall": None, "last_output_wall": None}
+
+    @app.agent(sources, name="naive-matcher")
+    async def naive(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            if progress["first_event_wall"] is None:
+                progress["first_event_wall"] = time.time()
+            msg = event.message
+            now = datetime.now(UTC)
+            verdict = intake.admit(msg.topic, msg.key, msg.value, now=now)
+            if isinstance(verdict, Accepted):
+                p = msg.partition
+                wm = max(watermarks.get(p, verdict.event.event_time - lateness), verdict.event.event_time - lateness)
+                watermarks[p] = wm
+                stored = table.get(verdict.traveller_key.encode())
+                state = TravellerState.from_bytes(stored) if stored else TravellerState.empty(verdict.traveller_key)
+                result = step(
+                    state, [verdict.event], watermark=wm, emitted_time=now, rules=rules, checkpoints=checkpoints
+                )
+                for a in result.alerts:
+                    await alerts.send(key=a.alert_id.encode(), value=serde.encode(a, t.alerts))
+                for s in result.stays:
+                    await stays.send(key=s.stay_id.encode(), value=serde.encode(s, t.stays))
+                table[verdict.traveller_key.encode()] = result.state.to_bytes()
+            progress["events"] += 1
+            progress["last_output_wall"] = time.time()
+            if progress["events"] % 500 == 0:
+                _write_json(result_file, progress)
+
+    @app.timer(0.5)
+    async def report() -> None:
+        _write_json(result_file, progress)
+
+    faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def _spawn_variant(
+    settings: Settings, kind: str, app_id: str, result_file: Path, log_path: Path
+) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "streams.bench", "--variant", kind, "--app-id", app_id, "--result", str(result_file)]
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            cmd, env=worker_env(settings), cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _measure(proc: subprocess.Popen[bytes], result_file: Path, events: int, timeout: float) -> dict[str, Any]:
+    """Wait until the process reports `events` consumed; (events, seconds, events/s) from its own clock."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"benchmark process exited with code {proc.returncode}")
+            data = read_status(result_file)
+            if data and data.get("events", 0) >= events and data.get("last_output_wall"):
+                seconds = data["last_output_wall"] - data["first_event_wall"]
+                return {"events": data["events"], "seconds": seconds, "rate": data["events"] / seconds}
+            time.sleep(0.1)
+        raise TimeoutError(f"benchmark process did not get through {events} events in {timeout:.0f}s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _throughput(
+    settings: Settings, work_dir: Path, events: int, say: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    s = _fresh_settings(settings, uuid.uuid4().hex[:8], work_dir)
+    say(f"publishing {events:,} simulated events for the throughput runs")
+    _produce_all(s, simulated_messages(s, events))
+    results: dict[str, dict[str, Any]] = {}
+    timeout = max(120.0, events / 300)
+    for kind in ("bare", "topology", "naive"):
+        app_id = f"shekara-bench-{kind}-{uuid.uuid4().hex[:6]}"
+        result_file = work_dir / f"{kind}.json"
+        log_path = work_dir / f"{kind}.log"
+        say(f"measuring: {kind}")
+        if kind == "topology":
+            proc = spawn_worker(s, app_id=app_id, status_file=result_file, log_path=log_path)
+        else:
+            proc = _spawn_variant(s, kind, app_id, result_file, log_path)
+        results[kind] = _measure(proc, result_file, events, timeout)
+        say(f"  {kind}: {results[kind]['rate']:,.0f} events/s")
+    return results
+
+
+# --- memory per open stay ---------------------------------------------------------------------------------
+
+
+def _entry(i: int, now: datetime, checkpoint: Checkpoint) -> Crossing:
+    return Crossing(
+        event_id=f"bench-entry-{i}",
+        event_time=now,
+        received_time=now,
+        checkpoint=checkpoint,
+        direction=Direction.ENTRY,
+        traveller=Traveller(Document(DocumentType.PASSPORT, f"BN{i:08d}", "UZB"), "UZB", date(1985, 5, 5), Sex.F),
+        purpose=Purpose.TOURISM,
+        entry_basis=EntryBasis(EntryBasisKind.VISA_FREE),
+        source_system="bench",
+    )
+
+
+def memory_per_open_stay(settings: Settings, stays: int) -> dict[str, float]:
+    """Bytes per traveller with one open stay: stored value size, and store memory as tracemalloc sees it."""
+    from shekara.rules import load_rules
+    from streams.core import TravellerState, step
+    from streams.stores import pack
+
+    rules, checkpoints = load_rules(settings.rules_file), load_checkpoints()
+    cp = next(c for c in checkpoints.values() if c.border_country == "UZB")
+    checkpoint = Checkpoint(cp.id, cp.kind, cp.border_country)
+    now = datetime.now(UTC) - timedelta(hours=1)
+    values: list[tuple[bytes, bytes]] = []
+    for i in range(stays):
+        ev = _entry(i, now, checkpoint)
+        key = traveller_key("UZB", ev.traveller.document.number, settings.pseudonym_key_bytes)
+        r = step(
+            TravellerState.empty(key),
+            [ev],
+            watermark=now - timedelta(hours=6),
+            emitted_time=now,
+            rules=rules,
+            checkpoints=checkpoints,
+        )
+        values.append((key.encode(), pack(0, r.next_due, r.state.to_bytes())))
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    # What the memory store holds: a dict of key bytes -> value bytes (fresh copies, so they are counted).
+    store = {bytes(bytearray(k)): bytes(bytearray(v)) for k, v in values}
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    held = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert len(store) == stays
+    return {
+        "stored_bytes": statistics.fmean(len(v) for _, v in values),
+        "memory_bytes": held / stays,
+    }
+
+
+# --- latency at a steady rate -----------------------------------------------------------------------------
+
+
+def latency(
+    settings: Settings, work_dir: Path, rate: int, seconds: float, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """p50/p99 ms from producing a crossing on the watch list to its alert arriving at a consumer."""
+    s = _fresh_settings(settings, uuid.uuid4().hex[:8], work_dir)
+    serde = Serde.from_settings(s)
+    checkpoints = load_checkpoints()
+    cps = [Checkpoint(c.id, c.kind, c.border_country) for c in checkpoints.values() if c.border_country == "UZB"]
+    app_id = f"shekara-bench-latency-{uuid.uuid4().hex[:6]}"
+    status = work_dir / "latency-worker.json"
+    proc = spawn_worker(s, app_id=app_id, status_file=status, log_path=work_dir / "latency-worker.log")
+    producer = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 0, "enable.idempotence": True})
+    total = int(rate * seconds)
+    watched = list(range(0, total, 10))  # one event in ten is by a traveller whose document was reported lost
+    sent_at: dict[str, float] = {}
+    received: dict[str, float] = {}
+    stop = threading.Event()
+    base = datetime.now(UTC) - timedelta(minutes=10)
+
+    def doc(i: int) -> Document:
+        return Document(DocumentType.PASSPORT, f"LT{i:08d}", "UZB")
+
+    def key_of(i: int) -> bytes:
+        return traveller_key("UZB", doc(i).number, s.pseudonym_key_bytes).encode()
+
+    def consume() -> None:
+        # Assigned, not subscribed: no group join to wait for, every partition read from its start.
+        c = Consumer(
+            {"bootstrap.servers": s.bootstrap_servers, "group.id": f"lat-{app_id}", "enable.auto.commit": False}
+        )
+        c.assign([TopicPartition(s.topics.alerts, p, OFFSET_BEGINNING) for p in range(s.partitions)])
+        while not stop.is_set():
+            for m in c.consume(num_messages=1000, timeout=0.2):
+                if m.error() or m.value() is None:
+                    continue
+                got = time.time()
+                a = serde.decode(m.value() or b"", s.topics.alerts)
+                if isinstance(a, Alert):
+                    for ev_id in a.evidence_event_ids:
+                        received.setdefault(ev_id, got)
+        c.close()
+
+    try:
+        # The watch list first (status changes an hour before the crossings), then wait for the worker to own them.
+        for i in watched:
+            lost = StatusChange(
+                event_id=f"lat-lost-{i}",
+                event_time=base,
+                received_time=base,
+                kind=StatusChangeKind.DOCUMENT_LOST,
+                traveller=Traveller(doc(i), "UZB", date(1990, 1, 1), Sex.M),
+                authority="police",
+                source_system="bench",
+            )
+            producer.produce(s.topics.status_changes, key=key_of(i), value=serde.encode(lost, s.topics.status_changes))
+        producer.flush(30)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            st = read_status(status)
+            if st and st.get("accepted", 0) >= len(watched):
+                break
+            time.sleep(0.2)
+        else:
+            raise TimeoutError("the latency worker did not take the watch list in time")
+        consumer = threading.Thread(target=consume, daemon=True)
+        consumer.start()
+        time.sleep(2.0)  # let the consumer join before the clock starts
+        say(f"latency: {total} events at {rate}/s")
+        start = time.monotonic()
+        for i in range(total):
+            target = start + i / rate
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            now = datetime.now(UTC)
+            ev = replace(
+                _entry(i, now, cps[i % len(cps)]),
+                event_id=f"lat-{i}",
+                traveller=Traveller(doc(i), "UZB", date(1990, 1, 1), Sex.M),
+            )
+            producer.produce(s.topics.crossings, key=key_of(i), value=serde.encode(ev, s.topics.crossings))
+            if i % 10 == 0:  # a watched traveller: its alert's evidence names this event
+                sent_at[ev.event_id] = time.time()
+            producer.poll(0)
+        producer.flush(30)
+        achieved = total / (time.monotonic() - start)
+        wait_until = time.monotonic() + 30
+        while time.monotonic() < wait_until and len([k for k in sent_at if k in received]) < len(sent_at):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    lat = sorted((received[k] - t) * 1000 for k, t in sent_at.items() if k in received)
+    if not lat:
+        raise RuntimeError("no alert arrived in the latency run")
+    return {
+        "p50": statistics.median(lat),
+        "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "alerts": len(lat),
+        "expected_alerts": len(sent_at),
+        "achieved_rate": achieved,
+    }
+
+
+# --- entry point ------------------------------------------------------------------------------------------
+
+
+def run(settings: Settings, quick: bool, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    say = progress or (lambda line: print(line, file=sys.stderr))
+    events = 20_000 if quick else 100_000
+    with tempfile.TemporaryDirectory(prefix="shekara-bench-streams-") as tmp:
+        work_dir = Path(tmp)
+        tp = _throughput(settings, work_dir, events, say)
+        mem = memory_per_open_stay(settings, 2_000 if quick else 20_000)
+        lat = latency(settings, work_dir, rate=1000, seconds=10 if quick else 30, say=say)
+    batch = f"take_events({settings.faust.batch_size}, within={settings.faust.batch_within})"
+    return [
+        BenchResult(
+            COMPONENT,
+            "events/s through one worker, source -> outputs",
+            tp["topology"]["rate"],
+            "events/s",
+            baseline_name="bare Faust stream.take() loop, same topics",
+            baseline_value=tp["bare"]["rate"],
+            target=">= 90 % of baseline",
+            details={"events": events, "batching": batch, **{k: round(v["seconds"], 2) for k, v in tp.items()}},
+        ),
+        BenchResult(
+            COMPONENT,
+            "events/s through one worker vs naive per-event Faust",
+            tp["topology"]["rate"],
+            "events/s",
+            baseline_name="naive: per-event table write + topic.send",
+            baseline_value=tp["naive"]["rate"],
+            target=">= 4x baseline",
+            details={"events": events},
+        ),
+        BenchResult(
+            COMPONENT,
+            "memory per open stay (in-memory store)",
+            mem["memory_bytes"],
+            "bytes",
+            details={"stored value bytes": round(mem["stored_bytes"], 1)},
+        ),
+        BenchResult(
+            "end-to-end",
+            "latency produce -> alert, p50 at 1,000 events/s",
+            lat["p50"],
+            "ms",
+            details={k: round(v, 1) if isinstance(v, float) else v for k, v in lat.items()},
+        ),
+        BenchResult(
+            "end-to-end",
+            "latency produce -> alert, p99 at 1,000 events/s",
+            lat["p99"],
+            "ms",
+            details={"batching": batch},
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m streams.bench")
+    parser.add_argument("--variant", choices=["bare", "naive"], help="run one baseline variant (internal)")
+    parser.add_argument("--app-id")
+    parser.add_argument("--result", type=Path)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if args.variant == "bare":
+        run_bare(settings, args.app_id, args.result)
+        return
+    if args.variant == "naive":
+        run_naive(settings, args.app_id, args.result)
+        return
+    # Stand-alone: own embedded broker, print the figures.
+    from shekara.admin import wait_for_broker
+    from shekara.embedded import launch
+
+    with tempfile.TemporaryDirectory(prefix="shekara-bench-") as tmp:
+        broker = launch(log_path=Path(tmp) / "broker.log")
+        try:
+            s = Settings(broker_url=broker.url, data_dir=Path(tmp) / "var")
+            wait_for_broker(s)
+            for r in run(s, args.quick):
+                ratio = f" ratio {r.ratio:.2f}" if r.ratio is not None else ""
+                base = f" (baseline {r.baseline_name}: {r.baseline_value:,.1f})" if r.baseline_value else ""
+                print(f"{r.component:10} {r.name:55} {r.value:12,.1f} {r.unit}{base}{ratio}")
+        finally:
+            broker.stop()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""Alert quality, measured end to end: simulated traffic -> real broker -> real workers -> alerts vs ground truth.
+
+`run_evaluation` starts an embedded broker (or uses the one given), starts the workers as subprocesses,
+publishes the simulator's traffic through the producer client (malformed payloads raw), waits until the
+workers have committed everything, reads the output topics back and compares the **final alert set** (ids with
+a RAISED record and no later RETRACTED one) with the simulator's expected alert ids. Both sides are restricted
+to alerts due by a cutoff: the end of the simulated period less the allowed lateness (the watermark cannot pass
+it) less a margin (a partition's last event comes a little before the end).
+
+With `crash_after=N`, worker 0 is killed with SIGKILL once the group has committed N source events and a new
+worker is started in its place: the output must still give the same final alerts and stays.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from schemas.records import Alert, AlertType, Stay
+from shekara.admin import ensure_topics, wait_for_broker
+from shekara.embedded import EmbeddedBroker, launch
+from shekara.logs import get_logger
+from shekara.rules import load_rules
+from shekara.settings import Settings, TopicNames
+from streams import readback
+from streams.worker import read_status, spawn_worker
+
+log = get_logger(__name__)
+
+DEFAULT_MARGIN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    days: int = 60
+    seed: int = 7
+    scale: float = 0.02
+    start: date | None = None  # None: the simulator's default start
+    faults: bool = True
+    anomalies: bool = True
+    workers: int = 1
+    crash_after: int | None = None  # SIGKILL worker 0 after the group committed this many source events
+    broker_url: str | None = None  # None: start an embedded broker
+    partitions: int = 4
+    margin: timedelta = DEFAULT_MARGIN
+    timeout: float = 900.0  # seconds to wait for the workers to catch up
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedAlert:
+    alert_id: str
+    type: str
+    traveller_key: str | None
+    due_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TypeScore:
+    type: str
+    expected: int
+    found: int
+    true_positives: int
+    missed: int
+    spurious: int
+
+
+@dataclass
+class Score:
+    per_type: list[TypeScore]
+    true_positives: int
+    missed: int
+    spurious: int
+    missed_ids: list[str] = field(default_factory=list)
+    spurious_ids: list[str] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.spurious
+        return self.true_positives / found if found else 1.0
+
+    @property
+    def recall(self) -> float:
+        expected = self.true_positives + self.missed
+        return self.true_positives / expected if expected else 1.0
+
+
+def score(expected: Iterable[ExpectedAlert], found: Mapping[str, Alert], cutoff: datetime) -> Score:
+    """Compare the expected alerts with the final alert set, both restricted to due_time <= cutoff. Pure."""
+    want = {e.alert_id: e.type for e in expected if e.due_time <= cutoff}
+    got = {i: str(a.type) for i, a in found.items() if a.due_time <= cutoff}
+    types = sorted(set(want.values()) | set(got.values()) | {t.value for t in AlertType})
+    per_type = []
+    for t in types:
+        w = {i for i, ty in want.items() if ty == t}
+        g = {i for i, ty in got.items() if ty == t}
+        tp = len(w & g)
+        per_type.append(TypeScore(t, len(w), len(g), tp, len(w - g), len(g - w)))
+    # An id expected as one type and found as another would be a contract bug: it counts as missed + spurious.
+    tp_ids = {i for i in want if i in got and want[i] == got[i]}
+    return Score(
+        per_type=per_type,
+        true_positives=len(tp_ids),
+        missed=len(set(want) - tp_ids),
+        spurious=len(set(got) - tp_ids),
+        missed_ids=sorted(set(want) - tp_ids),
+        spurious_ids=sorted(set(got) - tp_ids),
+    )
+
+
+@dataclass
+class EvaluationReport:
+    config: EvaluationConfig
+    cutoff: datetime
+    score: Score
+    published: int
+    malformed_expected: int
+    dead_letters: int
+    dead_letters_by_stage: dict[str, int]
+    alert_records: int
+    final_alerts: dict[str, Alert]
+    stays: dict[str, Stay]
+    crashes: int
+    worker_events: list[int]  # source events each (last) worker process consumed, from its status file
+    publish_seconds: float
+    process_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rejected_input(self) -> int:
+        """Messages refused as input (decode/validate): must equal the simulator's malformed payloads."""
+        return self.dead_letters_by_stage.get("decode", 0) + self.dead_letters_by_stage.get("validate", 0)
+
+    @property
+    def complete(self) -> bool:
+        """Every expected alert found, nothing spurious, every malformed payload and nothing else dead-lettered."""
+        s = self.score
+        return s.missed == 0 and s.spurious == 0 and self.dead_letters == self.malformed_expected
+
+    def lines(self) -> list[str]:
+        c = self.config
+        out = [
+            f"evaluation: {c.days} days, seed {c.seed}, scale {c.scale}, faults {'on' if c.faults else 'off'}, "
+            f"{c.workers} worker(s), crash after: {c.crash_after if c.crash_after is not None else '-'}"
+            + (f" (crashes: {self.crashes})" if c.crash_after is not None else "")
+            + f"; source events consumed per worker: {self.worker_events}",
+            f"published {self.published:,} events in {self.publish_seconds:.1f} s; "
+            f"all processed {self.process_seconds:.1f} s after publishing began",
+            f"compared alerts due up to {self.cutoff:%Y-%m-%d %H:%M} UTC: end of the simulated period less the "
+            f"allowed lateness and a margin of {c.margin}",
+            "",
+            f"{'type':26} {'expected':>9} {'found':>9} {'true pos':>9} {'missed':>9} {'spurious':>9}",
+        ]
+        for t in self.score.per_type:
+            out.append(f"{t.type:26} {t.expected:9d} {t.found:9d} {t.true_positives:9d} {t.missed:9d} {t.spurious:9d}")
+        total_e = sum(t.expected for t in self.score.per_type)
+        total_f = sum(t.found for t in self.score.per_type)
+        out.append(
+            f"{'all':26} {total_e:9d} {total_f:9d} {self.score.true_positives:9d} "
+            f"{self.score.missed:9d} {self.score.spurious:9d}"
+        )
+        out.append("")
+        stages = ", ".join(f"{k}: {v}" for k, v in sorted(self.dead_letters_by_stage.items())) or "none"
+        out.append(
+            f"dead letters: {self.dead_letters} ({stages}); simulator's malformed payloads: {self.malformed_expected}"
+        )
+        out.append(f"stays: {len(self.stays)} (latest revisions); alert records on the topic: {self.alert_records}")
+        for id_ in self.score.missed_ids[:10]:
+            out.append(f"missed: {id_}")
+        for id_ in self.score.spurious_ids[:10]:
+            a = self.final_alerts.get(id_)
+            out.append(f"spurious: {id_} {a.type if a else ''} {a.reason if a else ''}")
+        out.extend(self.notes)
+        out.append(f"precision={self.score.precision:.3f} recall={self.score.recall:.3f}")
+        return out
+
+
+# --- the simulator's side ---------------------------------------------------------------------------------
+
+
+def simulation_config(config: EvaluationConfig, settings: Settings) -> Any:
+    from producers.simulator import AnomalyRates, FaultRates, SimulationConfig
+
+    kwargs: dict[str, Any] = {
+        "days": config.days,
+        "seed": config.seed,
+        "scale": config.scale,
+        "anomalies": AnomalyRates() if config.anomalies else AnomalyRates.none(),
+        "faults": FaultRates() if config.faults else FaultRates.none(),
+        "pseudonym_key": settings.pseudonym_key_bytes,
+        "rules_path": settings.rules_file,
+    }
+    if config.start is not None:
+        kwargs["start"] = config.start
+    return SimulationConfig(**kwargs)
+
+
+def expected_from_truth(items: Iterable[Any]) -> tuple[list[ExpectedAlert], int]:
+    """(expected alerts, malformed count) from the simulator's ground truth (`producers.simulator.Expected`)."""
+    alerts: list[ExpectedAlert] = []
+    malformed = 0
+    for item in items:
+        if item.kind == "malformed":
+            malformed += 1
+        elif item.kind == "alert":
+            alerts.append(ExpectedAlert(item.alert_id, str(item.type), item.traveller_key, item.due_time))
+    return alerts, malformed
+
+
+def ground_truth(sim_config: Any) -> tuple[list[ExpectedAlert], int]:
+    """The simulator's expected alerts for the run (an independent generation of the same seed)."""
+    from producers.simulator import Simulation
+
+    return expected_from_truth(Simulation(sim_config).expected())
+
+
+# --- the run --------------------------------------------------------------------------------------------------
+
+
+class _Workers:
+    """The worker subprocesses of one run, with the crash-and-restart of worker 0."""
+
+    def __init__(self, settings: Settings, app_id: str, count: int, work_dir: Path) -> None:
+        self.settings = settings
+        self.app_id = app_id
+        self.work_dir = work_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.crashes = 0
+        for i in range(count):
+            self.procs.append(self._spawn(i))
+
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        return spawn_worker(
+            self.settings,
+            app_id=self.app_id,
+            status_file=self.work_dir / f"worker-{i}.json",
+            log_path=self.work_dir / f"worker-{i}.log",
+        )
+
+    def kill_and_restart(self, i: int = 0) -> None:
+        proc = self.procs[i]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.crashes += 1
+        log.warning("worker killed with SIGKILL", worker=i, pid=proc.pid)
+        self.procs[i] = self._spawn(i)
+
+    def events(self) -> list[int]:
+        out = []
+        for i in range(len(self.procs)):
+            status = read_status(self.work_dir / f"worker-{i}.json")
+            out.append(int(status["events"]) if status else 0)
+        return out
+
+    def check_alive(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p.poll() is not None:
+                raise RuntimeError(f"worker {i} exited with code {p.returncode}; see {self.work_dir}/worker-{i}.log")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _crash_monitor(
+    workers: _Workers, settings: Settings, topics: list[str], after: int, done: threading.Event
+) -> threading.Thread:
+    def watch() -> None:
+        group = readback.GroupProgress(settings, workers.app_id, topics)
+        while not done.is_set():
+            try:
+                progress = sum(group.committed().values())
+            except Exception as exc:  # the broker may be busy; try again
+                log.debug("crash monitor: cannot read offsets", error=str(exc))
+                progress = 0
+            if progress >= after:
+                workers.kill_and_restart(0)
+                break
+            time.sleep(0.05)
+        group.close()
+
+    thread = threading.Thread(target=watch, name="crash-monitor", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_evaluation(
+    config: EvaluationConfig,
+    *,
+    work_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationReport:
+    """Run the whole evaluation and return its report (see the module doc)."""
+    from producers.simulator import publish
+
+    say = progress or (lambda _line: None)
+    own_dir = work_dir is None
+    wd = Path(tempfile.mkdtemp(prefix="shekara-eval-")) if work_dir is None else work_dir
+    wd.mkdir(parents=True, exist_ok=True)
+    broker: EmbeddedBroker | None = None
+    workers: _Workers | None = None
+    try:
+        if config.broker_url is None:
+            broker = launch(log_path=wd / "broker.log")
+            broker_url = broker.url
+        else:
+            broker_url = config.broker_url
+        run = uuid.uuid4().hex[:8]
+        topics = TopicNames(**{k: f"{v}.eval-{run}" for k, v in TopicNames().model_dump().items()})
+        settings = Settings(
+            broker_url=broker_url,
+            data_dir=wd / "var",
+            partitions=config.partitions,
+            topics=topics,
+        )
+        settings.faust.web_enabled = False
+        wait_for_broker(settings)
+        ensure_topics(settings)
+        app_id = f"shekara-eval-{run}"
+        sim_config = simulation_config(config, settings)
+
+        say("computing the ground truth ...")
+        expected, malformed = ground_truth(sim_config)
+
+        say(f"starting {config.workers} worker(s) ...")
+        workers = _Workers(settings, app_id, config.workers, wd)
+        sources = [topics.crossings, topics.registrations, topics.status_changes]
+        done = threading.Event()
+        monitor = None
+        if config.crash_after is not None:
+            monitor = _crash_monitor(workers, settings, sources, config.crash_after, done)
+
+        say("publishing the simulated traffic ...")
+        t0 = time.monotonic()
+        summary = publish(sim_config, settings, speed=None, progress=False)
+        publish_seconds = time.monotonic() - t0
+        published = _published_count(summary)
+
+        say("waiting for the workers to catch up ...")
+        if monitor is not None:
+            monitor.join(timeout=config.timeout)
+            if workers.crashes == 0:
+                done.set()
+                raise RuntimeError(
+                    f"--crash-after {config.crash_after}: the workers never committed that many source events"
+                )
+        deadline = time.monotonic() + config.timeout
+        group = readback.GroupProgress(settings, app_id, [*sources, topics.address_registrations])
+        while True:
+            workers.check_alive()
+            try:
+                group.wait_until_caught_up(timeout=5.0, settle=2.0)
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+        group.close()
+        process_seconds = time.monotonic() - t0
+        done.set()
+        time.sleep(1.5)  # let every worker write its status once more
+
+        alerts = readback.read_alerts(settings)
+        final = readback.final_alerts(alerts)
+        stays = readback.read_stays(settings)
+        # Dead letters are at-least-once like everything else: count each rejected source message once.
+        letters = readback.read_dead_letters(settings)
+        dead = {(d.source_topic, d.source_partition, d.source_offset): d.stage for d in letters}
+        reasons = Counter(f"{d.stage}: {d.field or '-'}: {d.reason[:90]}" for d in letters)
+        rules = load_rules(settings.rules_file)
+        end = rules.day_start(sim_config.start + timedelta(days=config.days))
+        cutoff = end - timedelta(seconds=settings.allowed_lateness_seconds) - config.margin
+        report = EvaluationReport(
+            config=config,
+            cutoff=cutoff.astimezone(UTC),
+            score=score(expected, final, cutoff),
+            published=published,
+            malformed_expected=malformed,
+            dead_letters=len(dead),
+            dead_letters_by_stage=dict(Counter(dead.values())),
+            alert_records=len(alerts),
+            final_alerts=final,
+            stays=stays,
+            crashes=workers.crashes,
+            worker_events=workers.events(),
+            publish_seconds=publish_seconds,
+            process_seconds=process_seconds,
+            notes=[f"dead letters {n:6d} x {why}" for why, n in reasons.most_common(20)],
+        )
+        return report
+    finally:
+        if workers is not None:
+            workers.stop()
+        if broker is not None:
+            broker.stop()
+        if own_dir:
+            shutil.rmtree(wd, ignore_errors=True)
+
+
+def _published_count(summary: Any) -> int:
+    messages = getattr(summary, "messages", 0)
+    return messages if isinstance(messages, int) else 0

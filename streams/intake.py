@@ -1,0 +1,78 @@
+"""Admission of a source message: decode, check it belongs on its topic, validate, check its key.
+
+Pure: bytes in, an accepted event or the reason for rejecting it out. The shell turns a rejection into a
+dead letter; nothing is dropped silently and nothing here can raise on bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas.records import Crossing, Registration, StatusChange
+from schemas.serde import DecodeError, Serde
+from schemas.validation import ValidationError, validate
+from shekara.pseudonym import traveller_key
+from shekara.settings import Settings
+
+SourceEvent = Crossing | Registration | StatusChange
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: SourceEvent
+    traveller_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    stage: str  # "decode" or "validate"
+    reason: str
+    field: str | None
+
+
+class Intake:
+    """Knows which record type each source topic carries and how travellers are keyed."""
+
+    def __init__(self, settings: Settings, serde: Serde) -> None:
+        t = settings.topics
+        self.serde = serde
+        self.expected: dict[str, type] = {
+            t.crossings: Crossing,
+            t.registrations: Registration,
+            t.status_changes: StatusChange,
+        }
+        self.pseudonym_key = settings.pseudonym_key_bytes
+        self.max_future_skew_s = settings.max_future_skew_seconds
+
+    def admit(self, topic: str, key: bytes | None, value: bytes | None, *, now: datetime) -> Accepted | Rejected:
+        if value is None:
+            return Rejected("decode", "empty message: no value bytes (a tombstone is not an event)", None)
+        try:
+            record = self.serde.decode(value, topic)
+        except DecodeError as exc:
+            return Rejected("decode", exc.reason, None)
+        except Exception as exc:  # a decoder bug must not stop the worker either
+            return Rejected("decode", f"cannot decode: {exc!r}", None)
+        wanted = self.expected.get(topic)
+        if wanted is None or not isinstance(record, wanted):
+            expected = wanted.__name__ if wanted else "a source event"
+            return Rejected("decode", f"{type(record).__name__} record on {topic}, which carries {expected}", None)
+        assert isinstance(record, Crossing | Registration | StatusChange)
+        try:
+            validate(record, now=now, max_future_skew_s=self.max_future_skew_s)
+        except ValidationError as exc:
+            return Rejected("validate", str(exc), exc.field)
+        except Exception as exc:
+            return Rejected("validate", f"cannot validate: {exc!r}", None)
+        doc = record.traveller.document
+        tkey = traveller_key(doc.issuing_country, doc.number, self.pseudonym_key)
+        if key != tkey.encode():
+            # Co-partitioning rests on the key: an event keyed otherwise may sit on another traveller's partition,
+            # where the worker holding this traveller's state never sees it.
+            return Rejected(
+                "validate",
+                "message key is not the traveller key of traveller.document (key with shekara.pseudonym.traveller_key)",
+                "key",
+            )
+        return Accepted(record, tkey)

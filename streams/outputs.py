@@ -1,0 +1,143 @@
+"""The sinks of the topology: alerts, stays, dead letters and address-keyed registrations, out to Kafka.
+
+A confluent-kafka producer (librdkafka, in C) rather than Faust's own: the processors emit in bulk after each
+batch and librdkafka's batching costs far less per message than aiokafka's. Idempotent, ``acks=all``.
+
+Exactly-once downstream rests on the order of three steps per batch (`streams.pipeline`): outputs are handed to
+this producer and flushed (`flush`), *then* the state is written (store and changelog, through this producer
+too: `raw`), *then* the source offsets are acknowledged. A crash before the state write replays the batch and
+re-emits the same records with the same ids (consumers keep the latest per id); a crash after it finds the
+events already in the state and emits nothing new. No record is ever claimed by the state and lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import datetime
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from schemas.records import Alert, DeadLetter, Stay
+from schemas.serde import Serde
+from shekara.logs import get_logger
+from shekara.settings import Settings
+
+log = get_logger(__name__)
+
+
+class OutputError(RuntimeError):
+    """Outputs could not be delivered: the batch must not be acknowledged (the worker stops and replays it)."""
+
+
+def dead_letter(
+    *,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    key: bytes | None,
+    value: bytes | None,
+    stage: str,
+    reason: str,
+    field: str | None,
+    now: datetime,
+) -> DeadLetter:
+    """The dead-letter record of one rejected message: where it came from, the raw bytes, and why."""
+    return DeadLetter(
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        key=key,
+        value=value,
+        stage=stage,
+        reason=reason,
+        field=field,
+        rejected_time=now,
+    )
+
+
+class Outputs:
+    """Sends the topology's output records and waits for the broker to acknowledge them."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "shekara-processor") -> None:
+        self.topics = settings.topics
+        self.serde = Serde.from_settings(settings)
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "client.id": client_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "batch.num.messages": 10000,
+                "queue.buffering.max.messages": 500000,
+            }
+        )
+        self._errors: list[str] = []
+        self._lock = threading.Lock()
+        self.sent = {"alerts": 0, "stays": 0, "dead_letters": 0, "address_registrations": 0}
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            with self._lock:
+                self._errors.append(f"{msg.topic()}: {err.str()}")
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, partition=partition, on_delivery=self._on_delivery)
+                return
+            except BufferError:
+                # librdkafka's queue is full: let it send, then retry (back-pressure, not loss).
+                self._producer.poll(0.05)
+
+    def alert(self, alert: Alert) -> None:
+        # Keyed by alert id: RAISED, RESOLVED and RETRACTED of one alert stay in order on one partition.
+        self._produce(self.topics.alerts, alert.alert_id.encode(), self.serde.encode(alert, self.topics.alerts))
+        self.sent["alerts"] += 1
+
+    def stay(self, stay: Stay) -> None:
+        # Keyed by stay id on a compacted topic: the latest revision of each stay survives.
+        self._produce(self.topics.stays, stay.stay_id.encode(), self.serde.encode(stay, self.topics.stays))
+        self.sent["stays"] += 1
+
+    def dead(self, letter: DeadLetter) -> None:
+        self._produce(self.topics.dead_letter, letter.key, self.serde.encode(letter, self.topics.dead_letter))
+        self.sent["dead_letters"] += 1
+
+    def address_registration(self, address_key: str, value: bytes) -> None:
+        """Forward a registration's original bytes, re-keyed by address, to the address-crowding stage."""
+        self._produce(self.topics.address_registrations, address_key.encode(), value)
+        self.sent["address_registrations"] += 1
+
+    def raw(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        """A record as-is to a given partition (state changelogs: see `streams.stores`)."""
+        self._produce(topic, key, value, partition)
+
+    def pending(self) -> int:
+        return len(self._producer)
+
+    def flush_sync(self, timeout: float = 60.0) -> None:
+        """Block until every record sent so far is acknowledged; raise `OutputError` if any was refused."""
+        remaining = self._producer.flush(timeout)
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if remaining:
+            raise OutputError(f"{remaining} output records not acknowledged within {timeout:.0f}s")
+        if errors:
+            raise OutputError(f"{len(errors)} output records refused by the broker, first: {errors[0]}")
+
+    async def flush(self, timeout: float = 60.0) -> None:
+        """`flush_sync` off the event loop, so Faust keeps heartbeating while the broker acknowledges."""
+        if len(self._producer) == 0:
+            self._producer.poll(0)
+            with self._lock:
+                if not self._errors:
+                    return
+        await asyncio.get_running_loop().run_in_executor(None, self.flush_sync, timeout)
+
+    def close(self) -> None:
+        try:
+            self.flush_sync(10.0)
+        except OutputError as exc:
+            log.warning("outputs not flushed at close", error=str(exc))

@@ -1,0 +1,598 @@
+"""The processor topology, named as in Kafka Streams: sources -> processors (with state stores) -> sinks.
+
+```
+crossings ─┐
+registrations ─┼─> traveller-matcher [store: traveller-state] ──> alerts, stays, dead-letter
+status-changes ─┘        │ (registrations re-keyed by address)
+                         └─> address-registrations ─> address-checker [store: address-state] ──> alerts, dead-letter
+```
+
+The three sources are co-partitioned by traveller key, so partition *p* of each lands on the same worker and
+the matcher sees a traveller's whole history. Each processor consumes raw bytes in `take_events()` batches,
+groups a batch by key, calls the pure core once per key (`streams.core.step` / `address_step`) and sends the
+outputs; the commit pipeline (`streams.pipeline`) then waits for the broker to acknowledge them, writes each
+changed key once to its table (changelog-backed: a restarted or reassigned worker recovers it) and only then
+acknowledges the batch's offsets, while the processor goes on with the next batch.
+
+Deadlines run on event time: each partition's watermark (`streams.watermark`) decides what is due, a
+time-ordered index (`streams.deadlines`) says who, and a one-second wall-clock timer fires deadlines of quiet
+partitions. The index is rebuilt from the table whenever partitions are assigned or recovered.
+
+Failure policy: a bad message becomes a dead letter (stage decode/validate); an exception inside the core for
+one key dead-letters that key's events of the batch (stage process) and keeps its previous state. Anything
+else (outputs refused, a table write failing) is fatal: the process exits at once *without* acknowledging the
+batch, and the restarted worker replays it from the last commit (same ids; consumers keep the latest per id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import TP, EventT
+
+from schemas.records import Alert, Registration, Stay
+from schemas.serde import DecodeError, Serde
+from shekara.logs import get_logger
+from shekara.pseudonym import traveller_key
+from shekara.reference import CheckpointInfo, load_checkpoints
+from shekara.rules import RuleBook, load_rules
+from shekara.settings import Settings
+from streams.align import Aligner
+from streams.core import AddressState, TravellerState, address_key, address_step, step
+from streams.deadlines import Deadlines
+from streams.intake import Accepted, Intake, SourceEvent
+from streams.outputs import Outputs, dead_letter
+from streams.pipeline import CommitPipeline, hold
+from streams.stores import PartitionContext, StateStore, pack, unpack
+from streams.watermark import Watermarks
+
+log = get_logger(__name__)
+
+TRAVELLER_STORE = "traveller-state"
+ADDRESS_STORE = "address-state"
+TICK_SECONDS = 1.0
+MAX_HELD = 100_000  # events held back for alignment (streams.align), at most
+
+
+def fatal_exit(exc: BaseException) -> None:
+    """Stop the process at once: nothing of the current batch is acknowledged, so a restart replays it."""
+    log.critical("fatal error in a processor: exiting without acknowledging the batch", error=repr(exc))
+    traceback.print_exception(exc)
+    os._exit(70)
+
+
+@dataclass
+class ProcessorStats:
+    """Counters of one worker, written to its status file and read by evaluation, tests and the benchmark."""
+
+    events: int = 0
+    accepted: int = 0
+    dead_letters: int = 0
+    alerts: int = 0
+    stays: int = 0
+    address_events: int = 0
+    batches: int = 0
+    deadline_fired: int = 0
+    per_partition: dict[int, int] = field(default_factory=dict)
+    first_event_wall: float | None = None  # time.time() of the first source event
+    last_output_wall: float | None = None  # time.time() when the last batch's outputs were acknowledged
+
+
+class TravellerMatcher:
+    """Processor: a traveller's crossings, registrations and status changes -> alerts and stays."""
+
+    def __init__(
+        self,
+        *,
+        app: faust.App,
+        settings: Settings,
+        table: Any,
+        outputs: Outputs,
+        intake: Intake,
+        rules: RuleBook,
+        checkpoints: Mapping[str, CheckpointInfo],
+        stats: ProcessorStats,
+        pipeline: CommitPipeline,
+        on_fatal: Callable[[BaseException], None] = fatal_exit,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.outputs = outputs
+        self.intake = intake
+        self.rules = rules
+        self.checkpoints = checkpoints
+        self.stats = stats
+        self.on_fatal = on_fatal
+        self.watermarks = Watermarks(timedelta(seconds=settings.allowed_lateness_seconds))
+        self.deadlines = Deadlines()
+        self.partitions = PartitionContext()
+        self.store = StateStore(table, outputs, self.partitions)
+        self.pipeline = pipeline
+        self.source_topic = settings.topics.crossings
+        self.pseudonym_key = settings.pseudonym_key_bytes
+        t = settings.topics
+        self.aligner = Aligner((t.crossings, t.registrations, t.status_changes))
+        self._held: list[EventT] = []  # arrived, not yet processed: ahead of their co-partitions (streams.align)
+        self._lock = asyncio.Lock()
+
+    # --- entry points (agent, timer, recovery) ---------------------------------------------------------------
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        async with self._lock:
+            try:
+                await self._process(events)
+            except Exception as exc:
+                self.on_fatal(exc)
+                raise
+
+    async def tick(self) -> None:
+        """Fire the deadlines of quiet partitions (their watermark follows the wall clock from the last event),
+        and process held-back events whose co-partitions caught up or went quiet (all of them in a rebalance,
+        which waits for every event handed out to be acknowledged)."""
+        async with self._lock:
+            try:
+                wall = time.monotonic()
+                if self.app.rebalancing:
+                    ready = self._release(wall, everything=True)
+                    if ready:
+                        await self._work(ready)
+                    return
+                ready = self._release(wall)
+                if ready:
+                    await self._work(ready)
+                await self._tick()
+            except Exception as exc:
+                self.on_fatal(exc)
+                raise
+
+    async def recovered(self) -> None:
+        """After (re)assignment: rebuild the deadline index of the partitions this worker now owns."""
+        async with self._lock:
+            await self.pipeline.drain()
+            active = self.active_partitions()
+            entries = []
+            for key, value in self.store.items():
+                partition, due, _ = unpack(value)
+                entries.append((partition, key.decode(), due))
+            self.deadlines.rebuild(entries, keep=active)
+            self.watermarks.forget(active)
+            self.partitions.forget(active)
+            self.aligner.reset()
+            log.info("traveller state recovered", partitions=sorted(active), deadlines=self.deadlines.pending())
+
+    def active_partitions(self) -> set[int]:
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.source_topic}
+
+    # --- work ------------------------------------------------------------------------------------------------
+
+    async def _process(self, events: Sequence[EventT]) -> None:
+        wall = time.monotonic()
+        if self.stats.first_event_wall is None:
+            self.stats.first_event_wall = time.time()
+        hold(events)  # acknowledged by the commit pipeline once processed and durable
+        for ev in events:
+            msg = ev.message
+            self.partitions.remember(ev)
+            self.aligner.observe(msg.topic, msg.partition, msg.timestamp * 1000.0, wall, msg.offset)
+            self.stats.per_partition[msg.partition] = self.stats.per_partition.get(msg.partition, 0) + 1
+        self.stats.events += len(events)
+        self._held.extend(events)
+        ready = self._release(wall)
+        if ready:
+            await self._work(ready)
+
+    def _release(self, wall: float, *, everything: bool = False) -> list[EventT]:
+        """Held events that may be processed now, in arrival order (`streams.align`); the rest stay held."""
+        if everything:
+            everyone, self._held = self._held, []
+            return everyone
+        bounds: dict[int, float] = {}
+        ready: list[EventT] = []
+        rest: list[EventT] = []
+        for ev in self._held:
+            msg = ev.message
+            bound = bounds.get(msg.partition)
+            if bound is None:
+                bound = bounds[msg.partition] = self.aligner.release_bound(
+                    msg.partition, wall, self._highwaters(msg.partition)
+                )
+            (ready if msg.timestamp * 1000.0 <= bound else rest).append(ev)
+        if len(rest) > MAX_HELD:
+            # A source far ahead of the others: bound the memory, at the price of order (the core re-orders
+            # within its horizon; beyond it, events are dead-lettered, never dropped).
+            log.warning("holding too many events ahead of their co-partitions; releasing", held=len(rest))
+            ready.extend(rest[: len(rest) - MAX_HELD])
+            rest = rest[len(rest) - MAX_HELD :]
+        self._held = rest
+        return ready
+
+    async def _work(self, events: Sequence[EventT]) -> None:
+        now = datetime.now(UTC)
+        wall = time.monotonic()
+        work: dict[int, dict[str, list[tuple[SourceEvent, EventT]]]] = {}
+        admit = self.intake.admit
+        for ev in events:
+            msg = ev.message
+            p = msg.partition
+            verdict = admit(msg.topic, msg.key, msg.value, now=now)
+            if not isinstance(verdict, Accepted):
+                self._dead(ev, verdict.stage, verdict.reason, verdict.field, now)
+                continue
+            record = verdict.event
+            self.watermarks.observe(p, record.event_time, wall)
+            work.setdefault(p, {}).setdefault(verdict.traveller_key, []).append((record, ev))
+            if isinstance(record, Registration) and msg.value is not None:
+                akey = address_key(record.region, record.address, self.pseudonym_key)
+                self.outputs.address_registration(akey, msg.value)
+
+        t_admit = time.monotonic()
+        writes: list[tuple[int, str, TravellerState, datetime | None]] = []
+        for p, travellers in work.items():
+            self.stats.accepted += sum(len(v) for v in travellers.values())
+            watermark = self.watermarks.get(p)
+            assert watermark is not None  # observed above
+            due = [k for k in self.deadlines.pop_due(p, watermark) if k not in travellers]
+            with self.partitions.of(p):
+                for key, items in travellers.items():
+                    self._step(p, key, items, watermark, now, writes)
+                for key in due:
+                    self._step(p, key, [], watermark, now, writes)
+                    self.stats.deadline_fired += 1
+        t_step = time.monotonic()
+        await self._commit(writes, events)
+        self.stats.batches += 1
+        log.info(
+            "batch",
+            events=len(events),
+            travellers=len(writes),
+            admit_ms=round((t_admit - wall) * 1000, 1),
+            step_ms=round((t_step - t_admit) * 1000, 1),
+            commit_ms=round((time.monotonic() - t_step) * 1000, 1),
+        )
+
+    async def _tick(self) -> None:
+        now = datetime.now(UTC)
+        wall = time.monotonic()
+        active = self.active_partitions()
+        writes: list[tuple[int, str, TravellerState, datetime | None]] = []
+        for p in self.watermarks.partitions():
+            if p not in active or not self.partitions.knows(p):
+                continue
+            watermark = self.watermarks.advance_idle(p, wall)
+            if watermark is None:
+                continue
+            keys = self.deadlines.pop_due(p, watermark)
+            if not keys:
+                continue
+            with self.partitions.of(p):
+                for key in keys:
+                    self._step(p, key, [], watermark, now, writes)
+            self.stats.deadline_fired += len(keys)
+        if writes:
+            await self._commit(writes)
+
+    def _highwaters(self, partition: int) -> dict[tuple[str, int], int | None]:
+        """What the consumer last heard from the broker about the end of each source topic-partition."""
+        consumer = self.app.consumer
+        return {(t, partition): consumer.highwater(TP(t, partition)) for t in self.aligner.topics}
+
+    def _load(self, partition: int, key: str) -> TravellerState:
+        stored = self.store.get(partition, key.encode())
+        if stored is None:
+            return TravellerState.empty(key)
+        return TravellerState.from_bytes(unpack(stored)[2])
+
+    def _step(
+        self,
+        partition: int,
+        key: str,
+        items: list[tuple[SourceEvent, EventT]],
+        watermark: datetime,
+        now: datetime,
+        writes: list[tuple[int, str, TravellerState, datetime | None]],
+    ) -> None:
+        try:
+            state = self._load(partition, key)
+            result = step(
+                state,
+                [record for record, _ in items],
+                watermark=watermark,
+                emitted_time=now,
+                rules=self.rules,
+                checkpoints=self.checkpoints,
+            )
+        except Exception as exc:
+            # A core bug must not stop the worker: these events go to the dead-letter topic, the state is kept.
+            log.error("core failed for a traveller", partition=partition, error=repr(exc), events=len(items))
+            for _, ev in items:
+                self._dead(ev, "process", f"the matcher failed on this traveller's events: {exc!r}", None, now)
+            # A failed deadline-only step leaves the key out of the index until its next event re-steps it.
+            return
+        if result.rejected:
+            # Events the core could not apply (e.g. older than everything it retains): dead letters, never dropped.
+            by_id = {record.event_id: ev for record, ev in items}
+            for record, why in result.rejected:
+                rejected = by_id.get(record.event_id)
+                if rejected is not None:
+                    self._dead(rejected, "process", why, None, now)
+        self._emit(result.alerts, result.stays)
+        writes.append((partition, key, result.state, result.next_due))
+
+    def _emit(self, alerts: Sequence[Alert], stays: Sequence[Stay]) -> None:
+        for alert in alerts:
+            self.outputs.alert(alert)
+        for stay in stays:
+            self.outputs.stay(stay)
+        self.stats.alerts += len(alerts)
+        self.stats.stays += len(stays)
+
+    def _dead(self, ev: EventT, stage: str, reason: str, fld: str | None, now: datetime) -> None:
+        msg = ev.message
+        self.outputs.dead(
+            dead_letter(
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value,
+                stage=stage,
+                reason=reason,
+                field=fld,
+                now=now,
+            )
+        )
+        self.stats.dead_letters += 1
+
+    async def _commit(
+        self, writes: list[tuple[int, str, TravellerState, datetime | None]], events: Sequence[EventT] = ()
+    ) -> None:
+        """Stage the new states, then hand outputs -> state -> offsets to the commit pipeline (module doc)."""
+        staged = self.store.stage(
+            (p, key.encode(), pack(p, next_due, state.to_bytes())) for p, key, state, next_due in writes
+        )
+        for p, key, _, next_due in writes:
+            self.deadlines.set(p, key, next_due)
+
+        async def durable() -> None:
+            await self.outputs.flush()
+            self.stats.last_output_wall = time.time()
+            await self.store.log(staged)
+
+        await self.pipeline.submit(durable, events)
+
+
+class AddressChecker:
+    """Processor: registrations keyed by address -> FICTITIOUS_ADDRESS alerts (too many foreigners at one address)."""
+
+    def __init__(
+        self,
+        *,
+        app: faust.App,
+        settings: Settings,
+        table: Any,
+        outputs: Outputs,
+        serde: Serde,
+        rules: RuleBook,
+        stats: ProcessorStats,
+        pipeline: CommitPipeline,
+        on_fatal: Callable[[BaseException], None] = fatal_exit,
+    ) -> None:
+        self.app = app
+        self.pipeline = pipeline
+        self.outputs = outputs
+        self.serde = serde
+        self.rules = rules
+        self.stats = stats
+        self.on_fatal = on_fatal
+        self.partitions = PartitionContext()
+        self.store = StateStore(table, outputs, self.partitions)
+        self.pseudonym_key = settings.pseudonym_key_bytes
+
+    def traveller_key_of(self, registration: Registration) -> str:
+        doc = registration.traveller.document
+        return traveller_key(doc.issuing_country, doc.number, self.pseudonym_key)
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        try:
+            await self._process(events)
+        except Exception as exc:
+            self.on_fatal(exc)
+            raise
+
+    async def _process(self, events: Sequence[EventT]) -> None:
+        now = datetime.now(UTC)
+        work: dict[int, dict[str, list[tuple[Registration, EventT]]]] = {}
+        for ev in events:
+            msg = ev.message
+            self.partitions.remember(ev)
+            try:
+                record = self.serde.decode(msg.value or b"", msg.topic)
+            except DecodeError as exc:
+                self._dead(ev, "decode", exc.reason, now)
+                continue
+            if not isinstance(record, Registration) or msg.key is None:
+                self._dead(ev, "decode", f"expected a Registration keyed by address, got {type(record).__name__}", now)
+                continue
+            work.setdefault(msg.partition, {}).setdefault(msg.key.decode(), []).append((record, ev))
+        self.stats.address_events += len(events)
+        writes: list[tuple[int, str, AddressState]] = []
+        for p, addresses in work.items():
+            with self.partitions.of(p):
+                for akey, items in addresses.items():
+                    try:
+                        stored = self.store.get(p, akey.encode())
+                        state = AddressState.empty(akey) if stored is None else AddressState.from_bytes(stored)
+                        state, alerts = address_step(
+                            state,
+                            [r for r, _ in items],
+                            traveller_key_of=self.traveller_key_of,
+                            emitted_time=now,
+                            rules=self.rules,
+                        )
+                    except Exception as exc:
+                        log.error("address check failed", partition=p, error=repr(exc))
+                        for _, ev in items:
+                            self._dead(ev, "process", f"the address check failed on these registrations: {exc!r}", now)
+                        continue
+                    for alert in alerts:
+                        self.outputs.alert(alert)
+                    self.stats.alerts += len(alerts)
+                    writes.append((p, akey, state))
+        staged = self.store.stage((p, akey.encode(), state.to_bytes()) for p, akey, state in writes)
+        hold(events)
+
+        async def durable() -> None:
+            await self.outputs.flush()
+            self.stats.last_output_wall = time.time()
+            await self.store.log(staged)
+
+        await self.pipeline.submit(durable, events)
+
+    def _dead(self, ev: EventT, stage: str, reason: str, now: datetime) -> None:
+        msg = ev.message
+        self.outputs.dead(
+            dead_letter(
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value,
+                stage=stage,
+                reason=reason,
+                field=None,
+                now=now,
+            )
+        )
+        self.stats.dead_letters += 1
+
+
+@dataclass
+class Topology:
+    """The wired topology of one worker: what `streams.app.create_app` builds and the worker runs."""
+
+    app: faust.App
+    settings: Settings
+    sources: Any  # faust TopicT over the three source topics
+    address_source: Any
+    traveller_state: Any  # faust Table
+    address_state: Any
+    matcher: TravellerMatcher
+    address_checker: AddressChecker
+    outputs: Outputs
+    stats: ProcessorStats
+    status_file: Path | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "app_id": self.app.conf.id,
+            "partitions": sorted(self.matcher.active_partitions()),
+            "watermarks": {str(p): w.isoformat() for p, w in self.matcher.watermarks.snapshot().items()},
+            "deadlines_pending": self.matcher.deadlines.pending(),
+            "updated": time.time(),
+            **asdict(self.stats),
+        }
+
+    def write_status(self) -> None:
+        if self.status_file is None:
+            return
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), default=str))
+        tmp.replace(self.status_file)
+
+
+def build_topology(
+    app: faust.App,
+    settings: Settings,
+    *,
+    rules: RuleBook | None = None,
+    checkpoints: Mapping[str, CheckpointInfo] | None = None,
+    on_fatal: Callable[[BaseException], None] = fatal_exit,
+    status_file: Path | None = None,
+) -> Topology:
+    """Declare sources, state stores, processors, sinks and the deadline timer on `app`."""
+    t, fs = settings.topics, settings.faust
+    rules = rules or load_rules(settings.rules_file)
+    checkpoints = checkpoints or load_checkpoints()
+    serde = Serde.from_settings(settings)
+    outputs = Outputs(settings, client_id=f"{app.conf.id}-outputs")
+    stats = ProcessorStats()
+    # One pipeline for both processors: they share the output producer, and one flush covers both.
+    pipeline = CommitPipeline(on_fatal)
+
+    sources = app.topic(t.crossings, t.registrations, t.status_changes, key_serializer="raw", value_serializer="raw")
+    address_source = app.topic(t.address_registrations, key_serializer="raw", value_serializer="raw")
+    traveller_state = app.Table(TRAVELLER_STORE, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    address_state = app.Table(ADDRESS_STORE, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+
+    matcher = TravellerMatcher(
+        app=app,
+        settings=settings,
+        table=traveller_state,
+        outputs=outputs,
+        intake=Intake(settings, serde),
+        rules=rules,
+        checkpoints=checkpoints,
+        stats=stats,
+        pipeline=pipeline,
+        on_fatal=on_fatal,
+    )
+    checker = AddressChecker(
+        app=app,
+        settings=settings,
+        table=address_state,
+        outputs=outputs,
+        serde=serde,
+        rules=rules,
+        stats=stats,
+        pipeline=pipeline,
+        on_fatal=on_fatal,
+    )
+    topology = Topology(
+        app=app,
+        settings=settings,
+        sources=sources,
+        address_source=address_source,
+        traveller_state=traveller_state,
+        address_state=address_state,
+        matcher=matcher,
+        address_checker=checker,
+        outputs=outputs,
+        stats=stats,
+        status_file=status_file,
+    )
+
+    async def traveller_matcher(stream: Any) -> None:
+        async for events in stream.take_events(fs.batch_size, within=fs.batch_within):
+            await matcher.process(events)
+
+    async def address_checker(stream: Any) -> None:
+        async for events in stream.take_events(fs.batch_size, within=fs.batch_within):
+            await checker.process(events)
+
+    async def deadline_tick() -> None:
+        await matcher.tick()
+        topology.write_status()
+
+    app.agent(sources, name="traveller-matcher")(traveller_matcher)
+    app.agent(address_source, name="address-checker")(address_checker)
+    app.timer(TICK_SECONDS, name="deadline-tick")(deadline_tick)
+    traveller_state.on_recover(matcher.recovered)
+
+    @app.on_before_shutdown.connect  # type: ignore[misc,untyped-decorator,unused-ignore]
+    async def _close_outputs(*_: Any, **__: Any) -> None:
+        await pipeline.drain()
+        topology.write_status()
+        outputs.close()
+
+    return topology

@@ -1,0 +1,390 @@
+"""The live ops page served by the processors: open alerts with filters and a map of checkpoints.
+
+`install(app, settings)` adds to a Faust app (the processors' app calls it when ``settings.faust.web_enabled``):
+
+* two **global tables**, so every replica serves the whole picture: open alerts (fed by an agent on the alerts
+  topic: RAISED adds, RESOLVED/RETRACTED removes) and crossing counts per checkpoint in one-minute buckets of
+  event time (fed by an agent on the crossings topic);
+* web views: ``/`` (the page; it fetches the two JSON views every few seconds), ``/api/alerts``,
+  ``/api/checkpoints`` and ``/api/status`` (which source partitions this replica processes).
+
+The functions above the Faust section are pure: table values in, JSON-ready dicts out. Open in-country
+overstays per entry checkpoint are counted from the open alerts (the alert's checkpoint is the entry
+checkpoint, docs/alerts.md), so they need no state of their own.
+
+Run the page on its own (its own consumer group; useful without processors, and in tests):
+``python -m streams.web [--app-id ID] [--bind 127.0.0.1]`` with the usual ``SHEKARA_*`` settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import socket
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.web import Request, Response, View
+
+from schemas.records import Alert, AlertAction, AlertType, DeadLetter
+from shekara.console import SEVERITY_ORDER, parse_severities, parse_types
+from shekara.logs import get_logger
+from shekara.reference import CheckpointInfo, load_checkpoints
+from shekara.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+PAGE_PATH = Path(__file__).resolve().parent / "templates" / "ops.html"
+BUCKET_SECONDS = 60
+LOAD_WINDOW_SECONDS = 3600  # "current load": crossings in the last hour of event time
+MAX_ALERTS_LISTED = 500  # the page lists the most urgent ones; the count says how many there are
+REFRESH_MS = 3000
+TABLE_BATCH = 1000
+TABLE_BATCH_WITHIN = 1.0  # seconds: one table write per key per batch, not per event
+
+# Map frame: Kazakhstan's extent with a margin, equirectangular with longitudes shrunk by cos(48°N) so
+# distances look right in the middle of the country. No tiles: the machines have no internet.
+LAT_MIN, LAT_MAX = 40.0, 56.0
+LON_MIN, LON_MAX = 46.0, 88.0
+MAP_HEIGHT = 520
+_MAP_SCALE = MAP_HEIGHT / (LAT_MAX - LAT_MIN)  # SVG units per degree of latitude
+_LON_SHRINK = math.cos(math.radians(48.0))
+MAP_WIDTH = math.ceil((LON_MAX - LON_MIN) * _LON_SHRINK * _MAP_SCALE)
+
+
+# --- pure: open alerts --------------------------------------------------------------------------------
+
+
+def alert_entry(alert: Alert, checkpoints: Mapping[str, CheckpointInfo]) -> dict[str, Any]:
+    """What the open-alerts table keeps of an alert: plain JSON, enough to list it and to explain it."""
+    info = checkpoints.get(alert.checkpoint_id) if alert.checkpoint_id else None
+    return {
+        "alert_id": alert.alert_id,
+        "type": alert.type.value,
+        "severity": alert.severity.value,
+        "traveller_key": alert.traveller_key,
+        "nationality": alert.nationality,
+        "checkpoint_id": alert.checkpoint_id,
+        "checkpoint_name": info.name if info else None,
+        "reason": alert.reason,
+        "due_time": alert.due_time.isoformat(),
+        "emitted_time": alert.emitted_time.isoformat(),
+        "days_overstayed": alert.days_overstayed,
+        "evidence_event_ids": list(alert.evidence_event_ids),
+        "rule_id": alert.rule_id,
+        "rule_version": alert.rule_version,
+    }
+
+
+def alert_change(alert: Alert, checkpoints: Mapping[str, CheckpointInfo]) -> tuple[str, dict[str, Any] | None]:
+    """(table key, new value or None to remove): the latest action of an alert id wins, in topic order."""
+    if alert.action is AlertAction.RAISED:
+        return alert.alert_id, alert_entry(alert, checkpoints)
+    return alert.alert_id, None
+
+
+def parse_query(query: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[set[str], set[str], set[str]]:
+    """(types, severities, checkpoints) from query parameters; repeated or comma-separated. ValueError if bad."""
+    items = query.items() if isinstance(query, Mapping) else query
+    values: dict[str, list[str]] = {"type": [], "severity": [], "checkpoint": []}
+    for name, value in items:
+        if name in values:
+            values[name].append(value)
+    types = {t.value for t in parse_types(values["type"])}
+    severities = {s.value for s in parse_severities(values["severity"])}
+    checkpoints = {c.strip().upper() for v in values["checkpoint"] for c in v.split(",") if c.strip()}
+    return types, severities, checkpoints
+
+
+_SEVERITY_RANK = {s.value: i for i, s in enumerate(SEVERITY_ORDER)}
+
+
+def select_alerts(
+    entries: Iterable[dict[str, Any]],
+    *,
+    types: set[str] | frozenset[str] = frozenset(),
+    severities: set[str] | frozenset[str] = frozenset(),
+    checkpoints: set[str] | frozenset[str] = frozenset(),
+    limit: int = MAX_ALERTS_LISTED,
+) -> tuple[list[dict[str, Any]], int]:
+    """(the most urgent matching alerts, how many match): severity first, then the most recently due."""
+    matching = [
+        e
+        for e in entries
+        if (not types or e["type"] in types)
+        and (not severities or e["severity"] in severities)
+        and (not checkpoints or e["checkpoint_id"] in checkpoints)
+    ]
+    matching.sort(key=lambda e: (_SEVERITY_RANK.get(e["severity"], -1), e["due_time"]), reverse=True)
+    return matching[:limit], len(matching)
+
+
+def open_overstays(entries: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Open in-country overstays by entry checkpoint."""
+    return Counter(
+        e["checkpoint_id"] for e in entries if e["type"] == AlertType.IN_COUNTRY_OVERSTAY.value and e["checkpoint_id"]
+    )
+
+
+# --- pure: checkpoint load ------------------------------------------------------------------------------
+
+
+def load_key(checkpoint_id: str, partition: int) -> str:
+    """One key per checkpoint and source partition: each is written by exactly one worker, never two."""
+    return f"{checkpoint_id}|{partition}"
+
+
+def minute_of(t: datetime) -> int:
+    return int(t.timestamp()) // BUCKET_SECONDS
+
+
+def fold_load(previous: Mapping[str, Any] | None, minutes: Iterable[int]) -> dict[str, Any]:
+    """Add crossings (by event-time minute) to a checkpoint's buckets; drop buckets older than the window."""
+    buckets: Counter[int] = Counter({int(m): int(n) for m, n in (previous or {}).get("buckets", {}).items()})
+    buckets.update(minutes)
+    latest = max(buckets, default=int((previous or {}).get("latest", 0)))
+    keep_from = latest - LOAD_WINDOW_SECONDS // BUCKET_SECONDS
+    return {"latest": latest, "buckets": {str(m): n for m, n in sorted(buckets.items()) if m > keep_from}}
+
+
+def checkpoint_loads(entries: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[dict[str, int], int | None]:
+    """(crossings per checkpoint in the hour before the latest event time seen anywhere, that latest minute)."""
+    rows = list(entries)
+    latest = max((int(v.get("latest", 0)) for _, v in rows), default=None)
+    if latest is None:
+        return {}, None
+    keep_from = latest - LOAD_WINDOW_SECONDS // BUCKET_SECONDS
+    loads: Counter[str] = Counter()
+    for key, value in rows:
+        checkpoint_id = key.rsplit("|", 1)[0]
+        loads[checkpoint_id] += sum(n for m, n in value.get("buckets", {}).items() if int(m) > keep_from)
+    return dict(loads), latest
+
+
+def project(lat: float, lon: float) -> tuple[float, float]:
+    """Map coordinates (SVG user units; north up, so y grows southwards) of a point."""
+    x = (lon - LON_MIN) * _LON_SHRINK * _MAP_SCALE
+    y = (LAT_MAX - lat) * _MAP_SCALE
+    return round(x, 1), round(y, 1)
+
+
+def checkpoint_rows(
+    checkpoints: Mapping[str, CheckpointInfo], loads: Mapping[str, int], overstays: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Every known checkpoint with its map position, load and open overstays; unknown ids seen in data too."""
+    rows = []
+    for cp in checkpoints.values():
+        x, y = project(cp.lat, cp.lon)
+        rows.append(
+            {
+                "id": cp.id,
+                "name": cp.name,
+                "kind": cp.kind.value,
+                "border_country": cp.border_country,
+                "lat": cp.lat,
+                "lon": cp.lon,
+                "x": x,
+                "y": y,
+                "load_last_hour": loads.get(cp.id, 0),
+                "open_overstays": overstays.get(cp.id, 0),
+            }
+        )
+    for unknown in sorted((set(loads) | set(overstays)) - set(checkpoints)):
+        rows.append(
+            {
+                "id": unknown,
+                "name": unknown,
+                "kind": None,
+                "border_country": None,
+                "lat": None,
+                "lon": None,
+                "x": None,
+                "y": None,
+                "load_last_hour": loads.get(unknown, 0),
+                "open_overstays": overstays.get(unknown, 0),
+            }
+        )
+    return rows
+
+
+def render_page(template: str) -> str:
+    """The page with its configuration (enums, map frame, refresh period) inlined: no CDN, no second request."""
+    config = {
+        "types": [t.value for t in AlertType],
+        "severities": [s.value for s in SEVERITY_ORDER],
+        "refreshMs": REFRESH_MS,
+        "map": {"width": MAP_WIDTH, "height": MAP_HEIGHT, "graticule": graticule()},
+    }
+    # "</" inside a <script> would end it early; JSON allows "<\/".
+    return template.replace("/*CONFIG*/null", json.dumps(config).replace("</", "<\\/"))
+
+
+def graticule() -> list[dict[str, Any]]:
+    """Inner lines every 4 degrees, labelled at the left and bottom edges: a frame of reference, no base map."""
+    lines: list[dict[str, Any]] = []
+    for lat in range(int(LAT_MIN) + 4, int(LAT_MAX), 4):
+        (x1, y1), (x2, y2) = project(lat, LON_MIN), project(lat, LON_MAX)
+        lines.append({"label": f"{lat}°N", "x1": x1, "y1": y1, "x2": x2, "y2": y2, "lx": x1 + 3, "ly": y1 - 3})
+    for lon in range(int(LON_MIN) + 4, int(LON_MAX), 4):
+        (x1, y1), (x2, y2) = project(LAT_MAX, lon), project(LAT_MIN, lon)
+        lines.append({"label": f"{lon}°E", "x1": x1, "y1": y1, "x2": x2, "y2": y2, "lx": x2 + 3, "ly": y2 - 4})
+    return lines
+
+
+# --- Faust: tables, agents and views --------------------------------------------------------------------
+
+
+def install(app: faust.App, settings: Settings) -> None:
+    """Add the ops page's global tables, agents and web views to `app`."""
+    from schemas.serde import DecodeError, Serde
+
+    serde = Serde.from_settings(settings)
+    checkpoints = load_checkpoints()
+    page = render_page(PAGE_PATH.read_text(encoding="utf-8"))
+    # GlobalTable with several workers: the faust docs advise one partition and a recovery buffer of 1
+    # (faust-streaming issue #283); use_partitioner makes every worker keep every partition in sync.
+    table_options: dict[str, Any] = {"partitions": 1, "recovery_buffer_size": 1, "use_partitioner": True}
+    open_alerts = app.GlobalTable("ops-open-alerts", help="Open alerts by alert id", **table_options)
+    load = app.GlobalTable("ops-checkpoint-load", help="Crossings per checkpoint|partition by minute", **table_options)
+
+    alerts_topic = app.topic(settings.topics.alerts, key_serializer="raw", value_serializer="raw")
+    crossings_topic = app.topic(settings.topics.crossings, key_serializer="raw", value_serializer="raw")
+    dead_letter_topic = app.topic(settings.topics.dead_letter, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(alerts_topic, name="ops-open-alerts")
+    async def track_alerts(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast(faust.Stream[bytes], stream).take_events(TABLE_BATCH, within=TABLE_BATCH_WITHIN):
+            for event in events:
+                message = event.message
+                try:
+                    record = serde.decode(bytes(message.value or b""), settings.topics.alerts)
+                    if not isinstance(record, Alert):
+                        raise DecodeError(f"a {type(record).__name__} record on the alerts topic, not an Alert")
+                except DecodeError as exc:
+                    dead = DeadLetter(
+                        source_topic=message.topic,
+                        source_partition=message.partition,
+                        source_offset=message.offset,
+                        key=message.key,
+                        value=message.value,
+                        stage="decode",
+                        reason=f"ops page: {exc.reason}",
+                        field=None,
+                        rejected_time=datetime.now(UTC),
+                    )
+                    await dead_letter_topic.send(key=message.key, value=serde.encode(dead, settings.topics.dead_letter))
+                    log.warning("alert record sent to dead letters", offset=message.offset, reason=exc.reason)
+                    continue
+                key, value = alert_change(record, checkpoints)
+                if value is not None:
+                    open_alerts[key] = value
+                elif key in open_alerts:
+                    del open_alerts[key]
+
+    @app.agent(crossings_topic, name="ops-checkpoint-load")
+    async def count_crossings(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast(faust.Stream[bytes], stream).take_events(TABLE_BATCH, within=TABLE_BATCH_WITHIN):
+            horizon = datetime.now(UTC).timestamp() + settings.max_future_skew_seconds
+            minutes: dict[str, list[int]] = {}
+            for event in events:
+                message = event.message
+                try:
+                    _, d = serde.decode_dict(bytes(message.value or b""), settings.topics.crossings)
+                    event_time: datetime = d["event_time"]
+                    checkpoint_id: str = d["checkpoint"]["id"]
+                    too_far_ahead = event_time.timestamp() > horizon
+                except (DecodeError, KeyError, TypeError, AttributeError) as exc:
+                    # The processors dead-letter bad crossings (this topic is theirs); here they are only not counted.
+                    log.debug("crossing not counted", offset=message.offset, error=str(exc))
+                    continue
+                if too_far_ahead:
+                    continue  # a clock far ahead would empty everybody's last hour
+                minutes.setdefault(load_key(checkpoint_id, message.partition or 0), []).append(minute_of(event_time))
+            for key, batch in minutes.items():
+                load[key] = fold_load(load.get(key), batch)
+
+    @app.page("/")
+    async def ops_page(self: View, request: Request) -> Response:
+        return self.html(page)
+
+    @app.page("/api/alerts")
+    async def api_alerts(self: View, request: Request) -> Response:
+        try:
+            types, severities, cps = parse_query(request.query.items())
+        except ValueError as exc:
+            return self.json({"error": str(exc)}, status=400)
+        entries = list(open_alerts.values())
+        listed, matching = select_alerts(entries, types=types, severities=severities, checkpoints=cps)
+        return self.json({"open": len(entries), "matching": matching, "alerts": listed})
+
+    @app.page("/api/status")
+    async def api_status(self: View, request: Request) -> Response:
+        """Which replica answers, and the source partitions it processes (the tables cover all of them)."""
+        owned: dict[str, list[int]] = {}
+        for tp in app.assignor.assigned_actives():
+            if tp.topic in (settings.topics.alerts, settings.topics.crossings):
+                owned.setdefault(tp.topic, []).append(tp.partition)
+        return self.json(
+            {
+                "app_id": app.conf.id,
+                "active_partitions": {t: sorted(ps) for t, ps in owned.items()},
+                "open_alerts": len(open_alerts),
+            }
+        )
+
+    @app.page("/api/checkpoints")
+    async def api_checkpoints(self: View, request: Request) -> Response:
+        loads, latest = checkpoint_loads(load.items())
+        overstays = open_overstays(open_alerts.values())
+        latest_time = datetime.fromtimestamp(latest * BUCKET_SECONDS, UTC).isoformat() if latest else None
+        return self.json(
+            {
+                "window_minutes": LOAD_WINDOW_SECONDS // 60,
+                "latest_event_minute": latest_time,
+                "checkpoints": checkpoint_rows(checkpoints, loads, overstays),
+            }
+        )
+
+
+def standalone_app(settings: Settings, *, app_id: str = "shekara-ops-web", web_bind: str = "0.0.0.0") -> faust.App:
+    """A Faust app that only serves the ops page (its own consumer group, so it takes no work from processors)."""
+    f = settings.faust
+    datadir = settings.data_dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=settings.broker_url,
+        store=f.store,
+        datadir=str(datadir),
+        web_enabled=True,
+        web_port=f.web_port,
+        web_bind=web_bind,
+        web_host=socket.gethostname() if web_bind == "0.0.0.0" else web_bind,
+        broker_session_timeout=f.session_timeout,
+        broker_rebalance_timeout=f.rebalance_timeout,
+        broker_heartbeat_interval=f.heartbeat_interval,
+        broker_max_poll_interval=f.max_poll_interval,
+        broker_commit_interval=f.commit_interval,
+        topic_partitions=settings.partitions,
+    )
+    install(app, settings)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the Shekara ops page on its own.")
+    parser.add_argument("--app-id", default="shekara-ops-web", help="Faust app id (= consumer group)")
+    parser.add_argument("--bind", default="0.0.0.0", help="Address the web server listens on")
+    parser.add_argument("--loglevel", default="warning")
+    args = parser.parse_args(argv)
+    app = standalone_app(get_settings(), app_id=args.app_id, web_bind=args.bind)
+    faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The Faust topology against the real embedded broker, with workers run as real subprocesses.
+
+Events are put on partition 0 with their traveller keys, so one partition's watermark governs them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from schemas.ids import alert_id
+from schemas.records import (
+    AlertAction,
+    AlertType,
+    Checkpoint,
+    CheckpointKind,
+    Crossing,
+    Direction,
+    Document,
+    DocumentType,
+    EntryBasis,
+    EntryBasisKind,
+    HostKind,
+    Purpose,
+    Registration,
+    RegistrationAction,
+    Sex,
+    StatusChange,
+    StatusChangeKind,
+    Traveller,
+)
+from schemas.serde import Serde
+from shekara.pseudonym import traveller_key
+from shekara.settings import Settings
+from streams import readback
+from streams.core import address_key
+from streams.worker import spawn_worker, wait_for_assignment
+
+pytestmark = pytest.mark.integration
+
+UZ_POST = Checkpoint("KZ-UZ-ZHIBEK-ZHOLY", CheckpointKind.ROAD, "UZB")
+NOW = datetime.now(UTC)
+
+
+def traveller(number: str) -> Traveller:
+    return Traveller(Document(DocumentType.PASSPORT, number, "UZB"), "UZB", date(1990, 1, 1), Sex.M)
+
+
+def crossing(event_id: str, number: str, when: datetime, direction: Direction, **kw: Any) -> Crossing:
+    return Crossing(
+        event_id,
+        when,
+        NOW,
+        kw.pop("checkpoint", UZ_POST),
+        direction,
+        traveller(number),
+        kw.pop("purpose", Purpose.TOURISM),
+        EntryBasis(EntryBasisKind.VISA_FREE),
+        "test",
+        **kw,
+    )
+
+
+def key_of(settings: Settings, number: str) -> bytes:
+    return traveller_key("UZB", number, settings.pseudonym_key_bytes).encode()
+
+
+def publish(settings: Settings, items: list[tuple[str, bytes | None, bytes]]) -> None:
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    for topic, key, value in items:
+        p.produce(topic, key=key, value=value, partition=0)
+    assert p.flush(10) == 0
+
+
+def encoded(settings: Settings, record: Any) -> tuple[str, bytes, bytes]:
+    t = settings.topics
+    topic = {Crossing: t.crossings, Registration: t.registrations, StatusChange: t.status_changes}[type(record)]
+    value = Serde.from_settings(settings).encode(record, topic)
+    return topic, key_of(settings, record.traveller.document.number), value
+
+
+@contextlib.contextmanager
+def worker(settings: Settings, tmp_path: Path, app_id: str, name: str = "w") -> Iterator[Path]:
+    status = tmp_path / f"{name}.json"
+    proc = spawn_worker(settings, app_id=app_id, status_file=status, log_path=tmp_path / f"{name}.log")
+    try:
+        wait_for_assignment([status], timeout=60)
+        yield status
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def wait_for(what: Callable[[], Any], timeout: float = 40.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    # A 2-second allowed lateness: deadlines due "now" fire within seconds of wall time.
+    s = settings.model_copy(update={"allowed_lateness_seconds": 2})
+    s.faust = s.faust.model_copy(update={"web_enabled": False})
+    return s
+
+
+def test_matcher_emits_alerts_stays_dead_letters_and_fires_deadlines_on_ticks(
+    fast_settings: Settings, tmp_path: Path
+) -> None:
+    s = fast_settings
+    t = s.topics
+    transit_due = NOW + timedelta(seconds=3)
+    registration = Registration(
+        "c-reg",
+        NOW - timedelta(days=10) + timedelta(hours=3),
+        NOW,
+        RegistrationAction.REGISTERED,
+        "reg-1",
+        traveller("CC0000001"),
+        HostKind.HOTEL,
+        "hotel-1",
+        "KZ-75",
+        "Abai avenue 10",
+        (NOW - timedelta(days=10)).date(),
+        NOW.date(),
+        "eqonaq",
+    )
+    records = [
+        StatusChange(
+            "a-lost", NOW - timedelta(hours=2), NOW, StatusChangeKind.DOCUMENT_LOST, traveller("AA0000001"), "p", "t"
+        ),
+        crossing("a-in", "AA0000001", NOW - timedelta(hours=1), Direction.ENTRY),
+        crossing("b-in", "BB0000001", NOW - timedelta(days=40), Direction.ENTRY),
+        crossing("c-in", "CC0000001", NOW - timedelta(days=10), Direction.ENTRY),
+        registration,
+        crossing("c-out", "CC0000001", NOW - timedelta(days=2), Direction.EXIT),
+        crossing(
+            "d-in",
+            "DD0000001",
+            transit_due - timedelta(hours=120),
+            Direction.ENTRY,
+            purpose=Purpose.TRANSIT,
+            declared_destination="RUS",
+            planned_exit_checkpoint="KZ-RU-ZHAISAN",
+        ),
+        crossing("e-in", "EE0000001", NOW - timedelta(seconds=1), Direction.ENTRY),  # moves the watermark to now
+    ]
+    bad_number = crossing("x-1", "??", NOW, Direction.ENTRY)
+    wrong_key = crossing("x-2", "FF0000001", NOW, Direction.ENTRY)
+    serde = Serde.from_settings(s)
+    publish(
+        s,
+        [encoded(s, r) for r in records]
+        + [
+            (t.crossings, b"k", b"\x07 not avro"),
+            (t.crossings, key_of(s, "GG0000001"), serde.encode(bad_number, t.crossings)),
+            (t.crossings, key_of(s, "GG0000001"), serde.encode(wrong_key, t.crossings)),
+        ],
+    )
+
+    with worker(s, tmp_path, "topology-test") as status:
+
+        def transit_fired() -> list[Any]:
+            return [a for a in readback.read_alerts(s) if a.type == AlertType.TRANSIT_OVERSTAY]
+
+        transit = wait_for(transit_fired, timeout=60)
+        stats = readback.GroupProgress(s, "topology-test", [t.crossings, t.registrations, t.status_changes])
+        stats.wait_until_caught_up(timeout=30)
+        stats.close()
+        alerts = readback.read_alerts(s)
+        stays = readback.read_stays(s)
+        dead = readback.read_dead_letters(s)
+        forwarded = readback.read_topic(s, t.address_registrations)
+        worker_status = readback_status(status)
+
+    # The deadline fired on a wall-clock tick, after its due time, not on the batch that brought the entry.
+    assert transit[0].action == AlertAction.RAISED
+    assert transit[0].due_time == transit_due.replace(microsecond=transit_due.microsecond)
+    assert transit[0].emitted_time >= transit[0].due_time
+    assert worker_status["deadline_fired"] >= 1
+
+    by_type = {(a.type, a.action) for a in alerts}
+    lost_id = alert_id(AlertType.LOST_STOLEN_DOCUMENT, key_of(s, "AA0000001").decode(), "a-in")
+    assert lost_id in {a.alert_id for a in alerts if a.type == AlertType.LOST_STOLEN_DOCUMENT}
+    assert (AlertType.IN_COUNTRY_OVERSTAY, AlertAction.RAISED) in by_type
+    # C registered in time and left: no unregistered-stay alert for C.
+    c_key = key_of(s, "CC0000001").decode()
+    assert not [a for a in alerts if a.traveller_key == c_key]
+
+    (c_stay,) = [st for st in stays.values() if st.traveller_key == c_key]
+    assert (c_stay.entry_event_id, c_stay.exit_event_id, c_stay.days, c_stay.days_over) == ("c-in", "c-out", 9, 0)
+
+    reasons = {(d.stage, d.field) for d in dead}
+    assert reasons == {("decode", None), ("validate", "traveller.document.number"), ("validate", "key")}
+    assert all(d.source_topic == t.crossings and d.source_offset is not None and d.value for d in dead)
+
+    assert [(m.key, m.value) for m in forwarded] == [
+        (address_key("KZ-75", "Abai avenue 10", s.pseudonym_key_bytes).encode(), encoded(s, registration)[2])
+    ]
+
+
+def readback_status(path: Path) -> dict[str, Any]:
+    from streams.worker import read_status
+
+    status = read_status(path)
+    assert status is not None
+    return status
+
+
+@pytest.mark.slow
+def test_state_survives_a_restart_on_another_machine_with_rocksdb(settings: Settings, tmp_path: Path) -> None:
+    """Server-mode store: a new worker with an empty data dir recovers the traveller from the changelog."""
+    s1 = settings.model_copy(update={"allowed_lateness_seconds": 2, "data_dir": tmp_path / "machine-1"})
+    s1.faust = s1.faust.model_copy(update={"web_enabled": False, "store": "rocksdb://"})
+    s2 = s1.model_copy(update={"data_dir": tmp_path / "machine-2"})
+    t = s1.topics
+    sources = [t.crossings, t.registrations, t.status_changes]
+    # Many travellers in one batch: the changelog's last batch holds many records, as in real running.
+    entries = [crossing(f"in-{i}", f"RR{i:07d}", NOW - timedelta(days=40), Direction.ENTRY) for i in range(300)]
+    clock = crossing("clock", "ZZ0000001", NOW - timedelta(hours=2), Direction.ENTRY)  # moves the watermark on
+    publish(s1, [encoded(s1, e) for e in [*entries, clock]])
+    with worker(s1, tmp_path, "restart-test", "first"):
+        progress = readback.GroupProgress(s1, "restart-test", sources)
+        progress.wait_until_caught_up(timeout=60)
+    overstays = {a.alert_id for a in readback.read_alerts(s1) if a.type == AlertType.IN_COUNTRY_OVERSTAY}
+    assert len(overstays) == 300
+
+    exits = [crossing(f"out-{i}", f"RR{i:07d}", NOW - timedelta(hours=1), Direction.EXIT) for i in range(300)]
+    publish(s1, [encoded(s1, e) for e in exits])
+    with worker(s2, tmp_path, "restart-test", "second"):
+        progress.wait_until_caught_up(timeout=60)
+        progress.close()
+        alerts = readback.read_alerts(s2)
+    kinds = {(a.type, a.action) for a in alerts}
+    # Had the state been lost, each exit would be an exit without entry.
+    assert (AlertType.EXIT_WITHOUT_ENTRY, AlertAction.RAISED) not in kinds
+    resolved = {
+        a.alert_id for a in alerts if a.type == AlertType.IN_COUNTRY_OVERSTAY and a.action == AlertAction.RESOLVED
+    }
+    assert resolved == overstays
+    assert len({a.alert_id for a in alerts if a.type == AlertType.OUT_OF_COUNTRY_OVERSTAY}) == 300
+    assert (tmp_path / "machine-2" / "faust").is_dir()

@@ -1,0 +1,253 @@
+"""The pure parts of the topology shell: watermarks, the deadline index, stored-state headers, admission."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.records import (
+    Checkpoint,
+    CheckpointKind,
+    Crossing,
+    Direction,
+    Document,
+    DocumentType,
+    EntryBasis,
+    EntryBasisKind,
+    Purpose,
+    Sex,
+    Stay,
+    Traveller,
+)
+from schemas.serde import Serde
+from shekara.pseudonym import traveller_key
+from shekara.settings import Settings
+from streams.align import Aligner
+from streams.deadlines import DeadlineIndex, Deadlines
+from streams.intake import Accepted, Intake, Rejected
+from streams.stores import pack, unpack
+from streams.watermark import Watermarks
+
+T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
+LATE = timedelta(hours=6)
+
+
+# --- watermarks ---------------------------------------------------------------------------------------------
+
+
+def test_watermark_is_latest_event_time_less_lateness_per_partition() -> None:
+    w = Watermarks(LATE)
+    assert w.get(0) is None
+    w.observe(0, T0, wall=100.0)
+    w.observe(0, T0 - timedelta(hours=3), wall=100.1)  # a late event does not move it back
+    w.observe(1, T0 + timedelta(days=1), wall=100.2)
+    assert w.get(0) == T0 - LATE
+    assert w.get(1) == T0 + timedelta(days=1) - LATE
+
+
+def test_idle_partition_follows_the_wall_clock_from_its_last_event() -> None:
+    w = Watermarks(LATE)
+    w.observe(0, T0, wall=100.0)
+    assert w.advance_idle(0, wall=160.0) == T0 + timedelta(seconds=60) - LATE
+    # A new event whose time lags the advanced watermark never moves it back.
+    w.observe(0, T0 + timedelta(seconds=10), wall=161.0)
+    assert w.get(0) == T0 + timedelta(seconds=60) - LATE
+
+
+def test_fast_replay_gains_nothing_from_the_wall_clock() -> None:
+    # Events a day apart in event time arrive milliseconds apart: the watermark is set by the data alone.
+    w = Watermarks(LATE)
+    for i in range(100):
+        w.observe(0, T0 + timedelta(days=i), wall=10.0 + i * 0.001)
+    assert w.advance_idle(0, wall=10.1) == T0 + timedelta(days=99) + timedelta(seconds=0.001) - LATE
+
+
+def test_forget_drops_revoked_partitions() -> None:
+    w = Watermarks(LATE)
+    w.observe(0, T0, wall=1.0)
+    w.observe(3, T0, wall=1.0)
+    w.forget({3})
+    assert w.partitions() == [3]
+    assert w.advance_idle(0, wall=2.0) is None
+
+
+# --- deadline index -----------------------------------------------------------------------------------------
+
+
+def test_deadlines_pop_in_time_order_up_to_the_watermark() -> None:
+    idx = DeadlineIndex()
+    idx.set("b", T0 + timedelta(hours=2))
+    idx.set("a", T0 + timedelta(hours=1))
+    idx.set("c", T0 + timedelta(hours=3))
+    idx.set("d", None)
+    assert len(idx) == 3
+    assert idx.pop_due(T0) == []
+    assert idx.pop_due(T0 + timedelta(hours=2)) == ["a", "b"]  # due exactly at the watermark fires
+    assert idx.next_due() == T0 + timedelta(hours=3)
+    assert len(idx) == 1
+
+
+def test_resetting_a_key_moves_its_deadline() -> None:
+    idx = DeadlineIndex()
+    idx.set("a", T0)
+    idx.set("a", T0 + timedelta(days=1))
+    assert idx.pop_due(T0) == []
+    idx.set("a", None)
+    assert idx.pop_due(T0 + timedelta(days=2)) == []
+    assert len(idx) == 0
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 1000) | st.none()), max_size=60),
+    st.integers(0, 1000),
+)
+def test_index_matches_a_plain_dict(ops: list[tuple[str, int | None]], cut: int) -> None:
+    idx = DeadlineIndex()
+    model: dict[str, datetime] = {}
+    for key, minutes in ops:
+        due = None if minutes is None else T0 + timedelta(minutes=minutes)
+        idx.set(key, due)
+        if due is None:
+            model.pop(key, None)
+        else:
+            model[key] = due
+    watermark = T0 + timedelta(minutes=cut)
+    expected = sorted((d, k) for k, d in model.items() if d <= watermark)
+    assert idx.pop_due(watermark) == [k for _, k in expected]
+    assert len(idx) == len(model) - len(expected)
+
+
+def test_rebuild_keeps_only_owned_partitions() -> None:
+    d = Deadlines()
+    d.set(0, "stale", T0)
+    d.rebuild([(0, "a", T0), (1, "b", T0), (2, "c", None)], keep={0, 2})
+    assert d.partitions() == [0, 2]
+    assert d.pop_due(0, T0) == ["a"]
+    assert d.pop_due(1, T0) == []
+    assert d.pending() == 0
+
+
+# --- stored state -------------------------------------------------------------------------------------------
+
+
+@given(st.integers(0, 65535), st.none() | st.datetimes(timezones=st.just(UTC)), st.binary(max_size=64))
+def test_stored_value_round_trips(partition: int, due: datetime | None, state: bytes) -> None:
+    p, d, s = unpack(pack(partition, due, state))
+    assert (p, s) == (partition, state)
+    if due is None:
+        assert d is None
+    else:
+        assert d == due.replace(microsecond=due.microsecond)
+
+
+# --- admission ----------------------------------------------------------------------------------------------
+
+
+def _crossing(number: str = "AB1234567") -> Crossing:
+    now = datetime.now(UTC)
+    return Crossing(
+        event_id="e-1",
+        event_time=now - timedelta(minutes=5),
+        received_time=now,
+        checkpoint=Checkpoint("KZ-TEST", CheckpointKind.ROAD, "UZB"),
+        direction=Direction.ENTRY,
+        traveller=Traveller(Document(DocumentType.PASSPORT, number, "UZB"), "UZB", date(1990, 1, 1), Sex.M),
+        purpose=Purpose.TOURISM,
+        entry_basis=EntryBasis(EntryBasisKind.VISA_FREE),
+        source_system="test",
+    )
+
+
+def test_admission_accepts_a_valid_event_under_its_traveller_key() -> None:
+    s = Settings()
+    serde = Serde.from_settings(s)
+    intake = Intake(s, serde)
+    rec = _crossing()
+    tkey = traveller_key("UZB", "AB1234567", s.pseudonym_key_bytes)
+    verdict = intake.admit(
+        s.topics.crossings, tkey.encode(), serde.encode(rec, s.topics.crossings), now=datetime.now(UTC)
+    )
+    assert isinstance(verdict, Accepted)
+    assert verdict.traveller_key == tkey
+    assert verdict.event == rec
+
+
+def test_admission_rejects_with_stage_reason_and_field() -> None:
+    s = Settings()
+    serde = Serde.from_settings(s)
+    intake = Intake(s, serde)
+    now = datetime.now(UTC)
+    tkey = traveller_key("UZB", "AB1234567", s.pseudonym_key_bytes).encode()
+
+    garbage = intake.admit(s.topics.crossings, tkey, b"\x07not avro", now=now)
+    assert isinstance(garbage, Rejected) and garbage.stage == "decode" and "magic" in garbage.reason
+
+    bad_doc = _crossing(number="??")
+    v = intake.admit(s.topics.crossings, tkey, serde.encode(bad_doc, s.topics.crossings), now=now)
+    assert isinstance(v, Rejected) and v.stage == "validate" and v.field == "traveller.document.number"
+
+    wrong_key = intake.admit(
+        s.topics.crossings, b"somebody-else", serde.encode(_crossing(), s.topics.crossings), now=now
+    )
+    assert isinstance(wrong_key, Rejected) and wrong_key.field == "key"
+
+    stay = Stay(
+        "s",
+        0,
+        "k",
+        "UZB",
+        EntryBasisKind.VISA_FREE,
+        Purpose.TOURISM,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        1,
+        30,
+        0,
+        "r",
+        "1",
+    )
+    misplaced = intake.admit(s.topics.crossings, tkey, serde.encode(stay, s.topics.stays), now=now)
+    assert isinstance(misplaced, Rejected) and "Stay record on" in misplaced.reason
+
+    empty = intake.admit(s.topics.crossings, tkey, None, now=now)
+    assert isinstance(empty, Rejected) and empty.stage == "decode"
+
+
+# --- aligning the co-partitioned sources --------------------------------------------------------------------
+
+
+def test_aligner_holds_back_records_ahead_of_the_slowest_co_partition() -> None:
+    a = Aligner(("crossings", "registrations", "status"), slack_ms=100, idle_s=2)
+    a.observe("crossings", 0, 1_000, wall=10.0)
+    a.observe("registrations", 0, 5_000, wall=10.0)  # a whole backlog of registrations came in one fetch
+    assert a.release_bound(0, wall=10.1) == 1_100  # registrations up to 1.1 s of record time may go now
+    a.observe("crossings", 0, 4_950, wall=10.5)
+    assert a.release_bound(0, wall=10.6) == 5_050
+    assert a.release_bound(1, wall=10.6) == float("inf")  # nothing seen on partition 1: nothing to wait for
+
+
+def test_an_idle_or_empty_topic_holds_nobody_back() -> None:
+    a = Aligner(("crossings", "registrations", "status"), slack_ms=100, idle_s=2)
+    a.observe("status", 0, 1_000, wall=1.0)  # one old status change, then nothing more on that partition
+    a.observe("crossings", 0, 9_000, wall=5.0)
+    a.observe("registrations", 0, 9_500, wall=5.0)
+    assert a.release_bound(0, wall=5.1) == 9_100  # status is idle: crossings is the slowest still delivering
+    assert a.release_bound(0, wall=7.5) == float("inf")  # everything went quiet: release all
+    a.reset()
+    assert a.release_bound(0, wall=7.5) == float("inf")
+
+
+def test_a_quiet_topic_with_records_still_waiting_keeps_holding_the_others() -> None:
+    a = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2, backlog_idle_s=30)
+    a.observe("crossings", 0, 1_000, wall=0.0, offset=99)
+    a.observe("registrations", 0, 9_000, wall=0.0, offset=10)
+    waiting = {("crossings", 0): 5_000, ("registrations", 0): 11}  # crossings has 4,900 records not fetched yet
+    assert a.release_bound(0, wall=5.0, highwaters=waiting) == 1_100
+    assert a.release_bound(0, wall=5.0, highwaters={("crossings", 0): 100}) == float("inf")  # it is at its end
+    assert a.release_bound(0, wall=31.0, highwaters=waiting) == float("inf")  # waited long enough
