@@ -55,6 +55,19 @@ class FaustSettings(BaseModel):
     batch_within: float = 1.0
 
 
+class SinkSettings(BaseModel):
+    """The ClickHouse sink (`sinks/`): batching, retry back-off, the analysts' query endpoint."""
+
+    group_id: str = "shekara-sink"
+    database: str = "shekara"
+    batch_size: int = 100_000  # messages per batch, at most
+    flush_interval: float = 1.0  # seconds a partial batch may wait before it is written
+    retry_backoff: float = 0.2  # first wait after a failed insert; doubles up to retry_backoff_max
+    retry_backoff_max: float = 30.0
+    query_port: int = 0  # read-only query endpoint of the process owning the chDB directory; 0 = any free port
+    analyst_password: SecretStr = SecretStr("")  # server mode: password of `clickhouse_analyst_user`
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SHEKARA_",
@@ -79,6 +92,7 @@ class Settings(BaseSettings):
     max_future_skew_seconds: int = 300
     topics: TopicNames = Field(default_factory=TopicNames)
     faust: FaustSettings = Field(default_factory=FaustSettings)
+    sink: SinkSettings = Field(default_factory=SinkSettings)
 
     @classmethod
     def settings_customise_sources(

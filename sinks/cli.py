@@ -1,0 +1,138 @@
+"""`shekara sink`, `shekara migrate`, `shekara sql`, `shekara report`: thin shells over `sinks`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shekara.settings import get_settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(sink)
+    app.command()(migrate)
+    app.command()(sql)
+    app.command()(report)
+
+
+def sink(
+    once: Annotated[bool, typer.Option("--once", help="Drain what is in the topics now, then exit")] = False,
+) -> None:
+    """Land the topics in ClickHouse (runs until Ctrl-C). Also answers `shekara sql` in embedded mode."""
+    from sinks.clickhouse import WarehouseBusy
+    from sinks.sink import run_sink
+
+    settings = get_settings()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if not once:
+        typer.echo(f"sink running: {settings.broker_url} -> {_safe_dsn(settings.clickhouse_dsn)}; Ctrl-C to stop")
+    try:
+        stats = run_sink(settings, stop=stop, once=once)
+    except WarehouseBusy as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(stats.as_dict()))
+
+
+def migrate() -> None:
+    """Create or upgrade the warehouse schema (idempotent)."""
+    from sinks.clickhouse import WarehouseBusy, connect
+    from sinks.migrate import migrate as apply
+
+    settings = get_settings()
+    try:
+        client = connect(settings)
+    except WarehouseBusy as exc:
+        typer.secho(f"error: {exc}; the running sink migrates at start", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        applied = apply(client)
+    finally:
+        client.close()
+    for m in applied:
+        typer.echo(f"applied {m.version:03d}_{m.name} ({len(m.statements)} statements)")
+    typer.echo("warehouse schema up to date" if applied else "nothing to apply: warehouse schema up to date")
+
+
+def sql(
+    query: Annotated[str | None, typer.Argument(help="SQL to run, read-only; '-' reads it from stdin")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="pretty, CSV, JSON, TSV, or a ClickHouse format")
+    ] = "pretty",
+    saved: Annotated[str | None, typer.Option("--saved", "-s", help="Run a saved query (see --list)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value for the query")] = None,
+    list_saved: Annotated[bool, typer.Option("--list", help="List the saved queries")] = False,
+) -> None:
+    """Run a read-only query against the configured ClickHouse (also while the sink runs)."""
+    from sinks.analyst import QueryError, run_query, saved_queries
+    from sinks.clickhouse import WarehouseBusy, WarehouseMissing
+
+    catalogue = saved_queries()
+    if list_saved:
+        for q in catalogue.values():
+            defaults = ", ".join(f"{p.name}={p.default}" for p in q.params)
+            typer.echo(f"{q.name:32} {q.title}" + (f"  [{defaults}]" if defaults else ""))
+        return
+    given = dict(_param(p) for p in (param or []))
+    args: dict[str, str] = {}
+    if saved:
+        if saved not in catalogue:
+            typer.secho(f"error: no saved query {saved!r}; see `shekara sql --list`", fg="red", err=True)
+            raise typer.Exit(2)
+        try:
+            text, args = catalogue[saved].sql, catalogue[saved].arguments(given)
+        except ValueError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+    elif query:
+        text, args = (sys.stdin.read() if query == "-" else query), given
+    else:
+        typer.secho("error: give a query, --saved NAME or --list", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        out = run_query(get_settings(), text, fmt, args)
+    except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    sys.stdout.write(out.decode(errors="replace"))
+
+
+def report(
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the dashboard, with charts, here")] = None,
+) -> None:
+    """Print the standard dashboard: flows, balance, overstay rates, compliance, top alert types."""
+    from sinks.analyst import QueryError
+    from sinks.clickhouse import WarehouseBusy, WarehouseMissing
+    from sinks.report import build_dashboard, render_html, render_text
+
+    try:
+        dashboard = build_dashboard(get_settings())
+    except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(render_text(dashboard))
+    if html is not None:
+        html.write_text(render_html(dashboard), encoding="utf-8")
+        typer.echo(f"dashboard written to {html}")
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise typer.BadParameter(f"--param wants name=value, got {text!r}")
+    return name.strip(), value
+
+
+def _safe_dsn(dsn: str) -> str:
+    if "@" in dsn:
+        scheme, _, rest = dsn.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return dsn

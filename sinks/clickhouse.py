@@ -1,0 +1,234 @@
+"""ClickHouse clients for the same code path in both modes: chDB in-process (``chdb:///dir``) or a server (``http://``).
+
+chDB runs one engine per process and one process per directory: the sink owns the directory while it runs
+and answers analysts through `sinks.query_server`; everyone else asks `engine_owner` first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from shekara.settings import Settings
+
+# Error codes that say the data of a batch is wrong, so retrying the same rows cannot help: such rows are
+# isolated and dead-lettered. Every other failure (server down, too many parts, memory, a table being
+# migrated...) is retried with back-off, because giving up on it would lose rows.
+DATA_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        32,  # ATTEMPT_TO_READ_AFTER_EOF
+        33,  # CANNOT_READ_ALL_DATA
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+        469,  # VIOLATED_CONSTRAINT
+        1001,  # STD_EXCEPTION (e.g. a corrupt Avro block)
+    }
+)
+
+
+# Error codes that mean "not now" whatever the data: staging (ClickHouse parsing the Avro) treats every other
+# server error as a problem of the rows, since parsing into a temporary table touches nothing else.
+TRANSIENT_CODES = frozenset(
+    {
+        3,  # UNEXPECTED_END_OF_FILE (connection cut)
+        159,  # TIMEOUT_EXCEEDED
+        164,  # READONLY
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        236,  # ABORTED
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY
+        243,  # NOT_ENOUGH_SPACE
+        252,  # TOO_MANY_PARTS
+        394,  # QUERY_WAS_CANCELLED
+        425,  # SYSTEM_ERROR
+        497,  # ACCESS_DENIED
+        516,  # AUTHENTICATION_FAILED
+    }
+)
+
+
+class WarehouseBusy(RuntimeError):
+    """The chDB directory is owned by another process (normally a running `shekara sink`)."""
+
+
+def is_embedded(settings: Settings) -> bool:
+    return settings.clickhouse_dsn.startswith("chdb:")
+
+
+def chdb_path(settings: Settings) -> Path:
+    """The chDB data directory of an embedded DSN (``chdb:///abs/dir`` or ``chdb://relative/dir``)."""
+    parsed = urlparse(settings.clickhouse_dsn)
+    return Path(parsed.netloc + parsed.path).resolve()
+
+
+def query_endpoint_file(settings: Settings) -> Path:
+    """Where the owner of a chDB directory writes the port of its read-only query endpoint."""
+    path = chdb_path(settings)
+    return path.with_name(path.name + ".query.json")
+
+
+# Clients this process has open per chDB directory: a second client on the same directory shares the engine,
+# so "owned by us" must not be mistaken for "owned by another process".
+_open_here: dict[Path, int] = {}
+_open_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class EngineOwner:
+    here: bool  # this process has the engine open
+    other: bool  # another process holds the directory lock
+
+
+def engine_owner(settings: Settings) -> EngineOwner:
+    """Who holds the chDB directory now. ClickHouse flocks ``<dir>/status`` while it runs."""
+    path = chdb_path(settings)
+    with _open_lock:
+        if _open_here.get(path):
+            return EngineOwner(here=True, other=False)
+    status = path / "status"
+    if not status.exists():
+        return EngineOwner(here=False, other=False)
+    fd = os.open(status, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return EngineOwner(here=False, other=True)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return EngineOwner(here=False, other=False)
+    finally:
+        os.close(fd)
+
+
+def connect(settings: Settings, *, readonly: bool = False) -> Client:
+    """A clickhouse-connect client on the project database.
+
+    Writers create the database if needed. Readonly clients are what analysts get: ``readonly=1`` on the
+    session in embedded mode, the read-only analyst user (`settings.clickhouse_analyst_user`) in server mode.
+    """
+    database = settings.sink.database
+    if is_embedded(settings):
+        return _connect_chdb(settings, database, readonly)
+    if readonly:
+        client = clickhouse_connect.get_client(
+            dsn=settings.clickhouse_dsn,
+            username=settings.clickhouse_analyst_user,
+            password=settings.sink.analyst_password.get_secret_value(),
+            database=database,
+        )
+    else:
+        # Not the DSN's database: it may not exist yet, and creating it is this client's first job.
+        client = clickhouse_connect.get_client(dsn=settings.clickhouse_dsn, database="system")
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        client.database = database
+    return client
+
+
+def _connect_chdb(settings: Settings, database: str, readonly: bool) -> Client:
+    path = chdb_path(settings)
+    if engine_owner(settings).other:
+        raise WarehouseBusy(
+            f"the ClickHouse directory {path} is in use by another process (a running `shekara sink`?); "
+            "analyst queries go through its query endpoint"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    # Output settings first: under readonly=1 a session can no longer change any setting.
+    client_settings: dict[str, str | int] = {"output_format_json_quote_64bit_integers": 0}
+    if readonly:
+        client_settings["readonly"] = 1
+    client = clickhouse_connect.get_client(dsn=f"chdb://{path}", settings=client_settings)
+    _track(path, +1)
+    _untrack_on_close(client, path)
+    try:
+        if not readonly:
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        elif database not in client.query("SELECT name FROM system.databases").result_columns[0]:
+            raise WarehouseMissing(f"no database {database!r} in {path}: run `shekara migrate` (or the sink) first")
+        client.database = database
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+class WarehouseMissing(RuntimeError):
+    """The warehouse has not been created yet."""
+
+
+def _track(path: Path, delta: int) -> None:
+    with _open_lock:
+        _open_here[path] = _open_here.get(path, 0) + delta
+        if _open_here[path] <= 0:
+            del _open_here[path]
+
+
+def _untrack_on_close(client: Client, path: Path) -> None:
+    original = client.close
+    closed = False
+
+    def close() -> None:
+        nonlocal closed
+        try:
+            original()
+        finally:
+            if not closed:
+                closed = True
+                _track(path, -1)
+
+    client.close = close  # type: ignore[method-assign]
+
+
+def error_code(exc: BaseException) -> int | None:
+    return getattr(exc, "code", None)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that say nothing about the rows: connection problems and `TRANSIENT_CODES`."""
+    if not isinstance(exc, DatabaseError) or isinstance(exc, OperationalError):
+        return True
+    code = error_code(exc)
+    return code is None or code in TRANSIENT_CODES
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when retrying the same rows cannot succeed (see `DATA_ERROR_CODES`)."""
+    if isinstance(exc, OperationalError):
+        return False
+    return isinstance(exc, DatabaseError) and error_code(exc) in DATA_ERROR_CODES
+
+
+__all__ = [
+    "DATA_ERROR_CODES",
+    "ClickHouseError",
+    "EngineOwner",
+    "WarehouseBusy",
+    "WarehouseMissing",
+    "chdb_path",
+    "connect",
+    "engine_owner",
+    "error_code",
+    "is_data_error",
+    "is_embedded",
+    "is_transient",
+    "query_endpoint_file",
+]

@@ -1,0 +1,13 @@
+-- title: Daily crossings by checkpoint, direction and nationality
+-- description: Crossings per Almaty calendar day over the last `days` days, from the daily_flows view.
+-- param: days UInt16 = 30
+SELECT
+    day,
+    checkpoint_id,
+    direction,
+    nationality,
+    sum(crossings) AS crossings
+FROM daily_flows
+WHERE day > toDate(now(), 'Asia/Almaty') - {days:UInt16}
+GROUP BY day, checkpoint_id, direction, nationality
+ORDER BY day, checkpoint_id, direction, crossings DESC

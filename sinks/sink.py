@@ -1,0 +1,409 @@
+"""The sink: consume the source and output topics in batches and land them in ClickHouse, each event once.
+
+Per batch: plan it (`sinks.batch`), record its intent (offset ranges + insert token), write it
+(`sinks.writer`), dead-letter what can never be stored, and only then commit the offsets, synchronously.
+ClickHouse down or refusing: retry with back-off, polling the paused consumer so it keeps its partitions.
+A crash anywhere before the commit re-reads the batch; the recorded intent makes it the same batch with the
+same token, so nothing is lost and nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from schemas.records import DeadLetter
+from schemas.serde import Serde
+from shekara.logs import get_logger
+from shekara.rules import load_rules
+from shekara.settings import Settings
+from sinks.batch import Assembler, BatchPlan, Message, Rejected, pending_intent, plan_batch
+from sinks.clickhouse import connect, is_embedded
+from sinks.framing import Framer
+from sinks.migrate import migrate
+from sinks.query_server import QueryServer
+from sinks.writer import TransientWriteError, Warehouse, WriteResult, routes
+
+log = get_logger(__name__)
+CONSUME_CHUNK = 10_000  # messages per consume() call; batches are assembled from several
+MAX_IN_FLIGHT = 2  # batches being written or waiting for the writer: one written while the next is planned
+
+
+@dataclass
+class SinkStats:
+    messages: int = 0  # consumed
+    batches: int = 0  # written and committed
+    staged: dict[str, int] = field(default_factory=dict)  # rows ClickHouse read, per table (before dedup)
+    dead_lettered: int = 0
+    tombstones: int = 0
+    retries: int = 0  # failed attempts that were retried
+    replayed: int = 0  # batches re-read from a recorded intent after a crash
+    seconds: float = 0.0  # wall time of the run
+    active_seconds: float = 0.0  # first message consumed to last batch committed (no group join, no idle)
+    _first: float | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("_first")
+        return d
+
+
+AfterWrite = Callable[[BatchPlan, WriteResult], None]
+
+
+def run_sink(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    once: bool = False,
+    after_write: AfterWrite | None = None,
+) -> SinkStats:
+    """Run the sink until `stop` is set (or, with `once`, until every assigned partition is drained).
+
+    Migrates the warehouse first. In embedded mode it also serves read-only analyst queries (`QueryServer`).
+    `after_write` is called between a batch's insert and its offset commit: a fault-injection point for tests.
+    """
+    started = time.monotonic()
+    stop = stop or threading.Event()
+    stats = SinkStats()
+    client = connect(settings)
+    server: QueryServer | None = None
+    try:
+        migrate(client)
+        framer = Framer(settings)
+        warehouse = Warehouse(client, settings, framer.explain)
+        warehouse.load_rules(load_rules(settings.rules_file), settings.rules_file.read_bytes())
+        if is_embedded(settings):
+            server = QueryServer.start(settings)
+        _SinkLoop(settings, warehouse, framer, stats, after_write).run(stop, once)
+    finally:
+        if server is not None:
+            server.stop()
+        client.close()
+        stats.seconds = time.monotonic() - started
+    return stats
+
+
+class _SinkLoop:
+    def __init__(
+        self, settings: Settings, warehouse: Warehouse, framer: Framer, stats: SinkStats, after_write: AfterWrite | None
+    ) -> None:
+        self.settings = settings
+        self.warehouse = warehouse
+        self.framer = framer
+        self.stats = stats
+        self.after_write = after_write
+        self.group_id = settings.sink.group_id
+        self.routes = routes(settings)
+        self.serde = Serde.from_settings(settings)
+        self.assembler = Assembler(settings.sink.batch_size, settings.sink.flush_interval)
+        self.assigned: set[tuple[str, int]] = set()
+        self.at_end: set[tuple[str, int]] = set()
+        self.generation = 0  # bumped on every revocation: a batch from an older generation is abandoned
+        self._callback_error: BaseException | None = None
+        self._work: queue.Queue[_Work | None] = queue.Queue()
+        self._done: queue.Queue[_Done] = queue.Queue()
+        self.in_flight = 0  # batches handed to the writer and not yet collected
+        self.paused = False
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": self.group_id,
+                "client.id": "shekara-sink",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+                "session.timeout.ms": int(settings.faust.session_timeout * 1000),
+                "heartbeat.interval.ms": int(settings.faust.heartbeat_interval * 1000),
+                "max.poll.interval.ms": int(settings.faust.max_poll_interval * 1000),
+                # Large fetches: librdkafka's defaults cap a Python consumer at ~160k small messages/s here.
+                "fetch.max.bytes": 100 * 1024 * 1024,
+                "max.partition.fetch.bytes": 10 * 1024 * 1024,
+                "queued.min.messages": 200_000,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "client.id": "shekara-sink-dead-letter",
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+            }
+        )
+
+    # --- the loop (main thread: consumer, planning, commits) ------------------------------------------------
+
+    def run(self, stop: threading.Event, once: bool) -> None:
+        self.consumer.subscribe(list(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        writer = threading.Thread(target=self._writer, args=(stop,), name="shekara-sink-writer", daemon=True)
+        writer.start()
+        try:
+            while not stop.is_set():
+                self._poll(0.05 if self.in_flight else 0.2)
+                self._collect(block=False)
+                now = time.monotonic()
+                drained = bool(self.assigned) and self.assigned <= self.at_end
+                due = self.assembler.ready(now) or (once and drained and len(self.assembler) > 0)
+                if due and self.in_flight < MAX_IN_FLIGHT:
+                    self._resume()
+                    batch, intent = self.assembler.take(self.group_id, now)
+                    self.in_flight += 1
+                    self._work.put(_Work(plan_batch(batch, intent, self.routes, self.framer), self.generation))
+                elif due and not self._wait_for_writer(1.0):
+                    self._pause()  # the writer is stuck (retrying): stop fetching, keep polling to stay in the group
+                elif once and drained and not len(self.assembler) and not self.in_flight:
+                    return
+        finally:
+            self.generation += 1  # stop retrying; a batch already written is still committed below
+            self._work.put(None)
+            writer.join()
+            try:
+                self._collect(block=False)
+            finally:
+                self.in_flight = 0  # the writer has answered everything it will ever answer
+                self.consumer.close()  # leaves the group; commits nothing (auto-commit is off)
+                self.producer.flush(10)
+
+    def _poll(self, timeout: float) -> None:
+        now = time.monotonic()
+        messages: list[Message] = []
+        at_end = self.at_end
+        consumed = self.consumer.consume(CONSUME_CHUNK, timeout)
+        if self._callback_error is not None:
+            error, self._callback_error = self._callback_error, None
+            raise error
+        for m in consumed:
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    tp = (str(m.topic()), int(m.partition() or 0))
+                    self.at_end.add(tp)
+                    self.assembler.partition_drained(*tp)
+                elif err.fatal():
+                    raise KafkaException(err)
+                else:
+                    log.warning("consumer error", error=str(err))
+                continue
+            msg = Message(m.topic(), m.partition(), m.offset(), m.key(), m.value())  # type: ignore[arg-type]
+            messages.append(msg)
+            if at_end:  # an end-of-partition seen earlier no longer holds (order matters within a chunk)
+                at_end.discard((msg.topic, msg.partition))
+        if messages and self.stats._first is None:
+            self.stats._first = now
+        self.stats.messages += len(messages)
+        self.assembler.add(messages, now)
+
+    def _collect(self, block: bool) -> None:
+        """Commit the batches the writer finished, in order (all of them if `block`); re-raise its errors."""
+        while self.in_flight:
+            try:
+                done = self._done.get(block=block)
+            except queue.Empty:
+                return
+            self._handle(done)
+
+    def _handle(self, done: _Done) -> None:
+        self.in_flight -= 1
+        if done.error is not None:
+            raise done.error
+        if done.result is not None:  # None: abandoned (revoked or stopping), re-read later
+            self._commit(done)
+
+    def _wait_for_writer(self, timeout: float) -> bool:
+        """Block until the writer finishes a batch (committing it), for at most `timeout`; False if it did not.
+
+        Waiting here rather than pausing the partitions keeps the consumer's prefetched messages: a pause
+        drops them and costs a refetch.
+        """
+        try:
+            done = self._done.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self._handle(done)
+        return True
+
+    def _commit(self, done: _Done) -> None:
+        offsets = [TopicPartition(r.topic, r.partition, r.last + 1) for r in done.plan.intent.ranges]
+        for attempt in range(3):
+            try:
+                if offsets:
+                    self.consumer.commit(offsets=offsets, asynchronous=False)
+                break
+            except KafkaException as exc:
+                # Not committing loses nothing: the batch is re-read, and its intent and the dedup check make
+                # the re-read a no-op. So a few quick tries, never a long stall of the consumer.
+                self.stats.retries += 1
+                log.warning("offset commit failed", error=str(exc), attempt=attempt + 1)
+                time.sleep(0.2)
+        else:
+            return
+        plan, result = done.plan, done.result
+        assert result is not None
+        self.stats.batches += 1
+        if self.stats._first is not None:
+            self.stats.active_seconds = time.monotonic() - self.stats._first
+        self.stats.tombstones += plan.tombstones
+        self.stats.dead_lettered += len(plan.rejected) + len(result.rejected)
+        for table, tr in result.tables.items():
+            self.stats.staged[table] = self.stats.staged.get(table, 0) + tr.staged
+        log.debug("batch committed", messages=len(plan.messages), token=plan.intent.token)
+
+    def _pause(self) -> None:
+        if not self.paused and self.assigned:
+            self.consumer.pause([TopicPartition(t, p) for t, p in self.assigned])
+            self.paused = True
+
+    def _resume(self) -> None:
+        if self.paused:
+            self.consumer.resume([TopicPartition(t, p) for t, p in self.assigned])
+            self.paused = False
+
+    # --- the writer thread: ClickHouse and dead letters -----------------------------------------------------
+
+    def _writer(self, stop: threading.Event) -> None:
+        """Writes planned batches in order; ClickHouse releases the GIL, so this overlaps consuming and planning.
+
+        Answers every batch it is handed (written, abandoned or failed) so the main thread never waits in vain.
+        """
+        failed = False
+        while True:
+            work = self._work.get()
+            if work is None:
+                return
+            if failed:
+                self._done.put(_Done(work.plan, work.generation, None, None))
+                continue
+            try:
+                result = self._write(work, stop)
+            except BaseException as exc:  # handed to the main thread, which stops the sink
+                failed = True
+                self._done.put(_Done(work.plan, work.generation, None, exc))
+                continue
+            self._done.put(_Done(work.plan, work.generation, result, None))
+
+    def _write(self, work: _Work, stop: threading.Event) -> WriteResult | None:
+        """Insert and dead-letter one batch, retrying with back-off; None if abandoned (revoked or stopping)."""
+        plan = work.plan
+        result = self._retrying(lambda: self._insert(plan), stop, work.generation, "write")
+        if result is None:
+            return None
+        if self.after_write is not None:
+            self.after_write(plan, result)
+        rejected = [*plan.rejected, *result.rejected]
+        if (
+            rejected
+            and self._retrying(lambda: self._dead_letter(rejected), stop, work.generation, "dead-letter") is None
+        ):
+            return None
+        return result
+
+    def _insert(self, plan: BatchPlan) -> WriteResult:
+        self.warehouse.record_intent(self.group_id, plan.intent)
+        return self.warehouse.write(plan)
+
+    def _retrying(self, step: Callable[[], Any], stop: threading.Event, generation: int, what: str) -> Any:
+        """Run `step` until it succeeds; None if stopped or our partitions were revoked meanwhile."""
+        backoff = self.settings.sink.retry_backoff
+        while True:
+            if generation != self.generation:
+                return None
+            try:
+                result = step()
+                return True if result is None else result
+            except (TransientWriteError, KafkaException, _DeliveryFailed) as exc:
+                self.stats.retries += 1
+                log.warning(f"{what} failed, retrying", error=str(exc)[:500], backoff=backoff)
+            if stop.wait(backoff):
+                return None
+            backoff = min(backoff * 2, self.settings.sink.retry_backoff_max)
+
+    def _dead_letter(self, rejected: list[Rejected]) -> None:
+        topic = self.settings.topics.dead_letter
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        now = datetime.now(UTC)
+        for r in rejected:
+            record = DeadLetter(
+                source_topic=r.message.topic,
+                source_partition=r.message.partition,
+                source_offset=r.message.offset,
+                key=r.message.key,
+                value=r.message.value,
+                stage=r.stage,
+                reason=r.reason,
+                field=r.field,
+                rejected_time=now,
+            )
+            value = self.serde.encode(record, topic)
+            self.producer.produce(topic, key=r.message.key, value=value, on_delivery=delivered)
+            self.producer.poll(0)
+        left = self.producer.flush(30)
+        if left or failures:
+            raise _DeliveryFailed(f"{left} dead letters undelivered; errors: {failures[:3]}")
+        log.warning("dead-lettered", count=len(rejected), first=rejected[0].reason[:200])
+
+    # --- group membership ---------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self._assign(consumer, partitions)
+        except BaseException as exc:  # librdkafka cannot carry it out of its callback: re-raised after consume()
+            self._callback_error = exc
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        committed: dict[tuple[str, int], int] = {}
+        for tp in consumer.committed(partitions, timeout=30):
+            offset = tp.offset
+            if offset == OFFSET_INVALID or offset < 0:
+                offset, _high = consumer.get_watermark_offsets(tp, timeout=10)
+            committed[(tp.topic, tp.partition)] = offset
+        intent = pending_intent(self.warehouse.recent_intents(self.group_id), committed)
+        if intent is not None:
+            self.assembler.cut = intent
+            self.stats.replayed += 1
+            log.warning("replaying an uncommitted batch", token=intent.token, ranges=len(intent.ranges))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self.generation += 1  # the writer gives up retries and skips queued batches
+            self._collect(block=True)  # a batch already written is committed while we still own it
+        except BaseException as exc:  # re-raised after consume()
+            self._callback_error = exc
+        finally:
+            self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+            self.at_end -= {(tp.topic, tp.partition) for tp in partitions}
+            self.assembler.drop()  # the next owner re-reads from the committed offsets
+            self.paused = False
+
+
+@dataclass(frozen=True)
+class _Work:
+    plan: BatchPlan
+    generation: int
+
+
+@dataclass(frozen=True)
+class _Done:
+    plan: BatchPlan
+    generation: int
+    result: WriteResult | None  # None: abandoned
+    error: BaseException | None
+
+
+class _DeliveryFailed(RuntimeError):
+    """Dead letters could not be delivered: retry before committing, or they would be lost."""

@@ -1,0 +1,16 @@
+-- Staged Registration records that can never be stored: (_msg, field, reason).
+SELECT _msg, field, concat(field, ' is empty') AS reason
+FROM
+(
+    SELECT
+        _msg,
+        multiIf(
+            event_id = '', 'event_id',
+            registration_id = '', 'registration_id',
+            shekara_normalise_document(traveller.document.number) = '', 'traveller.document.number',
+            ''
+        ) AS field
+    FROM stage_registrations
+)
+WHERE field != ''
+ORDER BY _msg

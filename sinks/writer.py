@@ -1,0 +1,279 @@
+"""The ClickHouse side of the sink: stage a planned batch, derive the fact rows in SQL, insert them once.
+
+Per table and batch: the framed Avro bodies go into a temporary staging table (ClickHouse decodes them),
+rows that can never be stored are listed with the field at fault, and one ``INSERT ... SELECT`` (the SQL in
+``sinks/transforms``) writes the rest with the insert deduplication token ``<batch token>:<table>``.
+
+Failures: a data error (see `sinks.clickhouse.DATA_ERROR_CODES`) is narrowed down by bisection to the
+messages that cause it, which are rejected with ClickHouse's reason while the rest is stored. Any other
+failure raises `TransientWriteError`: the caller retries the whole batch, which is safe because staging
+starts afresh and the inserts are idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from shekara.logs import get_logger
+from shekara.rules import RuleBook
+from shekara.settings import Settings
+from sinks.batch import BatchPlan, Group, Intent, Message, Range, Rejected, Route, TablePlan
+from sinks.clickhouse import is_data_error, is_transient
+from sinks.deadlines import deadline_rows, nationality_groups
+from sinks.stage import container, stage_ddl
+
+TRANSFORMS_DIR = Path(__file__).resolve().parent / "transforms"
+TABLE_RECORDS = {
+    "crossings": "Crossing",
+    "registrations": "Registration",
+    "status_changes": "StatusChange",
+    "stays": "Stay",
+    "alerts": "Alert",
+}
+_MAX_MSG = 2**63 - 1
+# Bisection isolates a few bad rows. When a batch needs more queries than this, the "data error" is likely
+# systematic (a broken transform, a schema mismatch): retrying beats dead-lettering every row.
+BISECT_BUDGET = 1000
+DEADLINES_FROM = date(2015, 1, 1)
+
+log = get_logger(__name__)
+
+
+class TransientWriteError(RuntimeError):
+    """ClickHouse could not take the batch now (down, overloaded, a table missing...): retry it later."""
+
+
+def routes(settings: Settings) -> dict[str, Route]:
+    """Which table each consumed topic lands in."""
+    t = settings.topics
+    topics = {
+        t.crossings: "crossings",
+        t.registrations: "registrations",
+        t.status_changes: "status_changes",
+        t.stays: "stays",
+        t.alerts: "alerts",
+    }
+    return {topic: Route(table, TABLE_RECORDS[table]) for topic, table in topics.items()}
+
+
+def hmac_pads(key: bytes) -> tuple[str, str]:
+    """HMAC-SHA256 inner and outer pads of `key` (RFC 2104), hex: what shekara_hmac32() takes."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in key).hex(), bytes(b ^ 0x5C for b in key).hex()
+
+
+@lru_cache(maxsize=16)
+def transform_sql(name: str) -> str:
+    return (TRANSFORMS_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+@dataclass
+class TableResult:
+    staged: int = 0  # rows ClickHouse read from the batch
+    rejected: int = 0
+
+
+@dataclass
+class WriteResult:
+    tables: dict[str, TableResult] = field(default_factory=dict)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+Explain = Callable[[bytes], str | None]  # why a message cannot be decoded, or None if it can
+
+
+class Warehouse:
+    """Writes planned batches into the fact tables of one ClickHouse database (one writer client)."""
+
+    def __init__(self, client: Client, settings: Settings, explain: Explain) -> None:
+        self.client = client
+        self._ipad, self._opad = hmac_pads(settings.pseudonym_key_bytes)
+        self._explain = explain
+        self._bisect_left = BISECT_BUDGET
+
+    # --- set-up -------------------------------------------------------------------------------------------
+
+    def load_rules(self, rules: RuleBook, rules_text: bytes) -> bool:
+        """Reload the registration deadlines if the rules file changed; True if reloaded."""
+        version = f"{rules.version}#{hashlib.sha256(rules_text).hexdigest()[:12]}"
+        stored = self.client.query("SELECT any(rules_version) FROM registration_deadlines").result_rows[0][0]
+        if stored == version:
+            return False
+        rows = _deadline_table(rules, version, date.today() + timedelta(days=3 * 366))
+        self.client.command("TRUNCATE TABLE registration_deadlines")
+        self.client.command("TRUNCATE TABLE nationality_groups")
+        self.client.insert(
+            "nationality_groups",
+            [[nat, group, version] for nat, group in nationality_groups(rules)],
+            column_names=["nationality", "nationality_group", "rules_version"],
+        )
+        self.client.insert(
+            "registration_deadlines",
+            rows,
+            column_names=["nationality_group", "arrival", "deadline", "rule_id", "rules_version"],
+        )
+        log.info("registration deadlines loaded", rules_version=version, rows=len(rows))
+        return True
+
+    # --- batch intents ------------------------------------------------------------------------------------
+
+    def record_intent(self, group_id: str, intent: Intent) -> None:
+        ranges = [(r.topic, r.partition, r.first, r.last) for r in intent.ranges]
+        self.client.insert(
+            "sink_batches", [[group_id, intent.token, ranges]], column_names=["group_id", "token", "ranges"]
+        )
+
+    def recent_intents(self, group_id: str, limit: int = 50) -> list[Intent]:
+        """Recorded batches of the group, newest first."""
+        rows = self.client.query(
+            "SELECT token, ranges FROM sink_batches WHERE group_id = {g:String}"
+            " ORDER BY created_time DESC LIMIT {n:UInt32}",
+            parameters={"g": group_id, "n": limit},
+        ).result_rows
+        return [Intent(tok, tuple(_range(r) for r in ranges)) for tok, ranges in rows]
+
+    # --- writing ------------------------------------------------------------------------------------------
+
+    def write(self, plan: BatchPlan) -> WriteResult:
+        """Store every table of the batch; raises TransientWriteError if it must be retried."""
+        result = WriteResult()
+        for table, tplan in sorted(plan.tables.items()):
+            result.tables[table] = self._write_table(plan, tplan, result.rejected)
+        return result
+
+    def _write_table(self, plan: BatchPlan, tplan: TablePlan, rejected: list[Rejected]) -> TableResult:
+        stage = f"stage_{tplan.table}"
+        out = TableResult()
+        self._bisect_left = BISECT_BUDGET
+        try:
+            self.client.command(stage_ddl(stage, tplan.record_name))
+            self.client.command(f"TRUNCATE TABLE `{stage}`")
+            unstaged: set[int] = set()
+            for schema_json, group in tplan.groups.items():
+                bad = self._stage(stage, schema_json, group, plan.messages)
+                for index, reason, stage_name in bad:
+                    unstaged.add(index)
+                    rejected.append(Rejected(plan.messages[index], stage_name, reason))
+                out.staged += len(group) - len(bad)
+                out.rejected += len(bad)
+            skip: list[int] = []
+            for msg, fld, reason in self.client.query(transform_sql(f"{tplan.table}.rejects")).result_rows:
+                skip.append(int(msg))
+                rejected.append(Rejected(plan.messages[int(msg)], "sink", f"{tplan.table}: {reason}", fld))
+            out.rejected += len(skip)
+            staged_msgs = sorted({i for g in tplan.groups.values() for i in g.indexes} - unstaged - set(skip))
+            token = f"{plan.intent.token}:{tplan.table}"
+            params: dict[str, Any] = {
+                "ipad": self._ipad,
+                "opad": self._opad,
+                "skip": skip,
+                "bases": [tplan.first_offsets.get(p, 0) for p in range(max(tplan.first_offsets, default=-1) + 1)],
+            }
+            for msg, reason in self._transform(tplan.table, token, params, staged_msgs, whole=True):
+                rejected.append(Rejected(plan.messages[msg], "sink", f"{tplan.table}: {reason}"))
+                out.rejected += 1
+        except TransientWriteError:
+            raise
+        except Exception as exc:
+            # Anything not isolated by bisection (server down, a table missing, or a bug) is retried: stopping
+            # the sink or skipping the batch would lose rows.
+            raise TransientWriteError(f"{tplan.table}: {exc}") from exc
+        return out
+
+    def _stage(
+        self, stage: str, schema_json: str, group: Group, messages: Sequence[Message]
+    ) -> list[tuple[int, str, str]]:
+        """Insert a group into the staging table; returns (index, reason, stage) of records ClickHouse refuses."""
+        try:
+            self.client.raw_insert(
+                stage,
+                None,
+                container(schema_json, group.parts, len(group)),
+                fmt="Avro",
+                settings={"input_format_avro_allow_missing_fields": 1},
+            )
+            return []
+        except Exception as exc:
+            if is_transient(exc) and not is_data_error(exc):
+                raise
+            self._spend_bisect(exc)
+            if len(group) == 1:
+                index = group.indexes[0]
+                decode_problem = self._explain(messages[index].value or b"")
+                if decode_problem:
+                    return [(index, decode_problem, "decode")]
+                return [(index, f"ClickHouse cannot read the record: {_first_line(exc)}", "sink")]
+        # A failed insert of one Avro block stores nothing, so the halves can be retried on their own.
+        mid = len(group) // 2
+        return self._stage(stage, schema_json, group.subset(0, mid), messages) + self._stage(
+            stage, schema_json, group.subset(mid, len(group)), messages
+        )
+
+    def _transform(
+        self, table: str, token: str, params: dict[str, Any], msgs: Sequence[int], *, whole: bool
+    ) -> list[tuple[int, str]]:
+        """Run the table's INSERT ... SELECT over staged rows `msgs`; returns (msg, reason) of rows it cannot store."""
+        if not msgs:
+            return []
+        lo, hi = (0, _MAX_MSG) if whole else (msgs[0], msgs[-1])
+        try:
+            self.client.command(
+                transform_sql(table),
+                parameters={**params, "batch": token, "lo": lo, "hi": hi},
+                # log_queries=0: the HMAC pads must not land in a server's query log.
+                settings={"insert_deduplication_token": token, "log_queries": 0},
+            )
+            return []
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            self._spend_bisect(exc)
+            if len(msgs) == 1:
+                return [(msgs[0], f"ClickHouse rejects the row: {_first_line(exc)}")]
+        # Halves get tokens of their own, derived from the batch token: a replay bisects the same way.
+        base = token.split("#", 1)[0]
+        mid = len(msgs) // 2
+        first, second = msgs[:mid], msgs[mid:]
+        return self._transform(table, f"{base}#{first[0]}-{first[-1]}", params, first, whole=False) + self._transform(
+            table, f"{base}#{second[0]}-{second[-1]}", params, second, whole=False
+        )
+
+    def _spend_bisect(self, exc: BaseException) -> None:
+        self._bisect_left -= 1
+        if self._bisect_left < 0:
+            raise TransientWriteError(f"too many rows fail the same way, probably not bad input: {_first_line(exc)}")
+
+
+def _range(value: Any) -> Range:
+    """A stored range: a named Tuple comes back as a dict (clickhouse-connect), a plain one as a tuple."""
+    topic, partition, first, last = value.values() if isinstance(value, dict) else value
+    return Range(str(topic), int(partition), int(first), int(last))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__
+
+
+_deadline_tables: dict[tuple[str, date], list[list[Any]]] = {}
+
+
+def _deadline_table(rules: RuleBook, version: str, until: date) -> list[list[Any]]:
+    """Rows of registration_deadlines, computed once per rules version and process (tests start many sinks)."""
+    key = (version, until)
+    if key not in _deadline_tables:
+        _deadline_tables[key] = [
+            [r.nationality_group, r.arrival, r.deadline, r.rule_id, version]
+            for r in deadline_rows(rules, DEADLINES_FROM, until)
+        ]
+    return _deadline_tables[key]

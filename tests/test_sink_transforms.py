@@ -1,0 +1,266 @@
+"""The sink's ClickHouse side against the real engine (chDB): staging, SQL transforms, dedup, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from schemas.records import Checkpoint, CheckpointKind, Crossing, Direction, HostKind, Stay
+from schemas.serde import Serde
+from shekara.pseudonym import pseudonymise, traveller_key
+from shekara.rules import load_rules
+from shekara.settings import Settings
+from sinks import samples
+from sinks.batch import Assembler, BatchPlan, Message, plan_batch
+from sinks.clickhouse import connect
+from sinks.framing import Framer
+from sinks.migrate import migrate
+from sinks.writer import TransientWriteError, Warehouse, WriteResult, routes
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Env:
+    settings: Settings
+    client: Client
+    warehouse: Warehouse
+    serde: Serde
+    offsets: dict[tuple[str, int], int]
+
+    def messages(self, records: list, partition: int = 0) -> list[Message]:
+        out = []
+        for r in records:
+            topic = _topic_of(self.settings, r)
+            offset = self.offsets.get((topic, partition), 0)
+            self.offsets[(topic, partition)] = offset + 1
+            out.append(Message(topic, partition, offset, None, self.serde.encode(r, topic)))
+        return out
+
+    def write(self, messages: list[Message], group: str = "test") -> tuple[BatchPlan, WriteResult]:
+        a = Assembler(len(messages) or 1, 0.0)
+        a.add(messages, 0.0)
+        batch, intent = a.take(group, 0.0)
+        plan = plan_batch(batch, intent, routes(self.settings), Framer(self.settings))
+        return plan, self.warehouse.write(plan)
+
+    def scalar(self, sql: str) -> object:
+        return self.client.query(sql).result_rows[0][0]
+
+
+def _topic_of(settings: Settings, record: object) -> str:
+    t = settings.topics
+    return {
+        "Crossing": t.crossings,
+        "Registration": t.registrations,
+        "StatusChange": t.status_changes,
+        "Stay": t.stays,
+        "Alert": t.alerts,
+    }[type(record).__name__]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    settings = Settings(clickhouse_dsn=f"chdb://{tmp_path / 'ch'}", data_dir=tmp_path / "var")
+    client = connect(settings)
+    try:
+        migrate(client)
+        wh = Warehouse(client, settings, Framer(settings).explain)
+        wh.load_rules(load_rules(settings.rules_file), settings.rules_file.read_bytes())
+        yield Env(settings, client, wh, Serde.from_settings(settings), {})
+    finally:
+        client.close()
+
+
+def test_crossings_are_pseudonymised_exactly_like_python(env: Env):
+    numbers = ["n 123-456", "AB\u00a0123.456/7", "ß123456"]
+    records = [samples.crossing(f"e{i}", number=n, nationality="kgz") for i, n in enumerate(numbers)]
+    env.write(env.messages(records))
+    got = dict(env.client.query("SELECT event_id, traveller_key FROM crossings").result_rows)
+    key = env.settings.pseudonym_key_bytes
+    assert got == {f"e{i}": traveller_key("kgz", n, key) for i, n in enumerate(numbers)}
+    # the document number itself is nowhere in the warehouse
+    for n in ("123456", "N123456"):
+        assert env.scalar(f"SELECT count() FROM crossings WHERE position(toString(tuple(*)), '{n}') > 0") == 0
+
+
+def test_registrations_pseudonymise_host_and_address(env: Env):
+    r = samples.registration("r1", host_id="hotel-7", address="Астана, Кенесары 40")
+    env.write(env.messages([r]))
+    host, address, tk = env.client.query("SELECT host_key, address_key, traveller_key FROM registrations").result_rows[
+        0
+    ]
+    key = env.settings.pseudonym_key_bytes
+    assert host == pseudonymise("hotel-7", key, "host")
+    assert address == pseudonymise("Астана, Кенесары 40", key, "address")
+    assert tk == traveller_key("UZB", "N1234567", key)
+
+
+def test_the_same_batch_twice_is_stored_once_in_tables_and_views(env: Env):
+    messages = env.messages([samples.crossing(f"e{i}") for i in range(50)])
+    env.write(messages)
+    env.write(messages)  # same offsets, same token: a retry after an unknown outcome
+    assert env.scalar("SELECT count() FROM crossings") == 50  # physically, not just after FINAL
+    assert env.scalar("SELECT sum(crossings) FROM daily_flows") == 50
+    assert env.scalar("SELECT sum(entries) FROM monthly_balance") == 50
+
+
+def test_duplicates_from_producers_and_rereads_are_not_counted_twice(env: Env):
+    records = [samples.crossing(f"e{i}") for i in range(100)]
+    first = env.messages(records[:60])
+    env.write(first)
+    # a producer re-sent events 40..59 (new offsets), and a re-read batch starts in the middle of the old one
+    again = env.messages(records[40:100])
+    env.write(first[30:] + again)
+    assert env.scalar("SELECT count() FROM crossings") == 100
+    assert env.scalar("SELECT uniqExact(event_id) FROM crossings") == 100
+    assert env.scalar("SELECT sum(crossings) FROM daily_flows") == 100
+    # duplicates inside one batch too
+    dup = env.messages([samples.crossing("twice"), samples.crossing("twice")])
+    env.write(dup)
+    assert env.scalar("SELECT count() FROM crossings WHERE event_id = 'twice'") == 1
+
+
+def test_older_writer_versions_are_resolved(env: Env):
+    from io import BytesIO
+
+    import fastavro
+
+    from schemas.convert import to_avro
+    from schemas.serde import SINGLE_OBJECT_MAGIC, schema_versions
+
+    old = schema_versions()["Crossing"][0]
+    record = {
+        k: v for k, v in to_avro(samples.crossing("old-one")).items() if k in {f["name"] for f in old.raw["fields"]}
+    }
+    buf = BytesIO()
+    buf.write(SINGLE_OBJECT_MAGIC + old.fingerprint)
+    fastavro.schemaless_writer(buf, old.parsed, record)
+    plan, result = env.write([Message(env.settings.topics.crossings, 0, 0, None, buf.getvalue())])
+    assert not plan.rejected and not result.rejected
+    assert env.scalar("SELECT checkpoint_id FROM crossings WHERE event_id = 'old-one'") == "KZ-UZ-ZHIBEK-ZHOLY"
+
+
+def test_rows_that_can_never_be_stored_are_rejected_with_the_field(env: Env):
+    good = samples.crossing("good")
+    no_id = replace(samples.crossing("x0"), event_id="")
+    no_doc = samples.crossing("x1", number=" - ")
+    topic = env.settings.topics.crossings
+    corrupt = env.serde.encode(samples.crossing("cut"), topic)[:-30]
+    messages = [*env.messages([good, no_id, no_doc]), Message(topic, 0, 99, b"key", corrupt)]
+    plan, result = env.write(messages)
+    rejected = {r.message.offset: r for r in plan.rejected + result.rejected}
+    assert set(rejected) == {1, 2, 99}
+    assert rejected[1].field == "event_id" and "event_id is empty" in rejected[1].reason
+    assert rejected[2].field == "traveller.document.number"
+    assert rejected[99].stage == "decode" and "corrupt" in rejected[99].reason
+    assert env.client.query("SELECT event_id FROM crossings").result_rows == [("good",)]
+
+
+def test_a_row_clickhouse_refuses_is_isolated_and_the_rest_stored(env: Env):
+    # A constraint the sink does not check in SQL: ClickHouse refuses the row, bisection finds it.
+    env.client.command("ALTER TABLE crossings ADD CONSTRAINT plausible_birth CHECK birth_year >= 1900")
+    ok = [samples.crossing(f"ok{i}") for i in range(20)]
+    old = samples.crossing("ancient", traveller=samples.traveller(birth_date=samples.NOW.date().replace(year=1850)))
+    _plan, result = env.write(env.messages([*ok[:7], old, *ok[7:]]))
+    assert [r.message.offset for r in result.rejected] == [7]
+    assert "VIOLATED_CONSTRAINT" in result.rejected[0].reason or "plausible_birth" in result.rejected[0].reason
+    assert env.scalar("SELECT count() FROM crossings") == 20
+    assert env.scalar("SELECT sum(crossings) FROM daily_flows") == 20
+
+
+@pytest.mark.faults
+def test_clickhouse_unavailable_is_transient_and_the_retry_is_exact(env: Env):
+    messages = env.messages([samples.crossing(f"e{i}") for i in range(10)])
+    env.client.command("DETACH TABLE daily_flows")  # the view's target is gone: every insert fails
+    with pytest.raises(TransientWriteError):
+        env.write(messages)
+    env.client.command("ATTACH TABLE daily_flows")
+    env.write(messages)
+    assert env.scalar("SELECT count() FROM crossings") == 10
+    assert env.scalar("SELECT sum(crossings) FROM daily_flows") == 10
+
+
+def test_stay_revisions_latest_wins_and_stale_ones_are_ignored(env: Env):
+    open_stay = samples.stay("s1", 0, entry_time=samples.NOW - timedelta(days=40))
+    closed = replace(
+        open_stay, revision=1, exit_time=samples.NOW, exit_event_id="x", exit_checkpoint="KZ-KG-KORDAI", days_over=11
+    )
+    env.write(env.messages([open_stay]))
+    assert env.client.query("SELECT outcome, sum(stays) FROM stay_outcomes GROUP BY outcome").result_rows == [
+        ("OPEN", 1)
+    ]
+    env.write(env.messages([closed]))
+    env.write(env.messages([open_stay]))  # a stale revision arriving late changes nothing
+    assert env.client.query("SELECT revision, outcome, prev_outcome FROM stays FINAL").result_rows == [
+        (1, "LATE", "OPEN")
+    ]
+    outcomes = env.client.query(
+        "SELECT outcome, sum(stays), sum(days_over) FROM stay_outcomes GROUP BY outcome HAVING sum(stays) != 0"
+    ).result_rows
+    assert outcomes == [("LATE", 1, 11)]
+
+
+def test_stays_in_one_batch_keep_the_newest_revision(env: Env):
+    s0 = samples.stay("s2", 0)
+    s1: Stay = replace(s0, revision=1, allowed_days=90)
+    env.write(env.messages([s1, s0]))
+    assert env.client.query("SELECT revision, allowed_days FROM stays").result_rows == [(1, 90)]
+
+
+def test_registration_deadlines_come_from_the_rules_file(env: Env):
+    # Arrival Monday 5 Jan 2026; working days after it: Tue 6, (Wed 7 is Orthodox Christmas, a public holiday
+    # in Kazakhstan), Thu 8, Fri 9: the deadline is Friday 9 January.
+    arrival = samples.NOW.replace(year=2026, month=1, day=5)
+    on_time = samples.registration("on", event_time=arrival + timedelta(days=2), valid_from=arrival.date())
+    late = samples.registration("late", event_time=arrival + timedelta(days=6), valid_from=arrival.date())
+    eaeu = samples.registration(
+        "eaeu", nationality="RUS", event_time=arrival + timedelta(days=20), valid_from=arrival.date()
+    )
+    env.write(env.messages([on_time, late, eaeu]))
+    rows = {
+        r[0]: r[1:] for r in env.client.query("SELECT event_id, deadline, days_late FROM registrations").result_rows
+    }
+    deadline = date(2026, 1, 9)
+    assert rows["on"] == (deadline, 0)
+    assert rows["late"] == (deadline, 2)  # filed Sunday 11 January
+    assert rows["eaeu"][1] == 0  # EAEU: 30 days exempt first
+
+
+def test_crossing_without_conveyance_and_airport_checkpoint(env: Env):
+    c: Crossing = samples.crossing(
+        "air",
+        checkpoint=Checkpoint("KZ-AIR-ALA", CheckpointKind.AIR, None),
+        conveyance=None,
+        direction=Direction.EXIT,
+        migration_card_number="MC1",
+    )
+    env.write(env.messages([c]))
+    row = env.client.query(
+        "SELECT border_country, conveyance_kind, carrier, has_migration_card FROM crossings"
+    ).result_rows[0]
+    assert row == ("", "", "", True)
+
+
+def test_host_kind_enum_passes_through(env: Env):
+    env.write(env.messages([samples.registration("h", host_kind=HostKind.EMPLOYER)]))
+    assert env.scalar("SELECT host_kind FROM registrations") == "EMPLOYER"
+
+
+def test_confluent_wire_format_goes_through_the_same_path(env: Env):
+    registry = env.settings.model_copy(update={"schema_registry_url": "mock://sink-transforms"})
+    topic = env.settings.topics.crossings
+    value = Serde.from_settings(registry).encode(samples.crossing("via-registry"), topic)
+    assert value[0] == 0  # Confluent framing: magic 0 + schema id
+    a = Assembler(1, 0.0)
+    a.add([Message(topic, 0, 0, None, value)], 0.0)
+    batch, intent = a.take("test", 0.0)
+    plan = plan_batch(batch, intent, routes(env.settings), Framer(registry))
+    assert not plan.rejected
+    env.warehouse.write(plan)
+    assert env.scalar("SELECT count() FROM crossings WHERE event_id = 'via-registry'") == 1
