@@ -1,0 +1,76 @@
+"""Container health checks for docker-compose.yml: ``python /app/deploy/healthcheck.py ROLE``, exit 0 when healthy.
+
+Each check reads the same `shekara.settings.Settings` as the service it checks, so a check cannot pass against a
+different broker, port or database than the one the service uses.
+
+* processors: the worker's web server answers ``/api/alerts`` (the ops page, `streams.web`) on its web port;
+* sink: ClickHouse answers as the writer (its DSN), and the sink's consumer group has a live member;
+* simulator: the broker answers a metadata request.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from typing import Any
+
+from shekara.settings import Settings
+
+TIMEOUT = 5.0
+
+
+def processors(settings: Settings) -> None:
+    url = f"http://127.0.0.1:{settings.faust.web_port}/api/alerts"
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}")
+
+
+def broker(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(timeout=TIMEOUT)
+
+
+def sink(settings: Settings) -> None:
+    import clickhouse_connect
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    dsn = settings.clickhouse_dsn
+    options: dict[str, Any] = {} if dsn.startswith("chdb:") else {"connect_timeout": TIMEOUT}  # chdb: in-process
+    client = clickhouse_connect.get_client(dsn=dsn, **options)
+    try:
+        client.command("SELECT 1")
+    finally:
+        client.close()
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    group = settings.sink.group_id
+    description = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
+    # Any state but EMPTY/DEAD/UNKNOWN means the group has a live member (the sink, or a replica of it).
+    live = {
+        ConsumerGroupState.STABLE,
+        ConsumerGroupState.PREPARING_REBALANCING,
+        ConsumerGroupState.COMPLETING_REBALANCING,
+    }
+    if description.state not in live:
+        raise RuntimeError(f"consumer group {group} has no live member (state {description.state.name})")
+
+
+CHECKS = {"processors": processors, "sink": sink, "simulator": broker}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[1] not in CHECKS:
+        print(f"usage: healthcheck.py {{{','.join(CHECKS)}}}", file=sys.stderr)
+        return 2
+    try:
+        CHECKS[argv[1]](Settings())
+    except Exception as exc:
+        print(f"unhealthy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
