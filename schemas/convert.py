@@ -259,6 +259,7 @@ def _stay_to(r: Stay) -> AvroDict:
         "days_over": r.days_over,
         "rule_id": r.rule_id,
         "rule_version": r.rule_version,
+        "anchor_time": r.anchor_time,
     }
 
 
@@ -281,6 +282,7 @@ def _stay_from(d: AvroDict) -> Stay:
         d["days_over"],
         d["rule_id"],
         d["rule_version"],
+        d["anchor_time"],
     )
 
 

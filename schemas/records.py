@@ -249,8 +249,9 @@ class Stay:
     days: int  # calendar days present, crossing days counted, Asia/Almaty
     allowed_days: int | None  # None: no limit applies (citizens, permits, diplomats)
     days_over: int
-    rule_id: str
+    rule_id: str  # "void" on a revision that late data showed never existed (no events, no days)
     rule_version: str
+    anchor_time: datetime  # event time of the anchoring entry (or exit without entry); fixed for a stay
 
 
 @dataclass(frozen=True, slots=True)

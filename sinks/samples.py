@@ -200,6 +200,7 @@ def stay(stay_id: str, revision: int = 0, **over: Any) -> Stay:
         days_over=0,
         rule_id="visa-free-general",
         rule_version="2023-01-27",
+        anchor_time=entry,
     )
     return replace(base, **over)
 

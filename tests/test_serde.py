@@ -153,6 +153,7 @@ def sample_stay() -> Stay:
         0,
         "stay.visa_free",
         "2023-01-27",
+        NOW,
     )
 
 

@@ -206,6 +206,30 @@ def test_stay_revisions_latest_wins_and_stale_ones_are_ignored(env: Env):
     assert outcomes == [("LATE", 1, 11)]
 
 
+def test_void_stay_takes_back_the_stay_it_supersedes(env: Env):
+    # Late data showed the stay never existed: the core re-emits it with the next revision, rule "void", no
+    # events and no times, but the same anchor time, so the sink finds the stored revision on its anchor day.
+    entry = samples.NOW - timedelta(days=40)
+    open_stay = samples.stay("s3", 0, entry_time=entry)
+    void = replace(
+        open_stay,
+        revision=1,
+        entry_event_id=None,
+        entry_time=None,
+        entry_checkpoint=None,
+        days=0,
+        allowed_days=None,
+        rule_id="void",
+    )
+    env.write(env.messages([open_stay]))
+    env.write(env.messages([void]))
+    assert env.client.query("SELECT revision, outcome, prev_outcome, anchor_date FROM stays FINAL").result_rows == [
+        (1, "VOID", "OPEN", entry.date())  # 09:30 UTC is 14:30 the same day in Almaty
+    ]
+    counted = env.client.query("SELECT sum(stays) FROM stay_outcomes").result_rows[0][0]
+    assert counted == 0
+
+
 def test_stays_in_one_batch_keep_the_newest_revision(env: Env):
     s0 = samples.stay("s2", 0)
     s1: Stay = replace(s0, revision=1, allowed_days=90)

@@ -211,6 +211,7 @@ def test_admission_rejects_with_stage_reason_and_field() -> None:
         0,
         "r",
         "1",
+        now,
     )
     misplaced = intake.admit(s.topics.crossings, tkey, serde.encode(stay, s.topics.stays), now=now)
     assert isinstance(misplaced, Rejected) and "Stay record on" in misplaced.reason

@@ -125,7 +125,7 @@ CREATE TABLE IF NOT EXISTS stays
     allowed_days Nullable(UInt32),
     days_over UInt32,
     allowed_until Nullable(Date32) COMMENT 'last allowed day (expected departure): entry day + allowed_days - 1',
-    outcome LowCardinality(String) COMMENT 'OPEN, ON_TIME, LATE (out-of-country overstay), NO_LIMIT, NO_ENTRY',
+    outcome LowCardinality(String) COMMENT 'OPEN, ON_TIME, LATE (out-of-country overstay), NO_LIMIT, NO_ENTRY, VOID (never existed: drop)',
     rule_id LowCardinality(String),
     rule_version LowCardinality(String),
     -- The state this revision supersedes, so the stay views can take it back (empty outcome: first revision).

@@ -1,8 +1,9 @@
 -- Staged Stay records (stage_stays) -> stays. Parameters as in crossings.sql (the pads are unused).
 -- Only the newest revision of a stay in the batch is kept, and only if it is newer than the stored one; it
--- carries the state it supersedes (prev_*) so stay_outcomes_mv can take that state back. The stored
--- revision is looked up on the stay's anchor day (its entry day, or exit day without an entry): both days
--- of the incoming revision are searched, so a late entry added to an exit-only stay is still found.
+-- carries the state it supersedes (prev_*) so stay_outcomes_mv can take that state back. A stay's anchor
+-- (the time of its entry, or of its exit without entry) never changes, so the stored revision is looked up on
+-- the anchor day alone. A void revision (rule "void": late data showed the stay never existed) is stored with
+-- outcome VOID, which the views do not count, and takes back the state of the revision it supersedes.
 INSERT INTO stays
 (
     stay_id, revision, traveller_key, nationality, entry_basis, purpose, entry_event_id, exit_event_id, entry_time,
@@ -14,10 +15,11 @@ WITH
     staged AS (
         SELECT
             *,
-            toDate(coalesce(entry_time, exit_time), 'Asia/Almaty') AS anchor,
+            toDate(anchor_time, 'Asia/Almaty') AS anchor,
             if(entry_time IS NULL OR allowed_days IS NULL, NULL,
                toDate32(toDate(assumeNotNull(entry_time), 'Asia/Almaty')) + (assumeNotNull(allowed_days) - 1)) AS until,
             multiIf(
+                rule_id = 'void', 'VOID',
                 entry_time IS NULL, 'NO_ENTRY',
                 allowed_days IS NULL, 'NO_LIMIT',
                 exit_time IS NULL, 'OPEN',
@@ -35,11 +37,7 @@ WITH
             1 AS found,
             argMax((revision, outcome, nationality, entry_checkpoint, allowed_until, days_over), revision) AS latest
         FROM stays
-        WHERE anchor_date IN (
-                SELECT arrayJoin(arrayFilter(d -> d IS NOT NULL,
-                    [toDate(entry_time, 'Asia/Almaty'), toDate(exit_time, 'Asia/Almaty')]))
-                FROM staged
-            )
+        WHERE anchor_date IN (SELECT anchor FROM staged)
           AND stay_id IN (SELECT stay_id FROM staged)
           AND _batch != {batch:String}
         GROUP BY stay_id
@@ -55,7 +53,7 @@ SELECT
     ifNull(s.exit_event_id, ''),
     s.entry_time,
     s.exit_time,
-    assumeNotNull(s.anchor),
+    s.anchor,
     ifNull(s.entry_checkpoint, ''),
     ifNull(s.exit_checkpoint, ''),
     s.days,

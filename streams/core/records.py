@@ -25,6 +25,7 @@ from streams.core.model import (
     C_TYPE,
     ST_ALLOWED,
     ST_ANCHOR,
+    ST_ANCHOR_T,
     ST_BASIS,
     ST_DAYS,
     ST_ENTRY_CP,
@@ -239,13 +240,21 @@ def stay_record(traveller_key: str, s: StayCandidate, revision: int) -> Stay:
         days_over=s[ST_OVER],
         rule_id=s[ST_RULE],
         rule_version=s[ST_RULE_V],
+        anchor_time=from_us(s[ST_ANCHOR_T]),
     )
 
 
 def void_stay_record(
-    ctx: Context, traveller_key: str, anchor: str, nationality: str, basis: str, purpose: str, revision: int
+    ctx: Context,
+    traveller_key: str,
+    anchor: str,
+    anchor_time: int,
+    nationality: str,
+    basis: str,
+    purpose: str,
+    revision: int,
 ) -> Stay:
-    """A stay that late data showed never existed: same id, next revision, no events, no days."""
+    """A stay that late data showed never existed: same id and anchor time, next revision, no events, no days."""
     return Stay(
         stay_id=stay_id(traveller_key, anchor),
         revision=revision,
@@ -264,4 +273,5 @@ def void_stay_record(
         days_over=0,
         rule_id=VOID_RULE,
         rule_version=ctx.version,
+        anchor_time=from_us(anchor_time),
     )

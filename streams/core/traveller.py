@@ -318,7 +318,7 @@ def _settle_stays(
             prior = emitted.get(sid)
             if prior is not None and prior[2]:
                 rev, _, _, t, nat, basis, purpose = prior
-                out.append(void_stay_record(ctx, key, sid, nat, basis, purpose, rev + 1))
+                out.append(void_stay_record(ctx, key, sid, t, nat, basis, purpose, rev + 1))
                 emitted[sid] = (rev + 1, 0, 0, t, nat, basis, purpose)
     for sid, s in made.items():
         _offer_stay(key, sid, s, wm, pending, emitted, out)
