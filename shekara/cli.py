@@ -84,7 +84,8 @@ def _register_optional() -> None:
         "producers.simulator.cli",  # simulate
         "streams.cli",  # process, evaluate
         "sinks.cli",  # sink, migrate, sql, report
-        "shekara.ops_cli",  # alerts, demo, bench
+        "shekara.ops_cli",  # alerts, bench
+        "shekara.demo",  # demo
     ):
         try:
             mod = importlib.import_module(module)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -24,6 +26,7 @@ QUERIES_DIR = Path(__file__).resolve().parent / "queries"
 # Friendly names for --format; anything else is passed to ClickHouse as a format name.
 FORMATS = {"pretty": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSON", "tsv": "TSVWithNames"}
 _TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
+ALMATY = ZoneInfo("Asia/Almaty")
 _HEADER = re.compile(r"^--\s*(title|description|param):\s*(.*)$")
 _PARAM = re.compile(r"^(\w+)\s+(\w+(?:\([^)]*\))?)\s*=\s*(.*)$")
 
@@ -137,7 +140,14 @@ class SavedQuery:
         unknown = set(given) - {p.name for p in self.params}
         if unknown:
             raise ValueError(f"query {self.name} has no parameter {', '.join(sorted(unknown))}")
-        return {p.name: given.get(p.name, p.default) for p in self.params}
+        return {p.name: given.get(p.name, _default(p)) for p in self.params}
+
+
+def _default(param: Param) -> str:
+    # "today" is the analysts' calendar day (Asia/Almaty), the day reports are judged at unless `as_of` is given.
+    if param.type == "Date" and param.default == "today":
+        return datetime.now(ALMATY).date().isoformat()
+    return param.default
 
 
 def parse_saved_query(name: str, text: str) -> SavedQuery:

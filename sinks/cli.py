@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -107,6 +108,9 @@ def sql(
 
 def report(
     html: Annotated[Path | None, typer.Option("--html", help="Also write the dashboard, with charts, here")] = None,
+    as_of: Annotated[
+        datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"], help="Judge the report at this day")
+    ] = None,
 ) -> None:
     """Print the standard dashboard: flows, balance, overstay rates, compliance, top alert types."""
     from sinks.analyst import QueryError
@@ -114,7 +118,7 @@ def report(
     from sinks.report import build_dashboard, render_html, render_text
 
     try:
-        dashboard = build_dashboard(get_settings())
+        dashboard = build_dashboard(get_settings(), as_of=None if as_of is None else as_of.date())
     except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc

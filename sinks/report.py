@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import io
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rich.console import Console
@@ -62,21 +62,28 @@ class Dashboard:
     generated: datetime
     warehouse: str
     sections: tuple[Section, ...]
+    as_of: date | None = None  # None: today
 
 
-def build_dashboard(settings: Settings, panels: tuple[Panel, ...] = DASHBOARD) -> Dashboard:
+def build_dashboard(
+    settings: Settings, panels: tuple[Panel, ...] = DASHBOARD, *, as_of: date | None = None
+) -> Dashboard:
+    """Run the dashboard's saved queries; `as_of`: the day they are judged at (default: today in Almaty)."""
     catalogue = saved_queries()
     sections = []
     with Reader(settings) as reader:
         for panel in panels:
             q: SavedQuery = catalogue[panel.query]
-            args = q.arguments({k: str(v) for k, v in panel.params.items()})
+            given = {k: str(v) for k, v in panel.params.items()}
+            if as_of is not None and any(p.name == "as_of" for p in q.params):
+                given["as_of"] = as_of.isoformat()
+            args = q.arguments(given)
             table = reader.table(q.sql, args)
             description = q.description
             for name, value in args.items():  # "over the last `days` days" -> "over the last 30 days"
                 description = description.replace(f"`{name}`", str(value))
             sections.append(Section(q.name, q.title, description, table, panel.chart, panel.limit_rows))
-    return Dashboard(datetime.now(UTC), _where(settings), tuple(sections))
+    return Dashboard(datetime.now(UTC), _where(settings), tuple(sections), as_of)
 
 
 def _where(settings: Settings) -> str:
@@ -90,7 +97,10 @@ def _where(settings: Settings) -> str:
 def render_text(dashboard: Dashboard, width: int = 120) -> str:
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=False, color_system=None)
-    console.print(f"Shekara dashboard - {dashboard.generated:%Y-%m-%d %H:%M} UTC - {dashboard.warehouse}")
+    console.print(
+        f"Shekara dashboard - {dashboard.generated:%Y-%m-%d %H:%M} UTC - {dashboard.warehouse}"
+        + (f" - as of {dashboard.as_of}" if dashboard.as_of else "")
+    )
     for s in dashboard.sections:
         console.print()
         console.print(Text(s.title, style="bold"))
@@ -139,7 +149,8 @@ def render_html(dashboard: Dashboard) -> str:
         "h2{margin-top:1.8em}.desc{color:#555;font-size:14px}svg text{font-size:11px;fill:#333}",
         "</style></head><body>",
         "<h1>Shekara dashboard</h1>",
-        f"<p class='desc'>Generated {dashboard.generated:%Y-%m-%d %H:%M} UTC from {html.escape(dashboard.warehouse)}.",
+        f"<p class='desc'>Generated {dashboard.generated:%Y-%m-%d %H:%M} UTC from {html.escape(dashboard.warehouse)}"
+        + (f", as of {dashboard.as_of}." if dashboard.as_of else "."),
         " Aggregates only: travellers appear as pseudonymous keys, never by document.</p>",
     ]
     for s in dashboard.sections:

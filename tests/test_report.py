@@ -90,6 +90,22 @@ def test_dashboard_text_and_html(loaded: Env):
 
 
 @pytest.mark.integration
+def test_dashboard_as_of_a_past_day(loaded: Env):
+    # The loaded data is recent: judged at 40 days ago, the flows of the last 30 days hold only the entries
+    # before that day, and the overstay that began 45 days ago was not yet due (30 days allowed, day 1 = entry).
+    now = datetime.now(UTC) - timedelta(hours=1)
+    past = build_dashboard(loaded.settings, as_of=(now - timedelta(days=40)).date())
+    sections = {s.name: s for s in past.sections}
+    assert sum(r["entries"] for r in sections["flows_by_day"].table.records()) == 0
+    assert sections["open_overstays"].table.rows == []
+    assert sections["top_alert_types"].table.rows == []
+    later = build_dashboard(loaded.settings, as_of=(now - timedelta(days=2)).date())
+    flows = {s.name: s for s in later.sections}["flows_by_day"].table.records()
+    assert sum(r["entries"] for r in flows) == 2  # entries 2 and 3 days ago; not the ones since
+    assert f"as of {later.as_of}" in " ".join(render_text(later).split())
+
+
+@pytest.mark.integration
 def test_sql_formats_and_read_only(loaded: Env):
     csv = run_query(loaded.settings, "SELECT nationality, count() AS n FROM crossings GROUP BY 1 ORDER BY 1", "CSV")
     assert csv.decode().splitlines() == ['"nationality","n"', '"KGZ",2', '"UZB",6']

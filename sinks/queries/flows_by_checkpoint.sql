@@ -2,6 +2,7 @@
 -- description: Entries and exits per checkpoint over the last `days` days, busiest first.
 -- param: days UInt16 = 30
 -- param: top UInt16 = 20
+-- param: as_of Date = today
 SELECT
     checkpoint_id,
     any(checkpoint_kind) AS kind,
@@ -9,7 +10,7 @@ SELECT
     sumIf(crossings, direction = 'EXIT') AS exits,
     entries + exits AS total
 FROM daily_flows
-WHERE day > toDate(now(), 'Asia/Almaty') - {days:UInt16}
+WHERE day > {as_of:Date} - {days:UInt16} AND day <= {as_of:Date}
 GROUP BY checkpoint_id
 ORDER BY total DESC, checkpoint_id
 LIMIT {top:UInt16}

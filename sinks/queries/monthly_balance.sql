@@ -2,6 +2,7 @@
 -- description: Entries minus exits per calendar month and nationality, over the last `months` months,
 -- description: largest absolute balance first within a month.
 -- param: months UInt16 = 12
+-- param: as_of Date = today
 SELECT
     month,
     nationality,
@@ -9,6 +10,6 @@ SELECT
     sum(exits) AS exits,
     toInt64(entries) - toInt64(exits) AS balance
 FROM monthly_balance
-WHERE month > toStartOfMonth(toDate(now(), 'Asia/Almaty')) - toIntervalMonth({months:UInt16})
+WHERE month > toStartOfMonth({as_of:Date}) - toIntervalMonth({months:UInt16}) AND month <= {as_of:Date}
 GROUP BY month, nationality
 ORDER BY month, abs(balance) DESC, nationality

@@ -4,6 +4,7 @@
 -- description: overstays (not left), and their rates in percent of expected departures.
 -- param: months UInt16 = 12
 -- param: min_departures UInt32 = 1
+-- param: as_of Date = today
 SELECT
     expected_departure_month,
     nationality,
@@ -12,7 +13,7 @@ SELECT
     in_country_overstays,
     overstay_rate_pct,
     in_country_rate_pct
-FROM overstay_rates
-WHERE expected_departure_month > toStartOfMonth(toDate(now(), 'Asia/Almaty')) - toIntervalMonth({months:UInt16})
+FROM overstay_rates_at(as_of = {as_of:Date})
+WHERE expected_departure_month > toStartOfMonth({as_of:Date}) - toIntervalMonth({months:UInt16}) AND expected_departure_month <= {as_of:Date}
   AND expected_departures >= {min_departures:UInt32}
 ORDER BY expected_departure_month, expected_departures DESC, nationality

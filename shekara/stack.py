@@ -1,0 +1,226 @@
+"""The whole pipeline on one machine: embedded broker, processor workers and the ClickHouse sink as processes.
+
+What `shekara demo` and the fault runs stand on. The workers and the sink are the same programs as in
+production (`python -m streams.worker`, `shekara sink`), started as subprocesses with the parent's settings in
+their environment, so they can be killed with SIGKILL and started again like real services.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from shekara.admin import ensure_topics, wait_for_broker
+from shekara.embedded import EmbeddedBroker, free_port, launch, port_in_use
+from shekara.logs import get_logger
+from shekara.settings import REPO_ROOT, Settings
+
+log = get_logger(__name__)
+
+Lag = Callable[[int], None]  # called with the messages still to do while waiting
+
+
+class StackError(RuntimeError):
+    """A component of the stack exited or never caught up."""
+
+
+class Stack:
+    """Broker (embedded unless `settings.broker_url` already answers), `workers` processors and a sink.
+
+    Use as a context manager; `stop()` stops everything it started. Logs go to `work_dir`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        work_dir: Path,
+        *,
+        workers: int = 1,
+        sink: bool = True,
+        app_id: str = "shekara-processors",
+        web_port: int | None = None,
+        embedded_broker: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.work_dir = work_dir
+        self.app_id = app_id
+        self.worker_count = workers
+        self.with_sink = sink
+        self.web_port = web_port
+        self.embedded_broker = embedded_broker
+        self.broker: EmbeddedBroker | None = None
+        self.workers: list[subprocess.Popen[bytes] | None] = []
+        self.sink: subprocess.Popen[bytes] | None = None
+        self.restarts: dict[str, int] = {"worker": 0, "sink": 0}
+
+    # --- life cycle -------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.embedded_broker:
+            self.broker = launch(log_path=self.work_dir / "broker.log")
+            self.settings = self.settings.model_copy(update={"broker_url": self.broker.url})
+        wait_for_broker(self.settings)
+        ensure_topics(self.settings)
+        if self.web_port is not None and port_in_use(self.web_port):
+            self.web_port = free_port()
+        self.workers = [self._spawn_worker(i) for i in range(self.worker_count)]
+        if self.with_sink:
+            self.sink = self._spawn_sink()
+
+    def stop(self) -> None:
+        """Stop the sink first (it commits what it has written), then the workers, then the broker."""
+        procs = [p for p in [self.sink, *self.workers] if p is not None]
+        for p in procs:
+            _terminate(p)
+        self.sink = None
+        self.workers = []
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    # --- processes --------------------------------------------------------------------------------------------
+
+    def _spawn_worker(self, i: int) -> subprocess.Popen[bytes]:
+        from streams.worker import spawn_worker
+
+        settings = self.settings
+        if self.web_port is None:
+            settings = settings.model_copy(update={"faust": settings.faust.model_copy(update={"web_enabled": False})})
+        return spawn_worker(
+            settings,
+            app_id=self.app_id,
+            status_file=self.work_dir / f"worker-{i}.json",
+            web_port=None if self.web_port is None else self.web_port + i,
+            log_path=self.work_dir / f"worker-{i}.log",
+        )
+
+    def _spawn_sink(self) -> subprocess.Popen[bytes]:
+        from streams.worker import worker_env
+
+        with open(self.work_dir / "sink.log", "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "shekara.cli", "sink"],
+                env=worker_env(self.settings),
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill_worker(self, i: int = 0) -> None:
+        """SIGKILL worker `i` (no shutdown of any kind) and start a new one in its place."""
+        proc = self.workers[i]
+        if proc is not None:
+            _kill(proc)
+        self.restarts["worker"] += 1
+        self.workers[i] = self._spawn_worker(i)
+
+    def kill_sink(self) -> None:
+        """SIGKILL the sink and start a new one: it must find its recorded batch intent and replay it."""
+        if self.sink is not None:
+            _kill(self.sink)
+        self.restarts["sink"] += 1
+        self.sink = self._spawn_sink()
+
+    def stop_sink(self) -> None:
+        """Stop the sink cleanly: it releases the chDB directory so this process can open it."""
+        if self.sink is not None:
+            _terminate(self.sink, timeout=60.0)
+            self.sink = None
+
+    def check_alive(self) -> None:
+        for i, p in enumerate(self.workers):
+            if p is not None and p.poll() is not None:
+                raise StackError(f"worker {i} exited with code {p.returncode}; see {self.work_dir / f'worker-{i}.log'}")
+        if self.sink is not None and self.sink.poll() is not None:
+            raise StackError(f"the sink exited with code {self.sink.returncode}; see {self.work_dir / 'sink.log'}")
+        if self.broker is not None and not self.broker.alive():
+            raise StackError(f"the broker exited; see {self.work_dir / 'broker.log'}")
+
+    # --- progress ---------------------------------------------------------------------------------------------
+
+    @property
+    def source_topics(self) -> list[str]:
+        t = self.settings.topics
+        return [t.crossings, t.registrations, t.status_changes, t.address_registrations]
+
+    @property
+    def sink_topics(self) -> list[str]:
+        from sinks.writer import routes
+
+        return list(routes(self.settings))
+
+    def wait_processed(self, *, timeout: float = 900.0, on_lag: Lag | None = None) -> None:
+        """Block until the processors have committed every source message (and stayed caught up a moment)."""
+        self._wait(self.app_id, self.source_topics, timeout, on_lag)
+
+    def wait_landed(self, *, timeout: float = 900.0, on_lag: Lag | None = None) -> None:
+        """Block until the sink has committed every message of the topics it lands (inserted before commit)."""
+        self._wait(self.settings.sink.group_id, self.sink_topics, timeout, on_lag)
+
+    def lag(self, group: str, topics: list[str]) -> int:
+        from streams.readback import GroupProgress
+
+        progress = GroupProgress(self.settings, group, topics)
+        try:
+            return progress.lag()
+        finally:
+            progress.close()
+
+    def _wait(self, group: str, topics: list[str], timeout: float, on_lag: Lag | None, settle: float = 2.0) -> None:
+        from streams.readback import GroupProgress
+
+        progress = GroupProgress(self.settings, group, topics)
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        try:
+            while True:
+                self.check_alive()
+                try:
+                    lag = progress.lag()
+                except Exception as exc:  # the broker may be briefly busy (rebalance): ask again
+                    log.debug("cannot read the group's offsets yet", group=group, error=str(exc))
+                    lag = -1
+                if on_lag is not None and lag >= 0:
+                    on_lag(lag)
+                if lag == 0:
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since >= settle:
+                        return
+                else:
+                    quiet_since = None
+                if time.monotonic() > deadline:
+                    raise StackError(f"consumer group {group} still lags {lag} messages after {timeout:.0f} s")
+                time.sleep(0.25)
+        finally:
+            progress.close()
+
+
+def _terminate(proc: subprocess.Popen[Any], timeout: float = 20.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("process did not stop on SIGTERM; killing it", pid=proc.pid)
+        _kill(proc)
+
+
+def _kill(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
