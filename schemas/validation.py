@@ -172,7 +172,7 @@ def _traveller(t: Any, now: datetime, path: str = "traveller") -> Iterator[Valid
     else:
         today = now.date()
         if t.birth_date > today:
-            yield ValidationError(f"{path}.birth_date", "is in the future")
+            yield ValidationError(f"{path}.birth_date", "is in the future (after the day of the event)")
         elif _age(t.birth_date, today) > MAX_AGE_YEARS:
             yield ValidationError(f"{path}.birth_date", f"gives an age over {MAX_AGE_YEARS} years")
     yield from _enum(t.sex, Sex, f"{path}.sex")
@@ -237,12 +237,16 @@ def _status_change(r: StatusChange, now: datetime) -> Iterator[ValidationError]:
 
 
 def _problems(record: Any, now: datetime, skew_s: int) -> Iterator[ValidationError]:
+    # The traveller's facts are judged at the event's own time, not at `now`: a replay years later, or the
+    # sink and the processors reading the same message at different moments, must reach the same verdict.
+    event_time: Any = getattr(record, "event_time", None)
+    at: datetime = event_time if _aware(event_time) and event_time <= now else now
     if isinstance(record, Crossing):
-        body = _crossing(record, now)
+        body = _crossing(record, at)
     elif isinstance(record, Registration):
-        body = _registration(record, now)
+        body = _registration(record, at)
     elif isinstance(record, StatusChange):
-        body = _status_change(record, now)
+        body = _status_change(record, at)
     else:
         raise TypeError(f"only source events are validated (Crossing, Registration, StatusChange), not {record!r}")
     yield from _envelope(record, now, skew_s)

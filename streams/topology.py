@@ -224,7 +224,9 @@ class TravellerMatcher:
         for ev in events:
             msg = ev.message
             p = msg.partition
-            verdict = admit(msg.topic, msg.key, msg.value, now=now)
+            # Judged against the message's own timestamp (producer send time), not the wall clock, so a replay
+            # accepts and rejects exactly what live running did.
+            verdict = admit(msg.topic, msg.key, msg.value, now=datetime.fromtimestamp(msg.timestamp, UTC))
             if not isinstance(verdict, Accepted):
                 self._dead(ev, verdict.stage, verdict.reason, verdict.field, now)
                 continue

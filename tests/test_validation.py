@@ -227,3 +227,11 @@ def test_ids_are_stable_and_distinct() -> None:
     assert alert_id("A", "k1", "e1") != alert_id("A", "k1", "e2")
     assert source_event_id("berkut", "1") == source_event_id("berkut", "1") != source_event_id("other", "1")
     assert source_event_id("berkut", None) != source_event_id("berkut", None)  # no source id: random
+
+
+def test_traveller_facts_are_judged_at_the_event_not_at_now():
+    # Born the week after the crossing: wrong whenever the message is read, even years later (replays, the sink).
+    born_after = with_traveller(sample_crossing(), birth_date=(NOW + timedelta(days=7)).date())
+    years_later = NOW + timedelta(days=3 * 365)
+    assert ("traveller.birth_date", "is in the future (after the day of the event)") in errors(born_after, years_later)
+    assert errors(born_after, NOW + timedelta(hours=1)) == errors(born_after, years_later)
