@@ -190,6 +190,7 @@ def _evaluate(
     final = readback.final_alerts(alerts)
     letters = readback.read_dead_letters(settings)
     dead = {(d.source_topic, d.source_partition, d.source_offset): d.stage for d in letters}
+    reasons = Counter(f"{d.stage}: {d.field or '-'}: {d.reason[:90]}" for d in letters)
     rules = load_rules(settings.rules_file)
     end = rules.day_start(sim_config.start + timedelta(days=config.days))
     cutoff = end - timedelta(seconds=settings.allowed_lateness_seconds) - config.margin
@@ -208,6 +209,7 @@ def _evaluate(
         worker_events=[],
         publish_seconds=publish_s,
         process_seconds=process_s,
+        notes=[f"dead letters {n:6d} x {why}" for why, n in reasons.most_common(12)],
     )
     return report, {(a.alert_id, a.action.value) for a in alerts}
 
