@@ -224,7 +224,7 @@ def test_admission_rejects_with_stage_reason_and_field() -> None:
 
 
 def test_aligner_holds_back_records_ahead_of_the_slowest_co_partition() -> None:
-    a = Aligner(("crossings", "registrations", "status"), slack_ms=100, idle_s=2)
+    a = Aligner(("crossings", "registrations", "status"), slack_ms=100, idle_s=2, startup_grace_s=0)
     a.observe("crossings", 0, 1_000, wall=10.0)
     a.observe("registrations", 0, 5_000, wall=10.0)  # a whole backlog of registrations came in one fetch
     assert a.release_bound(0, wall=10.1) == 1_100  # registrations up to 1.1 s of record time may go now
@@ -242,6 +242,22 @@ def test_an_idle_or_empty_topic_holds_nobody_back() -> None:
     assert a.release_bound(0, wall=7.5) == float("inf")  # everything went quiet: release all
     a.reset()
     assert a.release_bound(0, wall=7.5) == float("inf")
+
+
+def test_a_topic_not_heard_from_since_assignment_holds_the_others_for_a_grace() -> None:
+    # The first fetch brought crossings only: the registrations of the same partition may be days behind them.
+    a = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2, startup_grace_s=5)
+    a.observe("crossings", 0, 9_000, wall=100.0)
+    assert a.release_bound(0, wall=101.0) == float("-inf")  # hold everything: registrations not heard from yet
+    a.observe("registrations", 0, 1_000, wall=101.5)
+    assert a.release_bound(0, wall=101.6) == 1_100  # now in step: registrations first
+    b = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2, startup_grace_s=5)
+    b.observe("crossings", 0, 9_000, wall=100.0)
+    b.observe("crossings", 0, 9_000, wall=105.0)
+    assert b.release_bound(0, wall=105.1) == 9_100  # an empty topic-partition holds nobody back after the grace
+    b.reset()
+    b.observe("crossings", 0, 9_500, wall=200.0)
+    assert b.release_bound(0, wall=201.0) == float("-inf")  # a new assignment: a new grace
 
 
 def test_a_quiet_topic_with_records_still_waiting_keeps_holding_the_others() -> None:
