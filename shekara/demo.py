@@ -190,7 +190,7 @@ def _evaluate(
     final = readback.final_alerts(alerts)
     letters = readback.read_dead_letters(settings)
     dead = {(d.source_topic, d.source_partition, d.source_offset): d.stage for d in letters}
-    reasons = Counter(f"{d.stage}: {d.field or '-'}: {d.reason[:90]}" for d in letters)
+    reasons = Counter(f"{d.stage}: {d.field or '-'}: {d.reason[:200]}" for d in letters)
     rules = load_rules(settings.rules_file)
     end = rules.day_start(sim_config.start + timedelta(days=config.days))
     cutoff = end - timedelta(seconds=settings.allowed_lateness_seconds) - config.margin
@@ -209,9 +209,17 @@ def _evaluate(
         worker_events=[],
         publish_seconds=publish_s,
         process_seconds=process_s,
-        notes=[f"dead letters {n:6d} x {why}" for why, n in reasons.most_common(12)],
+        notes=[f"dead letters {n:6d} x {why}" for why, n in _top_per_stage(reasons, 5)],
     )
     return report, {(a.alert_id, a.action.value) for a in alerts}
+
+
+def _top_per_stage(reasons: Counter[str], n: int) -> list[tuple[str, int]]:
+    """The `n` commonest reasons of each stage ("stage: field: reason" keys), so rare stages are not hidden."""
+    by_stage: dict[str, list[tuple[str, int]]] = {}
+    for why, count in reasons.most_common():
+        by_stage.setdefault(why.split(":", 1)[0], []).append((why, count))
+    return [item for stage in sorted(by_stage) for item in by_stage[stage][:n]]
 
 
 def _alert_summary(console: Console, settings: Settings) -> None:

@@ -204,7 +204,7 @@ class TravellerMatcher:
             bound = bounds.get(msg.partition)
             if bound is None:
                 bound = bounds[msg.partition] = self.aligner.release_bound(
-                    msg.partition, wall, self._highwaters(msg.partition)
+                    msg.partition, wall, self._highwaters(msg.partition), self._starts(msg.partition)
                 )
             (ready if msg.timestamp * 1000.0 <= bound else rest).append(ev)
         if len(rest) > MAX_HELD:
@@ -287,6 +287,14 @@ class TravellerMatcher:
         """What the consumer last heard from the broker about the end of each source topic-partition."""
         consumer = self.app.consumer
         return {(t, partition): consumer.highwater(TP(t, partition)) for t in self.aligner.topics}
+
+    def _starts(self, partition: int) -> dict[tuple[str, int], int | None]:
+        """Where this consumer started each source topic-partition: its committed offset at assignment.
+
+        Faust keeps it in a private mapping (no public accessor in 0.15); None where unknown.
+        """
+        committed = getattr(self.app.consumer, "_committed_offset", {})
+        return {(t, partition): committed.get(TP(t, partition)) for t in self.aligner.topics}
 
     def _load(self, partition: int, key: str) -> TravellerState:
         stored = self.store.get(partition, key.encode())
