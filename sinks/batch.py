@@ -15,17 +15,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from sinks.stage import ZIGZAG_CACHED, ZIGZAG_TABLE, zigzag
+from sinks.stage import ZIGZAG_CACHED, ZIGZAG_TABLE, key_field, timestamp_field, zigzag
 
 
 class Message(NamedTuple):
-    """One consumed message (a tuple: the sink builds ~100,000 a second)."""
+    """One consumed message (a tuple: the sink builds ~100,000 a second).
+
+    `timestamp` is the message's Kafka timestamp in ms: the stream processors judge a source event's times
+    against it (`streams.intake`), and so does the sink. None (not known: messages that never went through
+    Kafka) judges the event as of its own time, with no check that it lies in the future.
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: int | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -40,7 +46,8 @@ class Range:
 
 def ranges_of(messages: Iterable[Message]) -> tuple[Range, ...]:
     bounds: dict[tuple[str, int], list[int]] = {}
-    for topic, partition, offset, _key, _value in messages:
+    for m in messages:
+        topic, partition, offset = m.topic, m.partition, m.offset
         b = bounds.get((topic, partition))
         if b is None:
             bounds[(topic, partition)] = [offset, offset]
@@ -187,7 +194,7 @@ class Group:
     """Records of one table written with one schema: their batch indexes and framed encodings, aligned."""
 
     indexes: list[int] = field(default_factory=list)
-    parts: list[bytes] = field(default_factory=list)  # body, trailer, body, trailer, ...
+    parts: list[bytes] = field(default_factory=list)  # body, trailer, body, trailer, ... (see `sinks.stage`)
 
     def __len__(self) -> int:
         return len(self.indexes)
@@ -227,6 +234,7 @@ class Resolver(Protocol):
 
 
 SINGLE_OBJECT_HEADER = 10  # C3 01 + 8-byte fingerprint
+_NO_TIMESTAMP_YET = -(2**63) - 1  # no Kafka timestamp (a signed 64-bit number) is this
 
 
 def plan_batch(messages: list[Message], intent: Intent, routes: Mapping[str, Route], resolve: Resolver) -> BatchPlan:
@@ -248,8 +256,10 @@ def plan_batch(messages: list[Message], intent: Intent, routes: Mapping[str, Rou
     last_header: bytes | None = None  # wire header of the previous message, and where its records go
     header = 0
     group = Group()
+    last_ts: int | None = _NO_TIMESTAMP_YET  # timestamps repeat (one producer batch): encoded once per run
+    ts_bytes = b""
     for index, m in enumerate(messages):
-        topic, partition, offset, _key, value = m
+        topic, partition, offset, key, value, ts = m
         if partition != last_partition or topic != last_topic:
             last_topic, last_partition, last_header = topic, partition, None
             route = routes.get(topic)
@@ -280,12 +290,16 @@ def plan_batch(messages: list[Message], intent: Intent, routes: Mapping[str, Rou
             if header == SINGLE_OBJECT_HEADER:  # the fingerprint names the writer: reuse it for the same header
                 last_header = value[:10]
         delta = offset - first
+        if ts != last_ts:
+            last_ts, ts_bytes = ts, timestamp_field(ts)
         group.indexes.append(index)
         group.parts.append(value[header:])  # a copy, but ~10x cheaper than a memoryview slice
         group.parts.append(
             (zz[index] if index < cached else zigzag(index))
             + partition_bytes
             + (zz[delta] if 0 <= delta < cached else zigzag(delta))
+            + ts_bytes
+            + (zz[len(key)] + key if key and len(key) < cached else key_field(key))
         )
     for plan in tables.values():
         plan.first_offsets = {p: first for (t, p), first in firsts.items() if t == plan.topic}

@@ -17,7 +17,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_INVALID,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from schemas.records import DeadLetter
 from schemas.serde import Serde
@@ -173,6 +181,7 @@ class _SinkLoop:
                 self.in_flight = 0  # the writer has answered everything it will ever answer
                 self.consumer.close()  # leaves the group; commits nothing (auto-commit is off)
                 self.producer.flush(10)
+                self.producer.close()  # else it lingers (reference cycles) and logs reconnect failures
 
     def _poll(self, timeout: float) -> None:
         now = time.monotonic()
@@ -194,7 +203,9 @@ class _SinkLoop:
                 else:
                     log.warning("consumer error", error=str(err))
                 continue
-            msg = Message(m.topic(), m.partition(), m.offset(), m.key(), m.value())  # type: ignore[arg-type]
+            ts_type, ts = m.timestamp()  # what the processors judge event times against (see `Message`)
+            stamp = ts if ts_type != TIMESTAMP_NOT_AVAILABLE else None
+            msg = Message(m.topic(), m.partition(), m.offset(), m.key(), m.value(), stamp)  # type: ignore[arg-type]
             messages.append(msg)
             if at_end:  # an end-of-partition seen earlier no longer holds (order matters within a chunk)
                 at_end.discard((msg.topic, msg.partition))

@@ -1,8 +1,10 @@
 """The ClickHouse side of the sink: stage a planned batch, derive the fact rows in SQL, insert them once.
 
 Per table and batch: the framed Avro bodies go into a temporary staging table (ClickHouse decodes them),
-rows that can never be stored are listed with the field at fault, and one ``INSERT ... SELECT`` (the SQL in
-``sinks/transforms``) writes the rest with the insert deduplication token ``<batch token>:<table>``.
+rows that can never be stored are listed with the field at fault (``<table>.rejects.sql``: for source events,
+everything the stream processors refuse, see `schemas.validation` and `streams.intake`), and one
+``INSERT ... SELECT`` (the SQL in ``sinks/transforms``) writes the rest with the insert deduplication token
+``<batch token>:<table>``.
 
 Failures: a data error (see `sinks.clickhouse.DATA_ERROR_CODES`) is narrowed down by bisection to the
 messages that cause it, which are rejected with ClickHouse's reason while the rest is stored. Any other
@@ -98,6 +100,7 @@ class Warehouse:
     def __init__(self, client: Client, settings: Settings, explain: Explain) -> None:
         self.client = client
         self._ipad, self._opad = hmac_pads(settings.pseudonym_key_bytes)
+        self._skew = settings.max_future_skew_seconds
         self._explain = explain
         self._bisect_left = BISECT_BUDGET
 
@@ -167,7 +170,7 @@ class Warehouse:
                 out.staged += len(group) - len(bad)
                 out.rejected += len(bad)
             skip: list[int] = []
-            for msg, fld, reason in self.client.query(transform_sql(f"{tplan.table}.rejects")).result_rows:
+            for msg, fld, reason in self._rejects(tplan.table):
                 skip.append(int(msg))
                 rejected.append(Rejected(plan.messages[int(msg)], "sink", f"{tplan.table}: {reason}", fld))
             out.rejected += len(skip)
@@ -189,6 +192,18 @@ class Warehouse:
             # the sink or skipping the batch would lose rows.
             raise TransientWriteError(f"{tplan.table}: {exc}") from exc
         return out
+
+    def _rejects(self, table: str) -> list[tuple[int, str, str]]:
+        """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
+        sql = transform_sql(f"{table}.rejects")
+        # Source events: ipad/opad to check the message key is the traveller key, skew for event times.
+        offered = {"ipad": self._ipad, "opad": self._opad, "skew": self._skew}
+        params = {k: v for k, v in offered.items() if f"{{{k}:" in sql}  # a query without any is not bound
+        return self.client.query(
+            sql,
+            parameters=params or None,
+            settings={"log_queries": 0},  # the HMAC pads must not land in a server's query log
+        ).result_rows  # type: ignore[return-value]
 
     def _stage(
         self, stage: str, schema_json: str, group: Group, messages: Sequence[Message]

@@ -9,13 +9,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from schemas.records import DeadLetter
 from schemas.serde import Serde
+from shekara.pseudonym import traveller_key
 from shekara.settings import Settings
 from sinks import samples
 from sinks.batch import BatchPlan
@@ -40,10 +41,19 @@ def publish(settings: Settings, records: list, extra: list[tuple[str, bytes]] = 
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
     for r in records:
         topic = topics[type(r).__name__]
-        producer.produce(topic, key=b"k", value=serde.encode(r, topic))
+        producer.produce(topic, key=_key(settings, r), value=serde.encode(r, topic))
     for topic, value in extra:
         producer.produce(topic, key=b"bad", value=value)
     assert producer.flush(30) == 0
+
+
+def _key(settings: Settings, record: object) -> bytes:
+    """Source events are keyed by their traveller key (or the sink dead-letters them, as the processors do)."""
+    traveller = getattr(record, "traveller", None)
+    if traveller is None:
+        return b"k"
+    doc = traveller.document
+    return traveller_key(doc.issuing_country, doc.number, settings.pseudonym_key_bytes).encode()
 
 
 def counts(settings: Settings, *tables: str) -> dict[str, int]:
@@ -114,6 +124,21 @@ def test_sink_lands_every_topic_once_and_dead_letters_bad_input(settings: Settin
     assert again.messages == 0
     assert counts(s, *tables)["crossings"] == 20
     assert scalar(s, "SELECT sum(crossings) FROM daily_flows") == 20
+
+
+def test_sink_dead_letters_what_the_processors_refuse(settings: Settings):
+    # Judged like `streams.intake`: against the message's Kafka timestamp, and keyed by the traveller key.
+    s = fast(settings)
+    ahead = samples.crossing("ahead", event_time=datetime.now(UTC) + timedelta(hours=1))
+    badly_keyed = Serde.from_settings(s).encode(samples.crossing("badly-keyed"), s.topics.crossings)
+    publish(s, [samples.crossing("good"), ahead], [(s.topics.crossings, badly_keyed)])
+
+    stats = run_sink(s, once=True)
+    assert stats.dead_lettered == 2
+    assert counts(s, "crossings") == {"crossings": 1}
+    letters = sorted(dead_letters(s, 2), key=lambda d: str(d.field))
+    assert [(d.stage, d.field) for d in letters] == [("sink", "event_time"), ("sink", "key")]
+    assert "crossings: event_time: is 3" in letters[0].reason and "s in the future" in letters[0].reason
 
 
 class Crash(Exception):

@@ -95,13 +95,16 @@ def test_container_is_the_writer_schema_plus_a_trailer():
     serde = Serde.from_settings(settings)
     topic = settings.topics.crossings
     records = [samples.crossing(f"e{i}") for i in range(3)]
-    batch = [Message(topic, 2, 100 + i, None, serde.encode(r, topic)) for i, r in enumerate(records)]
+    keys = [None, b"", b"k" * 300]
+    stamps = [1_767_225_600_123, None, -1]
+    batch = [Message(topic, 2, 100 + i, keys[i], serde.encode(r, topic), stamps[i]) for i, r in enumerate(records)]
     plan = plan_batch(batch, Intent("t", ranges_of(batch)), routes(settings), Framer(settings))
     (group,) = plan.tables["crossings"].groups.values()
     ((schema_json, _),) = plan.tables["crossings"].groups.items()
     rows = list(fastavro.reader(io.BytesIO(container(schema_json, group.parts, len(group)))))
     assert [r["event_id"] for r in rows] == ["e0", "e1", "e2"]
     assert [(r["_msg"], r["_partition"], r["_delta"]) for r in rows] == [(0, 2, 0), (1, 2, 1), (2, 2, 2)]
+    assert [(r["_ts"], r["_key"]) for r in rows] == [(stamps[0], b""), (None, b""), (-1, keys[2])]
     assert rows[0]["traveller"]["document"]["number"] == to_avro(records[0])["traveller"]["document"]["number"]
     assert json.loads(schema_json)["name"] == latest_version("Crossing").raw["name"]
 
@@ -145,7 +148,7 @@ def test_stage_columns_follow_the_latest_schema():
     assert names[: len(latest_version("Crossing").raw["fields"])] == [
         f["name"] for f in latest_version("Crossing").raw["fields"]
     ]
-    assert names[-3:] == ["_msg", "_partition", "_delta"]
+    assert names[-5:] == ["_msg", "_partition", "_delta", "_ts", "_key"]
 
 
 def test_hmac_pads_long_keys_are_hashed_first():

@@ -34,13 +34,21 @@ class Env:
     offsets: dict[tuple[str, int], int]
 
     def messages(self, records: list, partition: int = 0) -> list[Message]:
+        """Messages as producers send them: source events keyed by their traveller key (see `key_of`)."""
         out = []
         for r in records:
             topic = _topic_of(self.settings, r)
             offset = self.offsets.get((topic, partition), 0)
             self.offsets[(topic, partition)] = offset + 1
-            out.append(Message(topic, partition, offset, None, self.serde.encode(r, topic)))
+            out.append(Message(topic, partition, offset, self.key_of(r), self.serde.encode(r, topic)))
         return out
+
+    def key_of(self, record: object) -> bytes | None:
+        traveller = getattr(record, "traveller", None)
+        if traveller is None:
+            return None
+        doc = traveller.document
+        return traveller_key(doc.issuing_country, doc.number, self.settings.pseudonym_key_bytes).encode()
 
     def write(self, messages: list[Message], group: str = "test") -> tuple[BatchPlan, WriteResult]:
         a = Assembler(len(messages) or 1, 0.0)
@@ -79,11 +87,11 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 def test_crossings_are_pseudonymised_exactly_like_python(env: Env):
     numbers = ["n 123-456", "AB\u00a0123.456/7", "ß123456"]
-    records = [samples.crossing(f"e{i}", number=n, nationality="kgz") for i, n in enumerate(numbers)]
+    records = [samples.crossing(f"e{i}", number=n, nationality="KGZ") for i, n in enumerate(numbers)]
     env.write(env.messages(records))
     got = dict(env.client.query("SELECT event_id, traveller_key FROM crossings").result_rows)
     key = env.settings.pseudonym_key_bytes
-    assert got == {f"e{i}": traveller_key("kgz", n, key) for i, n in enumerate(numbers)}
+    assert got == {f"e{i}": traveller_key("KGZ", n, key) for i, n in enumerate(numbers)}
     # the document number itself is nowhere in the warehouse
     for n in ("123456", "N123456"):
         assert env.scalar(f"SELECT count() FROM crossings WHERE position(toString(tuple(*)), '{n}') > 0") == 0
@@ -141,7 +149,8 @@ def test_older_writer_versions_are_resolved(env: Env):
     buf = BytesIO()
     buf.write(SINGLE_OBJECT_MAGIC + old.fingerprint)
     fastavro.schemaless_writer(buf, old.parsed, record)
-    plan, result = env.write([Message(env.settings.topics.crossings, 0, 0, None, buf.getvalue())])
+    key = env.key_of(samples.crossing("old-one"))
+    plan, result = env.write([Message(env.settings.topics.crossings, 0, 0, key, buf.getvalue())])
     assert not plan.rejected and not result.rejected
     assert env.scalar("SELECT checkpoint_id FROM crossings WHERE event_id = 'old-one'") == "KZ-UZ-ZHIBEK-ZHOLY"
 
@@ -156,7 +165,7 @@ def test_rows_that_can_never_be_stored_are_rejected_with_the_field(env: Env):
     plan, result = env.write(messages)
     rejected = {r.message.offset: r for r in plan.rejected + result.rejected}
     assert set(rejected) == {1, 2, 99}
-    assert rejected[1].field == "event_id" and "event_id is empty" in rejected[1].reason
+    assert rejected[1].field == "event_id" and "event_id: must be a non-empty string" in rejected[1].reason
     assert rejected[2].field == "traveller.document.number"
     assert rejected[99].stage == "decode" and "corrupt" in rejected[99].reason
     assert env.client.query("SELECT event_id FROM crossings").result_rows == [("good",)]
@@ -164,9 +173,9 @@ def test_rows_that_can_never_be_stored_are_rejected_with_the_field(env: Env):
 
 def test_a_row_clickhouse_refuses_is_isolated_and_the_rest_stored(env: Env):
     # A constraint the sink does not check in SQL: ClickHouse refuses the row, bisection finds it.
-    env.client.command("ALTER TABLE crossings ADD CONSTRAINT plausible_birth CHECK birth_year >= 1900")
+    env.client.command("ALTER TABLE crossings ADD CONSTRAINT plausible_birth CHECK birth_year >= 1950")
     ok = [samples.crossing(f"ok{i}") for i in range(20)]
-    old = samples.crossing("ancient", traveller=samples.traveller(birth_date=samples.NOW.date().replace(year=1850)))
+    old = samples.crossing("older", traveller=samples.traveller(birth_date=samples.NOW.date().replace(year=1940)))
     _plan, result = env.write(env.messages([*ok[:7], old, *ok[7:]]))
     assert [r.message.offset for r in result.rejected] == [7]
     assert "VIOLATED_CONSTRAINT" in result.rejected[0].reason or "plausible_birth" in result.rejected[0].reason
@@ -282,7 +291,7 @@ def test_confluent_wire_format_goes_through_the_same_path(env: Env):
     value = Serde.from_settings(registry).encode(samples.crossing("via-registry"), topic)
     assert value[0] == 0  # Confluent framing: magic 0 + schema id
     a = Assembler(1, 0.0)
-    a.add([Message(topic, 0, 0, None, value)], 0.0)
+    a.add([Message(topic, 0, 0, env.key_of(samples.crossing()), value)], 0.0)
     batch, intent = a.take("test", 0.0)
     plan = plan_batch(batch, intent, routes(env.settings), Framer(registry))
     assert not plan.rejected

@@ -1,0 +1,454 @@
+"""The sink dead-letters exactly the source events the stream processors refuse.
+
+The processors admit a source message with `streams.intake.Intake.admit` (schemas.validation judged against the
+message's Kafka timestamp, then the key); the sink decides in SQL over the staged Avro
+(``sinks/transforms/<table>.rejects.sql``). Records are built valid, then one thing is changed (a field, the
+times, the key) to an invalid value or to another valid one, and the two verdicts must agree: both accept, or
+both reject naming the same field with the same message (up to the quoted value after "; got").
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.records import (
+    Checkpoint,
+    CheckpointKind,
+    Crossing,
+    EntryBasis,
+    EntryBasisKind,
+    Purpose,
+    Registration,
+    StatusChange,
+    StatusChangeKind,
+    Traveller,
+)
+from schemas.serde import Serde
+from shekara.pseudonym import traveller_key
+from shekara.rules import load_rules
+from shekara.settings import Settings
+from sinks import samples
+from sinks.batch import Intent, Message, plan_batch, ranges_of
+from sinks.clickhouse import connect
+from sinks.framing import Framer
+from sinks.migrate import migrate
+from sinks.writer import Warehouse, routes
+from streams.intake import Accepted, Intake
+
+pytestmark = [pytest.mark.integration]
+
+SKEW_S = Settings().max_future_skew_seconds
+SKEW_MS = SKEW_S * 1000
+PSEUDONYM_KEY = Settings().pseudonym_key_bytes
+TABLES = {Crossing: "crossings", Registration: "registrations", StatusChange: "status_changes"}
+Verdict = tuple[str | None, str] | None  # None: stored; else (field, reason)
+
+
+@dataclass(frozen=True)
+class Case:
+    record: Crossing | Registration | StatusChange
+    key: bytes | None
+    timestamp: int | None  # Kafka timestamp (ms) of the message
+
+
+@dataclass
+class Parity:
+    settings: Settings
+    client: Client
+    warehouse: Warehouse
+    framer: Framer
+    serde: Serde
+    intake: Intake
+    offsets: Iterator[int]
+
+    def key(self, record: Any) -> bytes:
+        return _traveller_key(record)
+
+    def topic(self, record: Any) -> str:
+        return getattr(self.settings.topics, TABLES[type(record)])
+
+    def message(self, case: Case) -> Message:
+        topic = self.topic(case.record)
+        return Message(topic, 0, next(self.offsets), case.key, self.serde.encode(case.record, topic), case.timestamp)
+
+    def sink(self, messages: list[Message]) -> list[Verdict]:
+        """What the sink does with each message: stored (None) or dead-lettered (field, reason)."""
+        ranges = ranges_of(messages)
+        plan = plan_batch(messages, Intent(f"parity-{messages[0].offset}", ranges), routes(self.settings), self.framer)
+        result = self.warehouse.write(plan)
+        got: dict[int, Verdict] = {}
+        for r in plan.rejected + result.rejected:
+            table = routes(self.settings)[r.message.topic].table
+            assert r.stage == "sink", r
+            got[r.message.offset] = (r.field, r.reason.removeprefix(f"{table}: "))
+        return [got.get(m.offset) for m in messages]
+
+    def processors(self, m: Message) -> Verdict:
+        """What the stream processors do with the message (`streams.topology`: now = Kafka timestamp)."""
+        if m.timestamp is None:  # not known: the sink judges the event as of its own time
+            record = self.serde.decode(m.value or b"", m.topic)
+            assert isinstance(record, Crossing | Registration | StatusChange)
+            now = record.event_time
+        else:
+            now = datetime.fromtimestamp(m.timestamp / 1000.0, UTC)  # Faust: msg.timestamp = ms / 1000.0
+        v = self.intake.admit(m.topic, m.key, m.value, now=now)
+        if isinstance(v, Accepted):
+            return None
+        assert v.stage == "validate", v
+        return v.field, v.reason
+
+    def check(self, cases: list[Case]) -> list[Verdict]:
+        """Assert the sink and the processors agree on every case; the verdicts."""
+        messages = [self.message(c) for c in cases]
+        sink = self.sink(messages)
+        for case, m, got in zip(cases, messages, sink, strict=True):
+            want = self.processors(m)
+            assert (got is None) == (want is None), (case, want, got)
+            if got is not None and want is not None:
+                assert got[0] == want[0], (case, want, got)
+                assert _comparable(got[1]) == _comparable(want[1]), (case, want, got)
+        return sink
+
+
+def _traveller_key(record: Any) -> bytes:
+    doc = record.traveller.document
+    return traveller_key(doc.issuing_country, doc.number, PSEUDONYM_KEY).encode()
+
+
+def _comparable(reason: str) -> str:
+    """A reason without the value it quotes: Python's repr() is not reproduced in SQL."""
+    return reason.split("; got", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
+    tmp: Path = tmp_path_factory.mktemp("parity")
+    s = Settings(clickhouse_dsn=f"chdb://{tmp / 'ch'}", data_dir=tmp / "var")
+    assert s.pseudonym_key_bytes == PSEUDONYM_KEY
+    client = connect(s)
+    try:
+        migrate(client)
+        framer = Framer(s)
+        warehouse = Warehouse(client, s, framer.explain)
+        warehouse.load_rules(load_rules(s.rules_file), s.rules_file.read_bytes())
+        serde = Serde.from_settings(s)
+        yield Parity(s, client, warehouse, framer, serde, Intake(s, serde), itertools.count())
+    finally:
+        client.close()
+
+
+# --- the listed cases, one by one ------------------------------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+T = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+T_MS = int(T.timestamp() * 1000)
+
+
+def _traveller(**over: Any) -> Traveller:
+    t = samples.traveller()
+    doc = replace(t.document, **{k: over.pop(k) for k in ("number", "issuing_country") if k in over})
+    return replace(t, document=doc, **over)
+
+
+def _named_cases() -> list[tuple[str, Any, str | None]]:
+    """(name, record, the field the processors reject it on, or None)."""
+    c = samples.crossing("c", event_time=T)
+    r = samples.registration("r", event_time=T)
+    s = samples.status_change("s", event_time=T)
+    cases: list[tuple[str, Any, str | None]] = [
+        ("valid crossing", c, None),
+        ("valid registration", r, None),
+        ("valid status change", s, None),
+        (
+            "country in lower case",
+            replace(c, traveller=_traveller(issuing_country="uzb")),
+            "traveller.document.issuing_country",
+        ),
+        ("country with a trailing newline (Python's $)", replace(c, traveller=_traveller(nationality="UZB\n")), None),
+        ("two-letter nationality", replace(r, traveller=_traveller(nationality="UZ")), "traveller.nationality"),
+        (
+            "border country of 4 letters",
+            replace(c, checkpoint=Checkpoint("X", CheckpointKind.ROAD, "UZBK")),
+            "checkpoint.border_country",
+        ),
+        ("airport without border country", replace(c, checkpoint=Checkpoint("X", CheckpointKind.AIR, None)), None),
+        ("document number too short", replace(c, traveller=_traveller(number="N-12")), "traveller.document.number"),
+        ("document number too long", replace(s, traveller=_traveller(number="N" * 21)), "traveller.document.number"),
+        (
+            "document number with a symbol",
+            replace(r, traveller=_traveller(number="N123_456")),
+            "traveller.document.number",
+        ),
+        ("document number with separators", replace(c, traveller=_traveller(number="n 123-456/7.8")), None),
+        ("document number: ß upper-cases to SS", replace(c, traveller=_traveller(number="ß1234")), None),
+        (
+            "document number: non-ASCII letter",
+            replace(c, traveller=_traveller(number="Ж12345")),
+            "traveller.document.number",
+        ),
+        (
+            "VISA without visa_expiry",
+            replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA)),
+            "entry_basis.visa_expiry",
+        ),
+        ("VISA with visa_expiry", replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA, T.date())), None),
+        ("TRANSIT without declared_destination", replace(c, purpose=Purpose.TRANSIT), "declared_destination"),
+        ("TRANSIT with declared_destination", replace(c, purpose=Purpose.TRANSIT, declared_destination="CHN"), None),
+        ("bad declared_destination", replace(c, declared_destination="China"), "declared_destination"),
+        (
+            "born after the event day",
+            replace(c, traveller=_traveller(birth_date=T.date() + timedelta(days=1))),
+            "traveller.birth_date",
+        ),
+        ("born on the event day", replace(c, traveller=_traveller(birth_date=T.date())), None),
+        (
+            "aged 126",
+            replace(r, traveller=_traveller(birth_date=T.date().replace(year=T.year - 126))),
+            "traveller.birth_date",
+        ),
+        (
+            "aged 125 until tomorrow",
+            replace(r, traveller=_traveller(birth_date=T.date().replace(year=T.year - 126) + timedelta(days=1))),
+            None,
+        ),
+        ("region without KZ-", replace(r, region="75"), "region"),
+        ("region in lower case", replace(r, region="kz-ala"), "region"),
+        ("region KZ-ALA", replace(r, region="KZ-ALA"), None),
+        ("valid_until before valid_from", replace(r, valid_until=r.valid_from - timedelta(days=1)), "valid_until"),
+        ("valid_until on valid_from", replace(r, valid_until=r.valid_from), None),
+        ("status change until before from", replace(s, valid_until=T.date() - timedelta(days=1)), "valid_until"),
+        ("EXPELLED without valid_until", replace(s, kind=StatusChangeKind.EXPELLED, valid_until=None), "valid_until"),
+        ("EXPELLED with valid_until", replace(s, kind=StatusChangeKind.EXPELLED), None),
+        ("status change without dates", replace(s, valid_from=None, valid_until=None), None),
+        (
+            "event_time beyond the skew",
+            replace(c, event_time=T + timedelta(seconds=SKEW_S, microseconds=1)),
+            "event_time",
+        ),
+        ("event_time at the skew", replace(c, event_time=T + timedelta(seconds=SKEW_S), received_time=T), None),
+        (
+            "received_time before event_time - skew",
+            replace(s, received_time=T - timedelta(seconds=SKEW_S + 1)),
+            "received_time",
+        ),
+        ("received_time at event_time - skew", replace(s, received_time=T - timedelta(seconds=SKEW_S)), None),
+        ("empty event_id", replace(c, event_id=""), "event_id"),
+        ("blank source_system", replace(r, source_system=" \u3000"), "source_system"),
+        ("blank authority", replace(s, authority="\t"), "authority"),
+        ("empty host_id", replace(r, host_id=""), "host_id"),
+        ("blank address", replace(r, address="\u00a0"), "address"),
+        ("empty registration_id", replace(r, registration_id=""), "registration_id"),
+        ("blank checkpoint id", replace(c, checkpoint=Checkpoint("\n", CheckpointKind.ROAD, "UZB")), "checkpoint.id"),
+        ("zero-width space is not blank", replace(c, event_id="\u200b"), None),
+    ]
+    return cases
+
+
+def test_each_listed_problem_is_dead_lettered_on_its_field(parity: Parity) -> None:
+    named = _named_cases()
+    cases = [Case(record, parity.key(record), T_MS) for _, record, _ in named]
+    cases += [
+        Case(named[0][1], None, T_MS),  # no key
+        Case(named[0][1], b"k", T_MS),  # not the traveller key
+        Case(named[1][1], parity.key(named[1][1]).upper(), T_MS),  # the traveller key in upper case
+        Case(named[2][1], parity.key(replace(named[2][1], traveller=_traveller(number="OTHER123"))), T_MS),
+    ]
+    expected = [field for _, _, field in named] + ["key", "key", "key", "key"]
+    verdicts = parity.check(cases)
+    names = [name for name, _, _ in named] + ["no key", "wrong key", "upper-case key", "another traveller's key"]
+    assert {n: v and v[0] for n, v in zip(names, verdicts, strict=True)} == dict(zip(names, expected, strict=True))
+
+
+def test_birth_date_is_judged_at_the_message_time_when_the_event_claims_a_later_day(parity: Parity) -> None:
+    # Sent at 23:59 for an event at 00:01 the next day (within the clock skew): the traveller is judged at the
+    # message's time, so someone born on the event's day is born "after the day of the event".
+    just_before_midnight = int(datetime(2026, 3, 10, 23, 59, tzinfo=UTC).timestamp() * 1000)
+    event = datetime(2026, 3, 11, 0, 1, tzinfo=UTC)
+    born_on_event_day = samples.crossing(event_time=event, traveller=_traveller(birth_date=event.date()))
+    born_day_before = samples.crossing(event_time=event, traveller=_traveller(birth_date=date(2026, 3, 10)))
+    verdicts = parity.check(
+        [
+            Case(born_on_event_day, parity.key(born_on_event_day), just_before_midnight),
+            Case(born_day_before, parity.key(born_day_before), just_before_midnight),
+            Case(born_on_event_day, parity.key(born_on_event_day), None),  # no timestamp: the event's own day
+        ]
+    )
+    assert [v and v[0] for v in verdicts] == ["traveller.birth_date", None, None]
+
+
+# --- the property: any one change, any time relation, any key -------------------------------------------------
+
+_SPACES = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+blankish = st.one_of(
+    st.sampled_from(["", " ", "x", " x ", "\u200b", "\ufeff", "\x00", *_SPACES]),
+    st.text(st.sampled_from([*_SPACES, "x", "\u200b", "-"]), max_size=4),
+    st.text(max_size=6),
+)
+countryish = st.one_of(
+    st.sampled_from(["KAZ", "kaz", "KA", "KAZZ", "KAZ\n", "KAZ\n\n", "\nKAZ", "KAZ\r", "K1Z", "ÄBC", "KAZ ", ""]),
+    st.from_regex(r"[A-Z]{3}\n?", fullmatch=True),
+    st.text(st.sampled_from("ABZaz1\n é"), max_size=5),
+)
+numberish = st.one_of(
+    st.from_regex(r"[A-Z0-9]{3,22}", fullmatch=True),
+    st.text(
+        st.sampled_from(
+            [
+                *"AZaz09-/._+ \t\n\u00a0\u3000\u2028",
+                *"\u00df\u0131\u017f\ufb00\ufb01\u01f0\u0149\u0416\u0663\u216b\u2460\u00b2\u212a",
+            ]
+        ),
+        max_size=24,
+    ),
+    st.text(max_size=22),
+)
+regionish = st.one_of(
+    st.sampled_from(["KZ-75", "KZ-ALA", "KZ-7", "KZ-7555", "kz-75", "KZ-75\n", "KZ-75\n\n", "KZ-7a", "KZ_75", ""]),
+    st.from_regex(r"KZ-[A-Z0-9]{1,4}\n?", fullmatch=True),
+    st.text(max_size=7),
+)
+COUNTRIES = ["KAZ", "UZB", "RUS", "KGZ", "CHN", "TUR", "DEU"]
+
+
+def _shift_years(d: date, years: int) -> date:
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:  # 29 February
+        return d.replace(year=d.year + years, day=28)
+
+
+def birth_dates(today: date) -> st.SearchStrategy[date]:
+    """Mostly at the limits (the event's day; 126 years before it: an age of 125 ends), else anything."""
+    edges = [edge + timedelta(days=d) for edge in (today, _shift_years(today, -126)) for d in (-1, 0, 1)]
+    return st.integers(0, 3).flatmap(lambda i: st.dates() if i == 0 else st.sampled_from(edges))
+
+
+def _set(record: Any, path: str, value: Any) -> Any:
+    head, _, rest = path.partition(".")
+    return replace(record, **{head: _set(getattr(record, head), rest, value) if rest else value})
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    kind = draw(st.sampled_from([Crossing, Registration, StatusChange]))
+    event_time = draw(st.datetimes(datetime(1995, 1, 1), datetime(2085, 1, 1), timezones=st.just(UTC)))
+    event_ms = (event_time - EPOCH) // timedelta(milliseconds=1)
+    received_time = event_time + timedelta(seconds=draw(st.integers(0, 120)))
+    timestamp: int | None = event_ms + draw(st.integers(0, 600_000))
+    change = draw(st.sampled_from(["none", "times", "key", "field", "field", "field", "field"]))
+
+    if change == "times":
+        near = [-SKEW_MS - 1, -SKEW_MS, -SKEW_MS + 1, -1, 0, 1, SKEW_MS - 1, SKEW_MS, SKEW_MS + 1]
+        timestamp = draw(
+            st.one_of(
+                st.none(),
+                st.sampled_from(near).map(lambda d: event_ms + d),
+                st.integers(-3 * 86_400_000, 3 * 86_400_000).map(lambda d: event_ms + d),
+            )
+        )
+        received_us = [-SKEW_S * 10**6 - 1, -SKEW_S * 10**6, -SKEW_S * 10**6 + 1, 0]
+        received_time = event_time + timedelta(
+            microseconds=draw(st.one_of(st.sampled_from(received_us), st.integers(-(10**9), 10**9)))
+        )
+    now = event_time if timestamp is None else datetime.fromtimestamp(timestamp / 1000.0, UTC)
+    today = min(event_time, now).date()
+
+    nationality = draw(st.sampled_from(COUNTRIES))
+    traveller = samples.traveller(
+        draw(st.from_regex(r"[A-Z0-9]{5,12}", fullmatch=True)),
+        nationality,
+        issuing_country=draw(st.sampled_from([nationality, *COUNTRIES])),
+        birth_date=draw(
+            st.sampled_from([today, today - timedelta(days=1), _shift_years(today, -126) + timedelta(days=1)])
+            | st.integers(0, 100 * 365).map(lambda d: today - timedelta(days=d))
+        ),
+    )
+    common: dict[str, Any] = {"event_time": event_time, "received_time": received_time, "traveller": traveller}
+    record: Any
+    if kind is Crossing:
+        purpose = draw(st.sampled_from(list(Purpose)))
+        basis = draw(st.sampled_from(list(EntryBasisKind)))
+        record = samples.crossing(
+            **common,
+            purpose=purpose,
+            entry_basis=EntryBasis(basis, today + timedelta(days=30) if basis == EntryBasisKind.VISA else None),
+            declared_destination=draw(st.sampled_from(COUNTRIES)) if purpose == Purpose.TRANSIT else None,
+        )
+    elif kind is Registration:
+        valid_from = event_time.date()
+        record = samples.registration(
+            **common, valid_from=valid_from, valid_until=valid_from + timedelta(days=draw(st.integers(0, 90)))
+        )
+    else:
+        sc_kind = draw(st.sampled_from(list(StatusChangeKind)))
+        record = samples.status_change(**common, kind=sc_kind)
+
+    if change == "field":
+        record = _set(record, *draw(st.one_of(*_field_changes(record, today))))
+    key = _traveller_key(record)
+    if change == "key":
+        other = traveller_key(nationality, "OTHER1234", PSEUDONYM_KEY).encode()
+        wrong: list[bytes | None] = [None, b"", b"k", key.upper(), key + b" ", other, key[:-1]]
+        return Case(record, draw(st.sampled_from(wrong)), timestamp)
+    return Case(record, key, timestamp)
+
+
+def _field_changes(record: Any, today: date) -> list[st.SearchStrategy[tuple[str, Any]]]:
+    def at(path: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[str, Any]]:
+        return values.map(lambda v: (path, v))
+
+    changes = [
+        at("event_id", blankish),
+        at("source_system", blankish),
+        at("traveller.document.number", numberish),
+        at("traveller.document.issuing_country", countryish),
+        at("traveller.nationality", countryish),
+        at("traveller.birth_date", birth_dates(today)),
+    ]
+    if isinstance(record, Crossing):
+        changes += [
+            at("checkpoint.id", blankish),
+            at("checkpoint.border_country", st.none() | countryish),
+            at("declared_destination", st.none() | countryish),
+            at("purpose", st.sampled_from(list(Purpose))),
+            at("entry_basis.kind", st.sampled_from(list(EntryBasisKind))),
+            at("entry_basis.visa_expiry", st.none() | st.dates()),
+        ]
+    elif isinstance(record, Registration):
+        valid_from: date = record.valid_from
+        changes += [
+            at("registration_id", blankish),
+            at("host_id", blankish),
+            at("address", blankish),
+            at("region", regionish),
+            at("valid_until", st.integers(-3, 3).map(lambda d: valid_from + timedelta(days=d))),
+            at("valid_from", st.integers(-3, 3).map(lambda d: record.valid_until + timedelta(days=d))),
+        ]
+    else:
+        changes += [
+            at("authority", blankish),
+            at("kind", st.sampled_from(list(StatusChangeKind))),
+            at("valid_until", st.none() | st.integers(-3, 3).map(lambda d: today + timedelta(days=d))),
+            at("valid_from", st.none() | st.integers(-3, 3).map(lambda d: today + timedelta(days=d))),
+        ]
+    return changes
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(batch=st.lists(cases(), min_size=1, max_size=40))
+def test_sink_and_processors_reject_the_same_events_on_the_same_field(parity: Parity, batch: list[Case]) -> None:
+    parity.check(batch)
