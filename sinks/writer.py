@@ -162,8 +162,9 @@ class Warehouse:
             self.client.command(stage_ddl(stage, tplan.record_name))
             self.client.command(f"TRUNCATE TABLE `{stage}`")
             unstaged: set[int] = set()
+            staged: list[tuple[str, Group]] = []  # what the staging table holds, verified
             for schema_json, group in tplan.groups.items():
-                bad = self._stage(stage, schema_json, group, plan.messages)
+                bad = self._stage_verified(stage, schema_json, group, plan, tplan, staged)
                 for index, reason, stage_name in bad:
                     unstaged.add(index)
                     rejected.append(Rejected(plan.messages[index], stage_name, reason))
@@ -192,6 +193,62 @@ class Warehouse:
             # the sink or skipping the batch would lose rows.
             raise TransientWriteError(f"{tplan.table}: {exc}") from exc
         return out
+
+    def _stage_verified(
+        self,
+        stage: str,
+        schema_json: str,
+        group: Group,
+        plan: BatchPlan,
+        tplan: TablePlan,
+        staged: list[tuple[str, Group]],
+    ) -> list[tuple[int, str, str]]:
+        """Stage `group` and check the staging table now holds exactly the rows it should.
+
+        A corrupt body that ClickHouse still parses (a flipped length byte) shifts where its record ends, so
+        the trailer read after it, and every record after it in the block, is garbage: wrong `_msg` values
+        that would name other messages. The tally of the staged trailers (count and sums of `_msg`,
+        `_partition`, `_delta`) must equal the expected one; if not, the group is staged again by halves
+        until the corrupt record is alone, and that one is rejected.
+        """
+        bad = self._stage(stage, schema_json, group, plan.messages)
+        gone = {i for i, _, _ in bad}
+        kept = Group(
+            [i for i in group.indexes if i not in gone],
+            [part for k, i in enumerate(group.indexes) if i not in gone for part in group.parts[2 * k : 2 * k + 2]],
+        )
+        if self._tally(stage) == _expected_tally([*(g for _, g in staged), kept], plan.messages, tplan):
+            staged.append((schema_json, kept))
+            return bad
+        self._spend_bisect(RuntimeError("staged trailers do not match the batch"))
+        self._restage(stage, staged)
+        if len(group) == 1:
+            index = group.indexes[0]
+            problem = self._explain(plan.messages[index].value or b"")
+            return [(index, problem or "the record's fields do not line up with its writer schema (corrupt)", "decode")]
+        mid = len(group) // 2
+        return self._stage_verified(stage, schema_json, group.subset(0, mid), plan, tplan, staged) + (
+            self._stage_verified(stage, schema_json, group.subset(mid, len(group)), plan, tplan, staged)
+        )
+
+    def _tally(self, stage: str) -> tuple[int, int, int, int]:
+        row = self.client.query(
+            f"SELECT count(), sum(_msg), sum(toUInt64(_partition)), sum(_delta) FROM `{stage}`"
+        ).result_rows[0]
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    def _restage(self, stage: str, staged: list[tuple[str, Group]]) -> None:
+        """Empty the staging table and put back the verified groups (rare: only after a corrupt record)."""
+        self.client.command(f"TRUNCATE TABLE `{stage}`")
+        for schema_json, group in staged:
+            if len(group):
+                self.client.raw_insert(
+                    stage,
+                    None,
+                    container(schema_json, group.parts, len(group)),
+                    fmt="Avro",
+                    settings={"input_format_avro_allow_missing_fields": 1},
+                )
 
     def _rejects(self, table: str) -> list[tuple[int, str, str]]:
         """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
@@ -267,6 +324,23 @@ class Warehouse:
         self._bisect_left -= 1
         if self._bisect_left < 0:
             raise TransientWriteError(f"too many rows fail the same way, probably not bad input: {_first_line(exc)}")
+
+
+def _expected_tally(
+    groups: Sequence[Group], messages: Sequence[Message], tplan: TablePlan
+) -> tuple[int, int, int, int]:
+    """(count, sum of _msg, sum of _partition, sum of _delta) the staged trailers of `groups` must add up to."""
+    wrap = 2**64  # ClickHouse sums UInt64 modulo 2^64
+    count = msg_sum = partition_sum = delta_sum = 0
+    firsts = tplan.first_offsets
+    for g in groups:
+        count += len(g)
+        msg_sum += sum(g.indexes)
+        for i in g.indexes:
+            m = messages[i]
+            partition_sum += m.partition
+            delta_sum += m.offset - firsts[m.partition]
+    return count, msg_sum % wrap, partition_sum % wrap, delta_sum % wrap
 
 
 def _range(value: Any) -> Range:
