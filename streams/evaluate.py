@@ -55,6 +55,7 @@ class EvaluationConfig:
     partitions: int = 4
     margin: timedelta = DEFAULT_MARGIN
     timeout: float = 900.0  # seconds to wait for the workers to catch up
+    speed: float | None = None  # simulated seconds per second while publishing (None: as fast as possible)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +350,7 @@ def run_evaluation(
 
         say("publishing the simulated traffic ...")
         t0 = time.monotonic()
-        summary = publish(sim_config, settings, speed=None, progress=False)
+        summary = publish(sim_config, settings, speed=config.speed, progress=False)
         publish_seconds = time.monotonic() - t0
         published = _published_count(summary)
 

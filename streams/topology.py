@@ -598,6 +598,27 @@ def build_topology(
     app.agent(address_source, name="address-checker")(address_checker)
     app.timer(TICK_SECONDS, name="deadline-tick")(deadline_tick)
     traveller_state.on_recover(matcher.recovered)
+    stream_topics = {t.crossings, t.registrations, t.status_changes, t.address_registrations}
+
+    async def rewind_uncommitted() -> None:
+        """Put stream partitions the group never committed back to their beginning, after table recovery.
+
+        While Faust recovers tables, the consumer may already fetch stream partitions; Faust drops those records
+        and then seeks each partition to its committed offset, but a partition with none is left where the
+        fetch ended (aiokafka seeks only committed offsets > 0): its records up to there would never reach an
+        agent. Seen after a restart on an address partition the crashed worker had not committed yet.
+        """
+        consumer: Any = app.consumer  # seek_to_committed / earliest_offsets are not on Faust's ConsumerT
+        mine = [tp for tp in consumer.assignment() if tp.topic in stream_topics]
+        committed = await consumer.seek_to_committed()
+        fresh = [tp for tp in mine if not committed.get(tp)]
+        if fresh:
+            earliest = await consumer.earliest_offsets(*fresh)
+            for tp in fresh:
+                await consumer.seek(tp, earliest.get(tp) or 0)
+            log.info("stream partitions without a commit start from the beginning", partitions=len(fresh))
+
+    traveller_state.on_recover(rewind_uncommitted)
 
     @app.on_before_shutdown.connect  # type: ignore[misc,untyped-decorator,unused-ignore]
     async def _close_outputs(*_: Any, **__: Any) -> None:

@@ -16,10 +16,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 def test_sigkill_mid_run_gives_the_alerts_and_stays_of_an_uninterrupted_run(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    config = EvaluationConfig(days=10, seed=3, scale=0.01, faults=True, broker_url=broker.url)
+    # Ten simulated days published over about twelve seconds, so the workers keep pace with the traffic.
+    config = EvaluationConfig(days=10, seed=3, scale=0.01, faults=True, broker_url=broker.url, speed=72_000)
     calm = run_evaluation(config, work_dir=tmp_path / "calm")
     # Kill once the group has committed about a third of the source events: the worker is mid-stream, with
-    # batches processed but not yet committed, outputs sent and state writes in flight.
+    # batches processed but not yet committed, outputs sent and state writes in flight, and most of the
+    # traffic still to come.
     crashed = run_evaluation(dataclasses.replace(config, crash_after=calm.published // 3), work_dir=tmp_path / "crash")
 
     assert crashed.crashes == 1
