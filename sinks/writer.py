@@ -202,6 +202,8 @@ class Warehouse:
         plan: BatchPlan,
         tplan: TablePlan,
         staged: list[tuple[str, Group]],
+        *,
+        screened: bool = False,
     ) -> list[tuple[int, str, str]]:
         """Stage `group` and check the staging table now holds exactly the rows it should.
 
@@ -211,24 +213,28 @@ class Warehouse:
         `_partition`, `_delta`) must equal the expected one; if not, the group is staged again by halves
         until the corrupt record is alone, and that one is rejected.
         """
-        bad = self._stage(stage, schema_json, group, plan.messages)
-        gone = {i for i, _, _ in bad}
-        kept = Group(
-            [i for i in group.indexes if i not in gone],
-            [part for k, i in enumerate(group.indexes) if i not in gone for part in group.parts[2 * k : 2 * k + 2]],
-        )
+        bad = self._stage(stage, schema_json, group, plan.messages, screened=screened)
+        kept = _without(group, {i for i, _, _ in bad})
         if self._tally(stage) == _expected_tally([*(g for _, g in staged), kept], plan.messages, tplan):
             staged.append((schema_json, kept))
             return bad
-        self._spend_bisect(RuntimeError("staged trailers do not match the batch"))
         self._restage(stage, staged)
+        if not screened:
+            corrupt = self._screen(group, plan.messages)
+            rest = _without(group, {i for i, _, _ in corrupt})
+            if corrupt and len(rest):
+                return corrupt + self._stage_verified(stage, schema_json, rest, plan, tplan, staged, screened=True)
+            if corrupt:
+                return corrupt
+        self._spend_bisect(RuntimeError("staged trailers do not match the batch"))
         if len(group) == 1:
             index = group.indexes[0]
             problem = self._explain(plan.messages[index].value or b"")
             return [(index, problem or "the record's fields do not line up with its writer schema (corrupt)", "decode")]
         mid = len(group) // 2
-        return self._stage_verified(stage, schema_json, group.subset(0, mid), plan, tplan, staged) + (
-            self._stage_verified(stage, schema_json, group.subset(mid, len(group)), plan, tplan, staged)
+        first, second = group.subset(0, mid), group.subset(mid, len(group))
+        return self._stage_verified(stage, schema_json, first, plan, tplan, staged, screened=True) + (
+            self._stage_verified(stage, schema_json, second, plan, tplan, staged, screened=True)
         )
 
     def _tally(self, stage: str) -> tuple[int, int, int, int]:
@@ -263,9 +269,15 @@ class Warehouse:
         ).result_rows  # type: ignore[return-value]
 
     def _stage(
-        self, stage: str, schema_json: str, group: Group, messages: Sequence[Message]
+        self, stage: str, schema_json: str, group: Group, messages: Sequence[Message], *, screened: bool = False
     ) -> list[tuple[int, str, str]]:
-        """Insert a group into the staging table; returns (index, reason, stage) of records ClickHouse refuses."""
+        """Insert a group into the staging table; returns (index, reason, stage) of records ClickHouse refuses.
+
+        On a refusal the group's records are first decoded in Python (`_screen`): corrupt ones are rejected
+        with the decoder's reason and the rest staged again. Only a refusal that decoding cannot explain is
+        narrowed down by bisection (hostile input can hold hundreds of corrupt records in one batch: found
+        by bisection, each would cost about 2 log2(n) inserts).
+        """
         try:
             self.client.raw_insert(
                 stage,
@@ -278,6 +290,11 @@ class Warehouse:
         except Exception as exc:
             if is_transient(exc) and not is_data_error(exc):
                 raise
+            if not screened and len(group) > 1:
+                bad = self._screen(group, messages)
+                if bad:
+                    rest = _without(group, {i for i, _, _ in bad})
+                    return bad + (self._stage(stage, schema_json, rest, messages, screened=True) if len(rest) else [])
             self._spend_bisect(exc)
             if len(group) == 1:
                 index = group.indexes[0]
@@ -287,9 +304,18 @@ class Warehouse:
                 return [(index, f"ClickHouse cannot read the record: {_first_line(exc)}", "sink")]
         # A failed insert of one Avro block stores nothing, so the halves can be retried on their own.
         mid = len(group) // 2
-        return self._stage(stage, schema_json, group.subset(0, mid), messages) + self._stage(
-            stage, schema_json, group.subset(mid, len(group)), messages
+        return self._stage(stage, schema_json, group.subset(0, mid), messages, screened=True) + self._stage(
+            stage, schema_json, group.subset(mid, len(group)), messages, screened=True
         )
+
+    def _screen(self, group: Group, messages: Sequence[Message]) -> list[tuple[int, str, str]]:
+        """(index, reason, "decode") of the group's records the contract's decoder refuses (~13 µs a record)."""
+        out = []
+        for i in group.indexes:
+            problem = self._explain(messages[i].value or b"")
+            if problem:
+                out.append((i, problem, "decode"))
+        return out
 
     def _transform(
         self, table: str, token: str, params: dict[str, Any], msgs: Sequence[int], *, whole: bool
@@ -324,6 +350,14 @@ class Warehouse:
         self._bisect_left -= 1
         if self._bisect_left < 0:
             raise TransientWriteError(f"too many rows fail the same way, probably not bad input: {_first_line(exc)}")
+
+
+def _without(group: Group, indexes: set[int]) -> Group:
+    """The group less the records at batch `indexes`."""
+    if not indexes:
+        return group
+    keep = [k for k, i in enumerate(group.indexes) if i not in indexes]
+    return Group([group.indexes[k] for k in keep], [p for k in keep for p in group.parts[2 * k : 2 * k + 2]])
 
 
 def _expected_tally(

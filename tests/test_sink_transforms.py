@@ -328,3 +328,22 @@ def test_bit_flipped_records_are_rejected_or_stored_never_misattributed(env: Env
     assert refused, "no flip was caught: the test exercises nothing"
     assert len(stored) == 30 + len(flipped) - len(refused)
     assert all(r.reason for r in plan.rejected + result.rejected)
+
+
+def test_hundreds_of_corrupt_records_in_one_batch_are_screened_not_bisected(env: Env):
+    # Hostile input: one batch with 400 corrupt records among 1,600 good ones. Bisection alone would need
+    # thousands of inserts (more than its budget: the batch would be retried for ever); decoding the refused
+    # group once finds them all.
+    topic = env.settings.topics.crossings
+    good = env.messages([samples.crossing(f"ok{i}") for i in range(1600)])
+    bad = []
+    for i in range(400):
+        record = samples.crossing(f"bad{i}")
+        value = env.serde.encode(record, topic)
+        bad.append(Message(topic, 1, i, env.key_of(record), value[: len(value) // 2]))
+    mixed = [m for k, g in enumerate(good) for m in ([g, bad[k // 4]] if k % 4 == 0 else [g])]
+    plan, result = env.write(mixed)
+    rejected = plan.rejected + result.rejected
+    assert len(rejected) == 400 and all(r.stage == "decode" and r.reason for r in rejected)
+    assert {r.message.partition for r in rejected} == {1}
+    assert env.scalar("SELECT count() FROM crossings") == 1600
