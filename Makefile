@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(VENV)/bin/shekara bench
 
 faults: $(STAMP)
-	$(PY) -m pytest -m faults
+	$(VENV)/bin/shekara faults
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

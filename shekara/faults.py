@@ -1,0 +1,725 @@
+"""`shekara faults`: the whole pipeline under faults, and the proof that nothing was lost or counted twice.
+
+Each scenario runs on a fresh stack (embedded broker, processor worker, ClickHouse sink in `var/faults/NAME`)
+fed with simulated traffic, injects its fault mid-run, lets everything catch up, then checks:
+
+- every accepted event is in ClickHouse exactly once (rows and distinct ids per fact table);
+- every expected alert is found, nothing spurious (the simulator's ground truth, as `shekara evaluate`);
+- every alert record on the topic is in ClickHouse once (distinct id and action);
+- every rejected message is in the dead-letter topic with a reason (counted by source offset).
+
+Scenarios: `processor-kill` and `sink-kill` (SIGKILL mid-run, then a new process), `broker-outage` (the
+producer's link to the broker cut for a while: it spools to disk and drains), `clickhouse-failures` (inserts
+refused for a while: the sink retries), `hostile-input` (malformed and hostile payloads fuzzed with
+hypothesis, mixed into the traffic).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import Producer
+
+from shekara.logs import get_logger
+from shekara.settings import Settings, get_settings
+
+log = get_logger(__name__)
+
+SCENARIOS = ("processor-kill", "sink-kill", "broker-outage", "clickhouse-failures", "hostile-input")
+
+
+@dataclass
+class Check:
+    name: str
+    expected: int | float
+    found: int | float
+    ok: bool
+    note: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    done: list[str] = field(default_factory=list)  # what the fault did, in words with figures
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+    injected: bool = True  # False: the fault never happened (the run proves nothing)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.injected and bool(self.checks) and all(c.ok for c in self.checks)
+
+
+@dataclass(frozen=True)
+class Size:
+    days: int
+    scale: float
+    hostile: int
+
+    @staticmethod
+    def of(short: bool) -> Size:
+        return Size(days=7, scale=0.01, hostile=1_000) if short else Size(days=21, scale=0.02, hostile=10_000)
+
+
+# --- the run every scenario shares ------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One scenario's stack, traffic and bookkeeping."""
+
+    name: str
+    settings: Settings
+    work_dir: Path
+    size: Size
+    sim_config: Any = None
+    expected: list[Any] = field(default_factory=list)
+    malformed: int = 0
+    published: int = 0
+    accepted: Counter[str] = field(default_factory=Counter)  # valid events by kind ("crossing", ...)
+    rejected_extra: int = 0  # hostile payloads expected to be rejected
+    hostile_ids: set[str] = field(default_factory=set)  # event ids of hostile payloads that are valid events
+    hostile_travellers: set[str] = field(default_factory=set)  # traveller keys those events belong to
+    spooled: int = 0  # events the producer client spooled to disk (broker unreachable)
+    unsent: int = 0  # events the producer client still held when publishing ended
+    result: ScenarioResult | None = None
+
+    @classmethod
+    def prepare(cls, name: str, base: Settings, size: Size) -> Run:
+        from streams.evaluate import EvaluationConfig, ground_truth, simulation_config
+
+        work_dir = base.data_dir / "faults" / name
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True)
+        settings = base.model_copy(
+            update={"data_dir": work_dir / "var", "clickhouse_dsn": f"chdb://{work_dir / 'clickhouse'}"}
+        )
+        run = cls(name, settings, work_dir, size)
+        run.sim_config = simulation_config(EvaluationConfig(days=size.days, scale=size.scale), settings)
+        run.expected, run.malformed = ground_truth(run.sim_config)
+        run.result = ScenarioResult(name)
+        return run
+
+    def say(self, line: str) -> None:
+        assert self.result is not None
+        self.result.done.append(line)
+        log.info("fault", scenario=self.name, what=line)
+
+    def missed(self) -> None:
+        assert self.result is not None
+        self.result.injected = False
+
+    def publish(self, settings: Settings) -> None:
+        from producers.simulator import publish
+
+        summary = publish(self.sim_config, settings, speed=None, progress=False)
+        self.published += summary.messages
+        self.accepted.update(summary.events)
+        self.spooled += summary.producer.get("spooled", 0)
+        self.unsent += summary.unsent
+
+
+def _committed(settings: Settings, group: str, topics: list[str]) -> int:
+    from streams.readback import GroupProgress
+
+    progress = GroupProgress(settings, group, topics)
+    try:
+        return sum(progress.committed().values())
+    except Exception:  # the group may be rebalancing: nothing known yet
+        return 0
+    finally:
+        progress.close()
+
+
+def _when(condition: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return False
+
+
+def _in_background(target: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _join(thread: threading.Thread, errors: list[BaseException], timeout: float = 900.0) -> None:
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError("publishing did not finish")
+    if errors:
+        raise errors[0]
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+
+
+def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str]]]:
+    """Checks on the topics (while the broker runs): alerts vs the ground truth, rejections vs dead letters."""
+    from shekara.rules import load_rules
+    from streams import readback
+    from streams.evaluate import DEFAULT_MARGIN, score
+
+    settings = stack.settings
+    alerts = readback.read_alerts(settings)
+    final = readback.final_alerts(alerts)
+    rules = load_rules(settings.rules_file)
+    end = rules.day_start(run.sim_config.start + timedelta(days=run.size.days))
+    cutoff = end - timedelta(seconds=settings.allowed_lateness_seconds) - DEFAULT_MARGIN
+    # Valid hostile events are new events the ground truth knows nothing of: the alerts of the travellers they
+    # touch (found or expected), and any alert they are evidence of, are not judged.
+    touched = run.hostile_travellers
+    caused = {i for i, a in final.items() if a.traveller_key in touched or run.hostile_ids & set(a.evidence_event_ids)}
+    expected = [e for e in run.expected if e.traveller_key not in touched]
+    left_out = len(run.expected) - len(expected)
+    s = score(expected, {i: a for i, a in final.items() if i not in caused}, cutoff)
+    t = settings.topics
+    sources = {t.crossings, t.registrations, t.status_changes}
+    letters = readback.read_dead_letters(settings)
+    # Refused at the door (decode, validate; the sink's own copy of those): must be exactly what was sent bad.
+    # A valid event the matcher cannot apply (stage "process", e.g. older than a traveller's retained
+    # history) is dead-lettered too, with its reason, and reported beside.
+    rejected = {
+        (d.source_topic, d.source_partition, d.source_offset)
+        for d in letters
+        if d.source_topic in sources and d.stage != "process"
+    }
+    no_reason = sum(1 for d in letters if not d.reason.strip())
+    expected_rejected = run.malformed + run.rejected_extra
+    checks = [
+        Check(
+            "expected alerts found (recall)",
+            s.true_positives + s.missed,
+            s.true_positives,
+            s.missed == 0,
+            f"{s.recall:.3f}" + (f"; {left_out} of hostile-touched travellers left out" if left_out else ""),
+        ),
+        Check(
+            "no spurious alerts (precision)",
+            0,
+            s.spurious,
+            s.spurious == 0,
+            f"{s.precision:.3f}" + (f"; {len(caused)} of hostile-touched travellers not judged" if caused else ""),
+        ),
+        Check(
+            "rejected messages dead-lettered, each with a reason",
+            expected_rejected,
+            len(rejected),
+            len(rejected) == expected_rejected and no_reason == 0,
+            ", ".join(f"{k}: {v}" for k, v in sorted(Counter(d.stage for d in letters).items())),
+        ),
+    ]
+    return checks, {(a.alert_id, a.action.value) for a in alerts}
+
+
+def check_warehouse(run: Run, settings: Settings, alert_pairs: set[tuple[str, str]]) -> list[Check]:
+    """Checks in ClickHouse (after the sink stopped): every accepted event and alert record exactly once."""
+    from sinks.clickhouse import connect
+
+    tables = {"crossing": "crossings", "registration": "registrations", "status_change": "status_changes"}
+    client = connect(settings, readonly=True)
+    try:
+        checks = []
+        for kind, table in tables.items():
+            rows, distinct = client.query(f"SELECT count(), uniqExact(event_id) FROM {table} FINAL").result_rows[0]
+            accepted = run.accepted.get(kind, 0)
+            checks.append(
+                Check(
+                    f"accepted {table} in ClickHouse exactly once",
+                    accepted,
+                    rows,
+                    rows == distinct == accepted,
+                    f"{distinct:,} distinct ids",
+                )
+            )
+        landed = {(str(a), str(b)) for a, b in client.query("SELECT alert_id, action FROM alerts FINAL").result_rows}
+    finally:
+        client.close()
+    missing, extra = len(alert_pairs - landed), len(landed - alert_pairs)
+    checks.append(
+        Check(
+            "alert records in ClickHouse exactly once",
+            len(alert_pairs),
+            len(landed),
+            landed == alert_pairs,
+            f"{missing} missing, {extra} extra",
+        )
+    )
+    return checks
+
+
+def finish(run: Run, stack: Any) -> None:
+    """Wait for everything to be processed and landed, then check the topics and the warehouse."""
+    assert run.result is not None
+    stack.wait_processed()
+    stack.wait_landed()
+    checks, pairs = check_outputs(run, stack)
+    stack.stop_sink()
+    run.result.checks = checks + check_warehouse(run, stack.settings, pairs)
+
+
+# --- scenarios --------------------------------------------------------------------------------------------
+
+
+def processor_kill(run: Run) -> None:
+    from shekara.stack import Stack
+
+    with Stack(run.settings, run.work_dir) as stack:
+        thread, errors = _in_background(lambda: run.publish(stack.settings))
+        sources = stack.source_topics[:3]
+        target = 20_000 if run.size.days > 7 else 3_000
+        if _when(lambda: _committed(stack.settings, stack.app_id, sources) >= target, 300):
+            done = _committed(stack.settings, stack.app_id, sources)
+            stack.kill_worker(0)
+            run.say(f"worker killed with SIGKILL after the group committed {done:,} source messages; restarted")
+        else:
+            run.say("the worker never reached the kill point: no kill")
+            run.missed()
+        _join(thread, errors)
+        finish(run, stack)
+
+
+def sink_kill(run: Run) -> None:
+    from shekara.stack import Stack
+
+    with Stack(run.settings, run.work_dir) as stack:
+        thread, errors = _in_background(lambda: run.publish(stack.settings))
+        group, topics = stack.settings.sink.group_id, stack.sink_topics
+        target = 30_000 if run.size.days > 7 else 4_000
+        if _when(lambda: _committed(stack.settings, group, topics) >= target, 300):
+            done = _committed(stack.settings, group, topics)
+            stack.kill_sink()
+            run.say(f"sink killed with SIGKILL after it committed {done:,} messages; restarted")
+        else:
+            run.say("the sink never reached the kill point: no kill")
+            run.missed()
+        _join(thread, errors)
+        finish(run, stack)
+
+
+class Proxy:
+    """A TCP proxy in front of the broker that can cut one Kafka client off (by its client.id) while others pass.
+
+    Every client reaches the broker through it (the broker advertises the proxy's port). A Kafka connection's
+    first request names the client (request header: api key, version, correlation id, client id), so the
+    proxy reads that header, then pipes bytes both ways. `cut(client_id)` drops that client's connections and
+    refuses its new ones until `restore()`: to that client the broker is unreachable, to the rest it is not.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._cut: str | None = None
+        self._conns: list[tuple[str, socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self.refused = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            head = _recv_exactly(client, 14)  # size(4) api_key(2) api_version(2) correlation_id(4) id_len(2)
+            id_len = int.from_bytes(head[12:14], "big", signed=True)
+            name = _recv_exactly(client, max(id_len, 0))
+            client_id = name.decode("utf-8", "replace")
+            with self._lock:
+                if client_id == self._cut:
+                    self.refused += 1
+                    client.close()
+                    return
+                server = socket.create_connection(self.upstream)
+                self._conns.append((client_id, client, server))
+            server.sendall(head + name)
+        except OSError:
+            client.close()
+            return
+        threading.Thread(target=_pipe, args=(server, client), daemon=True).start()
+        _pipe(client, server)
+
+    def cut(self, client_id: str) -> None:
+        with self._lock:
+            self._cut = client_id
+            doomed = [c for c in self._conns if c[0] == client_id]
+            self._conns = [c for c in self._conns if c[0] != client_id]
+        for _, a, b in doomed:
+            for s in (a, b):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = None
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self.listener.close()
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise OSError("connection closed")
+        data += chunk
+    return data
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with suppress(OSError):
+                s.close()
+
+
+PRODUCER_CLIENT_ID = "shekara-simulator"  # the simulator's EventProducer (the spooling client)
+
+
+def broker_outage(run: Run) -> None:
+    from shekara.embedded import free_port
+    from shekara.stack import Stack
+
+    outage_s = 20.0 if run.size.days > 7 else 10.0
+    broker_port = free_port()
+    proxy = Proxy(broker_port)
+    try:
+        with Stack(run.settings, run.work_dir, advertised_port=proxy.port, broker_port=broker_port) as stack:
+            thread, errors = _in_background(lambda: run.publish(stack.settings))
+            time.sleep(3.0)
+            proxy.cut(PRODUCER_CLIENT_ID)
+            started = time.monotonic()
+            time.sleep(outage_s)
+            proxy.restore()
+            run.say(
+                f"the broker unreachable to the producer for {time.monotonic() - started:.1f} s mid-publish "
+                f"({proxy.refused} connection attempts refused), then reachable again"
+            )
+            _join(thread, errors)
+            run.say(f"producer: {run.spooled:,} events spooled to disk during the outage, {run.unsent:,} left unsent")
+            finish(run, stack)
+            assert run.result is not None
+            run.result.checks.append(
+                Check(
+                    "the outage made the producer spool, and the spool drained",
+                    0,
+                    run.unsent,
+                    run.spooled > 0 and run.unsent == 0,
+                    f"{run.spooled:,} spooled",
+                )
+            )
+    finally:
+        proxy.close()
+
+
+def clickhouse_failures(run: Run) -> None:
+    """The sink runs in this process, its inserts refused for a while (as a ClickHouse outage would)."""
+    from shekara.stack import Stack
+    from sinks import writer
+    from sinks.sink import run_sink
+
+    fail_s = 12.0 if run.size.days > 7 else 6.0
+    failing = threading.Event()
+    refused = Counter[str]()
+    original = writer.Warehouse.write
+
+    def write(self: Any, plan: Any) -> Any:
+        if failing.is_set():
+            refused["inserts"] += 1
+            raise writer.TransientWriteError("injected: ClickHouse refuses inserts")
+        return original(self, plan)
+
+    with Stack(run.settings, run.work_dir, sink=False) as stack:
+        stop = threading.Event()
+        writer.Warehouse.write = write  # type: ignore[method-assign]
+        sink_thread, sink_errors = _in_background(lambda: run_sink(stack.settings, stop=stop))
+        try:
+            thread, errors = _in_background(lambda: run.publish(stack.settings))
+            time.sleep(4.0)
+            failing.set()
+            time.sleep(fail_s)
+            failing.clear()
+            run.say(f"ClickHouse inserts refused for {fail_s:.0f} s: {refused['inserts']} insert attempts failed")
+            _join(thread, errors)
+            stack.wait_processed()
+            stack.wait_landed()
+            checks, pairs = check_outputs(run, stack)
+        finally:
+            stop.set()
+            sink_thread.join(120)
+            writer.Warehouse.write = original  # type: ignore[method-assign]
+        if sink_errors:
+            raise sink_errors[0]
+        assert run.result is not None
+        run.result.checks = checks + check_warehouse(run, stack.settings, pairs)
+
+
+def hostile_input(run: Run) -> None:
+    from shekara.stack import Stack
+
+    with Stack(run.settings, run.work_dir) as stack:
+        payloads = hostile_payloads(run, stack.settings, run.size.hostile)
+        thread, errors = _in_background(lambda: run.publish(stack.settings))
+        valid = _send_raw(stack.settings, payloads)
+        _join(thread, errors)
+        run.rejected_extra = len(payloads) - sum(valid.values())
+        run.accepted.update(valid)
+        run.hostile_ids = {p.event_id for p in payloads if p.valid_kind is not None and p.event_id}
+        run.hostile_travellers = {p.key.decode() for p in payloads if p.valid_kind is not None and p.key}
+        run.say(
+            f"{len(payloads):,} hostile payloads fuzzed with hypothesis sent among the traffic: "
+            f"{run.rejected_extra:,} invalid, {sum(valid.values()):,} valid ({dict(valid)})"
+        )
+        finish(run, stack)
+
+
+# --- hostile payloads -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payload:
+    topic: str
+    key: bytes | None
+    value: bytes
+    valid_kind: str | None  # "crossing" etc. when the intake must accept it, else None
+    event_id: str | None = None  # of a valid one
+
+
+def hostile_payloads(run: Run, settings: Settings, n: int) -> list[Payload]:
+    """`n` payloads drawn by hypothesis: garbage, truncated or bit-flipped Avro, hostile field values."""
+    from hypothesis import HealthCheck, Phase, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    from producers.simulator import simulate
+    from schemas.records import Registration
+    from schemas.serde import Serde
+
+    serde = Serde()
+    base: list[Any] = []
+    for ev in simulate(run.sim_config):
+        if ev.record is not None:
+            base.append(ev.record)
+        if len(base) >= 400:
+            break
+    t = settings.topics
+    topics = {"Crossing": t.crossings, "Registration": t.registrations, "StatusChange": t.status_changes}
+    text = st.text(min_size=0, max_size=40) | st.sampled_from(["", " ", "\x00", "Ωмир", "A" * 300, "12A", "ru"])
+    days = st.integers(min_value=-60_000, max_value=60_000).map(lambda d: timedelta(days=d))
+    out: list[Payload] = []
+
+    def draw(data: Any) -> None:
+        record = data.draw(st.sampled_from(base))
+        topic = topics[type(record).__name__]
+        how = data.draw(st.sampled_from(["garbage", "truncate", "flip", "field", "field", "field", "topic"]))
+        if how == "garbage":
+            out.append(Payload(topic, b"k", data.draw(st.binary(max_size=120)), None))
+            return
+        value = serde.encode(record, topic)
+        if how == "truncate":
+            cut = data.draw(st.integers(min_value=0, max_value=len(value) - 1))
+            out.append(Payload(topic, _key(record, settings), value[:cut], None))
+            return
+        if how == "flip":
+            at = data.draw(st.integers(min_value=10, max_value=len(value) - 1))
+            flipped = value[:at] + bytes([value[at] ^ data.draw(st.integers(1, 255))]) + value[at + 1 :]
+            payload = _classified(topic, _key(record, settings), flipped, serde, settings)
+            if payload.valid_kind is None:  # a flip that leaves a valid event is not hostile: it is not sent
+                out.append(payload)
+            return
+        if how == "topic":  # a valid record on a topic that carries another type
+            other = data.draw(st.sampled_from([x for x in topics.values() if x != topic]))
+            out.append(Payload(other, _key(record, settings), value, None))
+            return
+        # A new event (its own id): the system must treat it as any other, which the checks can then tell.
+        mutated = replace(_mutate(record, data, text, days), event_id=f"hostile-{len(out):05d}")
+        if isinstance(mutated, Registration):  # an address of its own: it must not change a real address's count
+            mutated = replace(mutated, address=f"{len(out)} Hostile street")
+        try:
+            encoded = serde.encode(mutated, topic)
+        except Exception:
+            return  # not encodable at all: the client would refuse it before any broker saw it
+        out.append(_classified(topic, _key(mutated, settings), encoded, serde, settings))
+
+    # Flips that leave a valid event are not sent: draw again until there are `n` payloads.
+    while len(out) < n:
+        hsettings(
+            max_examples=n - len(out),
+            phases=[Phase.generate],
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )(given(st.data())(draw))()
+    del out[n:]
+    return out
+
+
+def _key(record: Any, settings: Settings) -> bytes | None:
+    from producers.client import key_for
+
+    try:
+        return key_for(record, settings)
+    except Exception:
+        return b"no-key"
+
+
+def _mutate(record: Any, data: Any, text: Any, days: Any) -> Any:
+    """One hostile change: a text field, a date, a time, a country, a document number."""
+
+    from hypothesis import strategies as st
+
+    t = record.traveller
+    doc = t.document
+    choice = data.draw(st.sampled_from(["number", "nationality", "birth", "event_time", "received", "source"]))
+    if choice == "number":
+        return replace(record, traveller=replace(t, document=replace(doc, number=data.draw(text))))
+    if choice == "nationality":
+        return replace(record, traveller=replace(t, nationality=data.draw(text)))
+    if choice == "birth":
+        return replace(record, traveller=replace(t, birth_date=t.birth_date + data.draw(days)))
+    if choice == "event_time":
+        return replace(record, event_time=record.event_time + data.draw(days) / 100)
+    if choice == "received":
+        return replace(record, received_time=record.received_time + data.draw(days) / 100)
+    return replace(record, source_system=data.draw(text))
+
+
+def _classified(topic: str, key: bytes | None, value: bytes, serde: Any, settings: Settings) -> Payload:
+    """What the intake must do with it: decode, check the type and key, validate against the send time."""
+    from schemas.validation import validation_errors
+
+    kinds = {"Crossing": "crossing", "Registration": "registration", "StatusChange": "status_change"}
+    t = settings.topics
+    on = {"Crossing": t.crossings, "Registration": t.registrations, "StatusChange": t.status_changes}
+    try:
+        record = serde.decode(value, topic)
+    except Exception:
+        return Payload(topic, key, value, None)
+    name = type(record).__name__
+    if on.get(name) != topic or key != _key(record, settings):
+        return Payload(topic, key, value, None)
+    now = datetime.now(UTC)
+    bad = validation_errors(record, now=now, max_future_skew_s=settings.max_future_skew_seconds)
+    return Payload(topic, key, value, None if bad else kinds[name], None if bad else record.event_id)
+
+
+def _send_raw(settings: Settings, payloads: list[Payload]) -> Counter[str]:
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "acks": "all"})
+    for p in payloads:
+        while True:
+            try:
+                producer.produce(p.topic, key=p.key, value=p.value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    left = producer.flush(60)
+    if left:
+        raise RuntimeError(f"{left} hostile payloads not acknowledged by the broker")
+    # A valid event sent twice (the fuzzer drew the same record and change twice) lands once.
+    seen: dict[str | None, str] = {p.event_id: p.valid_kind for p in payloads if p.valid_kind is not None}
+    return Counter(seen.values())
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+RUNNERS: dict[str, Callable[[Run], None]] = {
+    "processor-kill": processor_kill,
+    "sink-kill": sink_kill,
+    "broker-outage": broker_outage,
+    "clickhouse-failures": clickhouse_failures,
+    "hostile-input": hostile_input,
+}
+
+
+def run_scenario(name: str, base: Settings, *, short: bool) -> ScenarioResult:
+    started = time.monotonic()
+    run = Run.prepare(name, base, Size.of(short))
+    assert run.result is not None
+    try:
+        RUNNERS[name](run)
+    except Exception as exc:
+        log.error("fault scenario failed", scenario=name, error=repr(exc))
+        run.result.error = f"{type(exc).__name__}: {exc}"
+    run.result.seconds = time.monotonic() - started
+    return run.result
+
+
+def render(results: list[ScenarioResult]) -> Iterator[str]:
+    for r in results:
+        verdict = "PASS" if r.ok else "FAIL"
+        yield f"{r.name}: {verdict} ({r.seconds:.0f} s)" + ("" if r.injected else ": the fault was not injected")
+        for line in r.done:
+            yield f"  fault: {line}"
+        if r.error:
+            yield f"  error: {r.error}"
+        for c in r.checks:
+            note = f" ({c.note})" if c.note else ""
+            yield f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: expected {c.expected:,}, found {c.found:,}{note}"
+    passed = sum(r.ok for r in results)
+    yield f"{passed}/{len(results)} scenarios passed"
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(faults)
+
+
+def faults(
+    short: Annotated[bool, typer.Option("--short", help="Smaller traffic: the form CI runs")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help=f"Scenarios to run: {', '.join(SCENARIOS)}")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results here")] = None,
+) -> None:
+    """Run the pipeline under faults (kills, outages, hostile input) and check nothing was lost or doubled."""
+    names = list(only or SCENARIOS)
+    unknown = [n for n in names if n not in RUNNERS]
+    if unknown:
+        typer.secho(f"error: unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}", fg="red")
+        raise typer.Exit(2)
+    base = get_settings()
+    results = []
+    for name in names:
+        typer.echo(f"running {name} ...")
+        results.append(run_scenario(name, base, short=short))
+    for line in render(results):
+        typer.echo(line)
+    if json_file is not None:
+        json_file.write_text(json.dumps([asdict(r) | {"ok": r.ok} for r in results], indent=2, default=str))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,25 @@
+"""`shekara faults --short`: each fault scenario on its own stack, and every check of its report must pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shekara.faults import SCENARIOS, render, run_scenario
+from shekara.settings import get_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_fault_scenario_loses_and_doubles_nothing(scenario: str, tmp_path: Path) -> None:
+    base = get_settings().model_copy(update={"data_dir": tmp_path / "var"})
+    result = run_scenario(scenario, base, short=True)
+    report = "\n".join(render([result]))
+    assert result.error is None, report
+    assert result.done, "the fault was not injected"
+    names = {c.name for c in result.checks}
+    assert {"expected alerts found (recall)", "alert records in ClickHouse exactly once"} <= names, report
+    assert any(c.name.startswith("accepted crossings") for c in result.checks), report
+    assert result.ok, report
