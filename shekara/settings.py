@@ -46,7 +46,11 @@ class FaustSettings(BaseModel):
     session_timeout: float = 6.0
     rebalance_timeout: float = 7.0
     heartbeat_interval: float = 1.0
-    max_poll_interval: float = 7.0
+    max_poll_interval: float = 7.0  # librdkafka clients (the sink): also their rebalance timeout, so low here
+    # The processors (aiokafka) leave the group when Faust's fetcher has not polled for this long. It stops
+    # polling while its producer buffer drains (ops page tables) or agents lag: on a loaded 2-core machine that
+    # passed 7 s and the worker fell out for good. aiokafka joins with `rebalance_timeout`, so this costs no wait.
+    processor_max_poll_interval: float = 60.0
     commit_interval: float = 1.0
     web_port: int = 6066
     web_enabled: bool = True

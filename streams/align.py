@@ -37,29 +37,23 @@ class Aligner:
     _last_wall: dict[TopicPartition, float] = field(default_factory=dict)  # when it arrived (monotonic s)
     _next_offset: dict[TopicPartition, int] = field(default_factory=dict)
     backlog_idle_s: float = 30.0  # a topic-partition known to have more records waits this long at most
-    startup_grace_s: float = 5.0  # how long a topic-partition not heard from, its backlog unknown, is waited for
-    _since: dict[int, float] = field(default_factory=dict)  # partition -> first record since (re)assignment
+    startup_grace_s: float = 5.0  # after (re)assignment, how long a topic-partition not heard from is waited for
+    _since: float | None = None  # when the first record since the (re)assignment arrived (monotonic s)
 
     def observe(self, topic: str, partition: int, timestamp_ms: float, wall: float, offset: int = -1) -> None:
         tp = (topic, partition)
-        self._since.setdefault(partition, wall)
+        if self._since is None:
+            self._since = wall
         if timestamp_ms > self._last_ts.get(tp, float("-inf")):
             self._last_ts[tp] = timestamp_ms
         self._last_wall[tp] = wall
         if offset + 1 > self._next_offset.get(tp, 0):
             self._next_offset[tp] = offset + 1
 
-    def _delivering(self, tp: TopicPartition, wall: float, highwater: int | None, start: int | None) -> bool:
+    def _delivering(self, tp: TopicPartition, wall: float, highwater: int | None) -> bool:
         """Still to be waited for: it delivered recently, or the broker says it has more records for us."""
         if tp not in self._last_ts:
-            # Not heard from since the (re)assignment. A backlog the broker reported (records past where this
-            # consumer starts) is waited for like any backlog; with nothing known yet, for a short grace.
-            # (No start: nothing committed yet, so the consumer starts at the log's beginning. The embedded broker's
-            # high watermark is the last batch's base + 1: a start below it means records are waiting.)
-            waited = wall - self._since.get(tp[1], wall)
-            if highwater is not None:
-                return (start or 0) < highwater and waited < self.backlog_idle_s
-            return waited < self.startup_grace_s
+            return self._since is not None and wall - self._since < self.startup_grace_s
         quiet = wall - self._last_wall[tp]
         if quiet < self.idle_s:
             return True
@@ -69,24 +63,14 @@ class Aligner:
         return behind and quiet < self.backlog_idle_s
 
     def release_bound(
-        self,
-        partition: int,
-        wall: float,
-        highwaters: Mapping[TopicPartition, int | None] | None = None,
-        starts: Mapping[TopicPartition, int | None] | None = None,
+        self, partition: int, wall: float, highwaters: Mapping[TopicPartition, int | None] | None = None
     ) -> float:
-        """Records of `partition` with a timestamp up to this (ms) may be processed now (inf: all of them).
-
-        `highwaters`: what the broker last said of each topic-partition's end; `starts`: the offset the consumer
-        started from after the (re)assignment (its committed offset), where known.
-        """
-        hw, st = highwaters or {}, starts or {}
+        """Records of `partition` with a timestamp up to this (ms) may be processed now (inf: all of them)."""
+        hw = highwaters or {}
         tps = [(t, partition) for t in self.topics]
         if not any(tp in self._last_ts for tp in tps):
             return float("inf")  # nothing of this partition seen: nothing to hold
-        delivering = [
-            self._last_ts.get(tp, float("-inf")) for tp in tps if self._delivering(tp, wall, hw.get(tp), st.get(tp))
-        ]
+        delivering = [self._last_ts.get(tp, float("-inf")) for tp in tps if self._delivering(tp, wall, hw.get(tp))]
         return min(delivering) + self.slack_ms if delivering else float("inf")
 
     def reset(self) -> None:
@@ -94,4 +78,4 @@ class Aligner:
         self._last_ts.clear()
         self._last_wall.clear()
         self._next_offset.clear()
-        self._since.clear()
+        self._since = None

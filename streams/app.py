@@ -35,7 +35,7 @@ def app_config(settings: Settings, app_id: str, *, web_port: int | None = None) 
         "broker_session_timeout": fs.session_timeout,
         "broker_rebalance_timeout": fs.rebalance_timeout,
         "broker_heartbeat_interval": fs.heartbeat_interval,
-        "broker_max_poll_interval": fs.max_poll_interval,
+        "broker_max_poll_interval": fs.processor_max_poll_interval,
         "broker_commit_interval": fs.commit_interval,
         "consumer_auto_offset_reset": "earliest",
         # Bound each fetch: aiokafka counts the consumer idle from its last fetch, and one unbounded fetch of a

@@ -123,6 +123,7 @@ class TravellerMatcher:
         t = settings.topics
         self.aligner = Aligner((t.crossings, t.registrations, t.status_changes))
         self._held: list[EventT] = []  # arrived, not yet processed: ahead of their co-partitions (streams.align)
+        self.chunk = max(1, settings.faust.batch_size)
         self._lock = asyncio.Lock()
 
     # --- entry points (agent, timer, recovery) ---------------------------------------------------------------
@@ -145,11 +146,11 @@ class TravellerMatcher:
                 if self.app.rebalancing:
                     ready = self._release(wall, everything=True)
                     if ready:
-                        await self._work(ready)
+                        await self._work_in_chunks(ready)
                     return
                 ready = self._release(wall)
                 if ready:
-                    await self._work(ready)
+                    await self._work_in_chunks(ready)
                 await self._tick()
             except Exception as exc:
                 self.on_fatal(exc)
@@ -189,7 +190,7 @@ class TravellerMatcher:
         self._held.extend(events)
         ready = self._release(wall)
         if ready:
-            await self._work(ready)
+            await self._work_in_chunks(ready)
 
     def _release(self, wall: float, *, everything: bool = False) -> list[EventT]:
         """Held events that may be processed now, in arrival order (`streams.align`); the rest stay held."""
@@ -204,7 +205,7 @@ class TravellerMatcher:
             bound = bounds.get(msg.partition)
             if bound is None:
                 bound = bounds[msg.partition] = self.aligner.release_bound(
-                    msg.partition, wall, self._highwaters(msg.partition), self._starts(msg.partition)
+                    msg.partition, wall, self._highwaters(msg.partition)
                 )
             (ready if msg.timestamp * 1000.0 <= bound else rest).append(ev)
         if len(rest) > MAX_HELD:
@@ -215,6 +216,17 @@ class TravellerMatcher:
             rest = rest[len(rest) - MAX_HELD :]
         self._held = rest
         return ready
+
+    async def _work_in_chunks(self, events: Sequence[EventT]) -> None:
+        """`_work` in pieces of at most one batch, yielding between them.
+
+        Held events can pile up (a co-partition waited for) and be released at once; worked in one go they kept
+        the event loop busy for 20 s, Faust's fetcher did not poll within `max_poll_interval`, and the worker
+        fell out of its group for good (see docs/topology.md, idle consumer).
+        """
+        for i in range(0, len(events), self.chunk):
+            await self._work(events[i : i + self.chunk])
+            await asyncio.sleep(0)
 
     async def _work(self, events: Sequence[EventT]) -> None:
         now = datetime.now(UTC)
@@ -287,14 +299,6 @@ class TravellerMatcher:
         """What the consumer last heard from the broker about the end of each source topic-partition."""
         consumer = self.app.consumer
         return {(t, partition): consumer.highwater(TP(t, partition)) for t in self.aligner.topics}
-
-    def _starts(self, partition: int) -> dict[tuple[str, int], int | None]:
-        """Where this consumer started each source topic-partition: its committed offset at assignment.
-
-        Faust keeps it in a private mapping (no public accessor in 0.15); None where unknown.
-        """
-        committed = getattr(self.app.consumer, "_committed_offset", {})
-        return {(t, partition): committed.get(TP(t, partition)) for t in self.aligner.topics}
 
     def _load(self, partition: int, key: str) -> TravellerState:
         stored = self.store.get(partition, key.encode())

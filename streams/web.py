@@ -368,7 +368,7 @@ def standalone_app(settings: Settings, *, app_id: str = "shekara-ops-web", web_b
         broker_session_timeout=f.session_timeout,
         broker_rebalance_timeout=f.rebalance_timeout,
         broker_heartbeat_interval=f.heartbeat_interval,
-        broker_max_poll_interval=f.max_poll_interval,
+        broker_max_poll_interval=f.processor_max_poll_interval,
         broker_commit_interval=f.commit_interval,
         topic_partitions=settings.partitions,
     )

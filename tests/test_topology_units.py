@@ -260,19 +260,6 @@ def test_a_topic_not_heard_from_since_assignment_holds_the_others_for_a_grace() 
     assert b.release_bound(0, wall=201.0) == float("-inf")  # a new assignment: a new grace
 
 
-def test_a_topic_with_a_backlog_not_delivered_yet_holds_the_others() -> None:
-    # Under load the first records of one source may come many seconds after another's: a backlog the broker
-    # reported is waited for (up to backlog_idle_s), not just the short grace.
-    a = Aligner(("crossings", "status"), slack_ms=100, idle_s=2, startup_grace_s=5, backlog_idle_s=30)
-    a.observe("status", 3, 9_000, wall=100.0)
-    backlog = {("crossings", 3): 400, ("status", 3): 60}
-    assert a.release_bound(3, wall=110.0, highwaters=backlog, starts={("crossings", 3): None}) == float("-inf")
-    assert a.release_bound(3, wall=110.0, highwaters=backlog, starts={("crossings", 3): 400}) == 9_100  # at its end
-    assert a.release_bound(3, wall=131.0, highwaters=backlog) == float("inf")  # waited long enough
-    a.observe("crossings", 3, 1_000, wall=111.0)
-    assert a.release_bound(3, wall=111.5, highwaters=backlog) == 1_100
-
-
 def test_a_quiet_topic_with_records_still_waiting_keeps_holding_the_others() -> None:
     a = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2, backlog_idle_s=30)
     a.observe("crossings", 0, 1_000, wall=0.0, offset=99)
