@@ -243,18 +243,22 @@ class Warehouse:
         ).result_rows[0]
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
+    def _insert_block(self, stage: str, schema_json: str, group: Group) -> None:
+        """One Avro block of the group's records into the staging table (ClickHouse decodes it)."""
+        self.client.raw_insert(
+            stage,
+            None,
+            container(schema_json, group.parts, len(group)),
+            fmt="Avro",
+            settings={"input_format_avro_allow_missing_fields": 1},
+        )
+
     def _restage(self, stage: str, staged: list[tuple[str, Group]]) -> None:
         """Empty the staging table and put back the verified groups (rare: only after a corrupt record)."""
         self.client.command(f"TRUNCATE TABLE `{stage}`")
         for schema_json, group in staged:
             if len(group):
-                self.client.raw_insert(
-                    stage,
-                    None,
-                    container(schema_json, group.parts, len(group)),
-                    fmt="Avro",
-                    settings={"input_format_avro_allow_missing_fields": 1},
-                )
+                self._insert_block(stage, schema_json, group)
 
     def _rejects(self, table: str) -> list[tuple[int, str, str]]:
         """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
@@ -279,13 +283,7 @@ class Warehouse:
         by bisection, each would cost about 2 log2(n) inserts).
         """
         try:
-            self.client.raw_insert(
-                stage,
-                None,
-                container(schema_json, group.parts, len(group)),
-                fmt="Avro",
-                settings={"input_format_avro_allow_missing_fields": 1},
-            )
+            self._insert_block(stage, schema_json, group)
             return []
         except Exception as exc:
             if is_transient(exc) and not is_data_error(exc):
