@@ -27,7 +27,6 @@ period, with ``bench-meta.json`` written last: a later run of the same week reus
 
 from __future__ import annotations
 
-import heapq
 import json
 import multiprocessing
 import shutil
@@ -56,6 +55,7 @@ from sinks.framing import Framer
 from sinks.migrate import migrate
 from sinks.writer import Warehouse, routes
 from streams.core.traveller import TravellerState, step
+from streams.deadlines import DeadlineIndex
 
 log = get_logger(__name__)
 
@@ -175,8 +175,7 @@ def simulate_shard(config: SimulationConfig, shard: int) -> ShardOutput:
     serde = Serde(None)
     values: dict[str, list[Outgoing]] = {t: [] for t in TABLES}
     states: dict[str, TravellerState] = {}
-    due_of: dict[str, datetime] = {}
-    due: list[tuple[datetime, str]] = []
+    deadlines = DeadlineIndex()  # the shell's time-ordered index, one partition
     counts = Counter[str]()
 
     def apply(key: str, batch: list[Any], wm: datetime) -> None:
@@ -188,19 +187,13 @@ def simulate_shard(config: SimulationConfig, shard: int) -> ShardOutput:
         k, ts = key.encode(), _ms(wm)  # the processors key their output by traveller and emit it at `wm`
         values["stays"].extend(Outgoing(k, ts, serde.encode(s, "")) for s in r.stays)
         values["alerts"].extend(Outgoing(k, ts, serde.encode(a, "")) for a in r.alerts)
-        if r.next_due is None:
-            due_of.pop(key, None)
-        elif due_of.get(key) != r.next_due:
-            due_of[key] = r.next_due
-            heapq.heappush(due, (r.next_due, key))
+        deadlines.set(key, r.next_due)
 
     def fire(wm: datetime) -> None:
-        while due and due[0][0] <= wm:
-            when, k = heapq.heappop(due)
-            if due_of.get(k) != when:
-                continue  # superseded by a later step of this traveller
-            del due_of[k]
-            apply(k, [], wm)
+        # A step may set a deadline that is already due: ask again until nothing is.
+        while keys := deadlines.pop_due(wm):
+            for k in keys:
+                apply(k, [], wm)
 
     high: datetime | None = None
     for ev in run.events():
