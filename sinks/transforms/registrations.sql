@@ -28,9 +28,9 @@ SELECT
     r.day,
     r.action,
     r.registration_id,
-    shekara_hmac32(ipad, opad, concat(
-        upperUTF8(r.traveller.document.issuing_country), '|', shekara_normalise_document(r.traveller.document.number)
-    )),
+    -- The message key: registrations.rejects.sql skips every row whose key is not this traveller's key (the HMAC
+    -- of issuing country and normalised number), so the hash is not computed a second time here.
+    r._key,
     r.traveller.nationality,
     toYear(r.traveller.birth_date),
     r.traveller.sex,

@@ -7,76 +7,41 @@
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
 -- Parameters: ipad/opad (HMAC pads, hex, as for the transform), skew (settings.max_future_skew_seconds).
--- The envelope, traveller and key checks are those of crossings.rejects.sql (keep them in step);
--- tests/test_sink_parity.py holds all three to the processors' verdicts.
+-- The envelope, traveller and key checks are functions shared with the other source events (migration
+-- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
 SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
 FROM
 (
     WITH
-        unhex({ipad:String}) AS ipad,
-        unhex({opad:String}) AS opad,
-        toInt64({skew:Int64}) * 1000000 AS skew_us,
-        -- blank as Python's str.strip() sees it: only str.isspace() characters (as in shekara_normalise_document)
-        concat(
-            '^[\\s\\x{0B}\\x{1C}-\\x{1F}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}',
-            '\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]*$'
-        ) AS blank,
-        -- schemas.validation.COUNTRY; a Python `$` also matches before a final newline, an RE2 `$` does not
-        '^[A-Z]{3}\\n?$' AS country,
-        'must be an ISO 3166-1 alpha-3 country code (3 capital letters); got ' AS not_country
+        -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
+        shekara_envelope_problem(event_id, event_time, received_time, source_system, _ts, {skew:Int64}) AS envelope,
+        shekara_traveller_problem(
+            number, traveller.document.issuing_country, traveller.nationality, traveller.birth_date, on_day
+        ) AS traveller_problem,
+        shekara_key_problem(
+            _key, traveller.document.issuing_country, number, {ipad:String}, {opad:String}
+        ) AS key_problem
     SELECT
         _msg,
         multiIf(
-            -- _envelope
-            match(event_id, blank), ('event_id', 'must be a non-empty string'),
-            has_now AND event_us > now_us + skew_us, ('event_time', concat(
-                'is ', toString(toInt64(roundBankers((event_us - now_us) / 1000000))),
-                ' s in the future (more than the allowed clock skew of ', toString({skew:Int64}), ' s)'
-            )),
-            received_us < event_us - skew_us,
-                ('received_time', 'is earlier than event_time (beyond the allowed clock skew)'),
-            match(source_system, blank), ('source_system', 'must be a non-empty string'),
-            -- _traveller
-            NOT match(number, '^[A-Z0-9]{5,20}$'), ('traveller.document.number', concat(
-                'must be 5-20 letters or digits after removing separators; got ', toString(lengthUTF8(number)),
-                ' characters', if(number = '' OR match(number, '^[\\p{L}\\p{N}]+$'), '', ' including other symbols')
-            )),
-            NOT match(traveller.document.issuing_country, country), (
-                'traveller.document.issuing_country',
-                concat(not_country, '\'', traveller.document.issuing_country, '\'')
-            ),
-            NOT match(traveller.nationality, country),
-                ('traveller.nationality', concat(not_country, '\'', traveller.nationality, '\'')),
-            born > today, ('traveller.birth_date', 'is in the future (after the day of the event)'),
-            age > 125, ('traveller.birth_date', 'gives an age over 125 years'),
+            envelope.1 != '', envelope,
+            traveller_problem.1 != '', traveller_problem,
             -- _status_change, after the traveller
-            match(authority, blank), ('authority', 'must be a non-empty string'),
+            shekara_is_blank(authority), ('authority', 'must be a non-empty string'),
             kind = 'EXPELLED' AND valid_until IS NULL,
                 ('valid_until', 'is required for EXPELLED (the last day of the entry ban)'),
             valid_from IS NOT NULL AND valid_until IS NOT NULL
                 AND assumeNotNull(valid_until) < assumeNotNull(valid_from), ('valid_until', 'is before valid_from'),
-            -- streams.intake: the key that puts all of a traveller's events on one partition
-            _key != shekara_hmac32(ipad, opad, concat(upperUTF8(traveller.document.issuing_country), '|', number)), (
-                'key',
-                'message key is not the traveller key of traveller.document (key with shekara.pseudonym.traveller_key)'
-            ),
+            key_problem.1 != '', key_problem,
             ('', '')
         ) AS problem
     FROM
     (
+        -- Used by several checks: computed once here, not once for each lazily evaluated one.
         SELECT
             *,
-            toUnixTimestamp64Micro(event_time) AS event_us,
-            toUnixTimestamp64Micro(received_time) AS received_us,
-            _ts IS NOT NULL AS has_now,
-            toInt64(ifNull(_ts, 0)) * 1000 AS now_us,
-            -- The traveller's facts are judged at the event's time, or at `now` if the event claims a later one;
-            -- `today` is that moment's date in UTC (decoded event times are UTC).
-            toDate32(fromUnixTimestamp64Micro(if(has_now AND now_us < event_us, now_us, event_us), 'UTC')) AS today,
-            traveller.birth_date AS born,
-            toInt32(toYear(today)) - toYear(born)
-                - ((toMonth(today), toDayOfMonth(today)) < (toMonth(born), toDayOfMonth(born))) AS age,
-            shekara_normalise_document(traveller.document.number) AS number
+            shekara_normalise_document(traveller.document.number) AS number,
+            shekara_judging_day(event_time, _ts) AS on_day
         FROM stage_status_changes
     )
 )

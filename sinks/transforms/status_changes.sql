@@ -19,9 +19,9 @@ SELECT
     received_time,
     day,
     kind,
-    shekara_hmac32(ipad, opad, concat(
-        upperUTF8(traveller.document.issuing_country), '|', shekara_normalise_document(traveller.document.number)
-    )),
+    -- The message key: status_changes.rejects.sql skips every row whose key is not this traveller's key (the HMAC
+    -- of issuing country and normalised number), so the hash is not computed a second time here.
+    _key,
     traveller.nationality,
     toYear(traveller.birth_date),
     traveller.sex,
