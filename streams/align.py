@@ -8,24 +8,59 @@ re-orders - and the partition's watermark would run ahead of the lagging topic.
 
 So the worker processes in record-timestamp order per partition (the order the sources appended), within a
 small slack: a record more than `slack_ms` ahead of the slowest topic-partition still delivering is held back
-(in memory, unacknowledged) until that one catches up. A topic-partition that has delivered nothing for
-`idle_s` and has no more records waiting (its high watermark) is caught up, or empty, and holds nobody back.
-A topic-partition that has delivered nothing at all since the (re)assignment holds the others back for
-`startup_grace_s`: the first fetch may bring one topic's records before another's, and without the grace the
-first topic would run ahead unchecked (a backlog of crossings processed days before its registrations).
+(in memory, unacknowledged) until that one catches up.
+
+Which topic-partitions are still delivering:
+- one with records known to be waiting for this consumer (the broker's last reported end is past the consumer's
+  position: the next offset after what it delivered, or, before it delivered anything, where it started after
+  the assignment) is waited for **until it delivers them**, however long the consumer is busy with other
+  partitions. On a backlog aiokafka hands out one partition's fetched records after another, 1,000 at a time,
+  so a topic-partition with records waiting can deliver nothing for 30 s and more while its co-partitions
+  stream on: giving up on it after a fixed time let those run tens of seconds of record time ahead, which in
+  a fast backfill is weeks of event time (travellers' events then came beyond the core's re-ordering horizon:
+  spurious EXIT_WITHOUT_ENTRY, dead letters "older than the traveller's retained history"). Only if the consumer
+  delivers nothing at all for `stalled_s` does a backlog stop holding the others (a stuck consumer must not
+  hold events forever); the shell also bounds how many events it holds.
+- one with no records known to be waiting is waited for `idle_s` after its last record (it may be caught up,
+  or empty); one not heard from since the (re)assignment and with no known backlog for `startup_grace_s`
+  (the first fetch may bring one topic's records before another's).
 
 Not done by pausing partitions: Faust drops records already fetched for a partition paused meanwhile and then
 counts the gap as processed, which would lose them.
+
+What may go is then worked in record-timestamp order (`in_record_order`), not in the order it arrived.
 
 Pure: observations in, how far each partition may be processed out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import heapq
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 TopicPartition = tuple[str, int]
+Item = TypeVar("Item")
+
+
+def in_record_order(
+    items: Iterable[Item], source: Callable[[Item], Hashable], timestamp: Callable[[Item], float]
+) -> list[Item]:
+    """`items` (each source's in its own order) merged by record timestamp, each source's order kept.
+
+    What is released at once can span seconds of record time: a co-partition waited for delivers a whole fetch,
+    and the records held back for it go with it. Worked in arrival order, the held crossings of those seconds came
+    before the registrations that preceded them, the partition's watermark passed the registrations' deadlines
+    first, and UNREGISTERED_STAY alerts were raised and retracted a moment later. A merge rather than a sort: a
+    topic-partition whose timestamps go back a little (two producers appending to it) keeps its offset order.
+    """
+    by_source: dict[Hashable, list[Item]] = {}
+    for item in items:
+        by_source.setdefault(source(item), []).append(item)
+    if len(by_source) <= 1:
+        return next(iter(by_source.values()), [])
+    return list(heapq.merge(*by_source.values(), key=timestamp))
 
 
 @dataclass
@@ -33,39 +68,61 @@ class Aligner:
     topics: tuple[str, ...]  # the co-partitioned source topics
     slack_ms: float = 100.0
     idle_s: float = 2.0
+    stalled_s: float = 30.0  # a consumer that delivered nothing for this long (the matcher idle): backlogs hold nobody
+    startup_grace_s: float = 5.0  # after (re)assignment, how long a topic-partition not heard from is waited for
     _last_ts: dict[TopicPartition, float] = field(default_factory=dict)  # record timestamp (ms) of the last record
     _last_wall: dict[TopicPartition, float] = field(default_factory=dict)  # when it arrived (monotonic s)
-    _next_offset: dict[TopicPartition, int] = field(default_factory=dict)
-    backlog_idle_s: float = 30.0  # a topic-partition known to have more records waits this long at most
-    startup_grace_s: float = 5.0  # after (re)assignment, how long a topic-partition not heard from is waited for
+    _next_offset: dict[TopicPartition, int] = field(default_factory=dict)  # after the last record delivered
+    _start: dict[TopicPartition, int] = field(default_factory=dict)  # where the consumer started (assignment)
     _since: float | None = None  # when the first record since the (re)assignment arrived (monotonic s)
+    _last_any: float | None = None  # when the consumer last delivered a record of any topic-partition
 
     def observe(self, topic: str, partition: int, timestamp_ms: float, wall: float, offset: int = -1) -> None:
         tp = (topic, partition)
         if self._since is None:
             self._since = wall
+        self._last_any = wall
         if timestamp_ms > self._last_ts.get(tp, float("-inf")):
             self._last_ts[tp] = timestamp_ms
         self._last_wall[tp] = wall
-        if offset + 1 > self._next_offset.get(tp, 0):
+        if offset >= 0 and offset + 1 > self._next_offset.get(tp, 0):
             self._next_offset[tp] = offset + 1
 
+    def worked(self, wall: float) -> None:
+        """The matcher was busy working events until `wall`: nothing could be delivered to it meanwhile, so that
+        time does not count towards `stalled_s`."""
+        if self._last_any is not None and wall > self._last_any:
+            self._last_any = wall
+
+    def start_at(self, starts: Mapping[TopicPartition, int]) -> None:
+        """Where the consumer starts each topic-partition after the (re)assignment (committed offset, or the log's
+        beginning): before a topic-partition delivers anything, its backlog is the broker's end past this.
+
+        Replaces what was known before; `reset` keeps it, so the two may be called in either order."""
+        self._start = dict(starts)
+
+    def _waiting(self, tp: TopicPartition, highwater: int | None) -> bool:
+        """The broker reported records past this consumer's position (they will be delivered)."""
+        position = self._next_offset.get(tp, self._start.get(tp))
+        # `position < highwater` holds on brokers whose high watermark is the log end, and on those (the embedded
+        # one) that report the base offset of the last record batch + 1: either way, a position below it means
+        # at least that last batch is still to come, and a consumer that delivered everything is at or past it.
+        return highwater is not None and position is not None and position < highwater
+
     def _delivering(self, tp: TopicPartition, wall: float, highwater: int | None) -> bool:
-        """Still to be waited for: it delivered recently, or the broker says it has more records for us."""
+        """Still to be waited for: it has records waiting for us, or it delivered recently."""
+        if self._waiting(tp, highwater):
+            return self._last_any is not None and wall - self._last_any < self.stalled_s
         if tp not in self._last_ts:
             return self._since is not None and wall - self._since < self.startup_grace_s
-        quiet = wall - self._last_wall[tp]
-        if quiet < self.idle_s:
-            return True
-        # A backlog not fetched yet (the high watermark is the last record batch's base + 1 on some brokers,
-        # hence the - 1): keep waiting for it, up to a bound.
-        behind = highwater is not None and self._next_offset.get(tp, 0) < highwater - 1
-        return behind and quiet < self.backlog_idle_s
+        return wall - self._last_wall[tp] < self.idle_s
 
     def release_bound(
         self, partition: int, wall: float, highwaters: Mapping[TopicPartition, int | None] | None = None
     ) -> float:
-        """Records of `partition` with a timestamp up to this (ms) may be processed now (inf: all of them)."""
+        """Records of `partition` with a timestamp up to this (ms) may be processed now (inf: all of them).
+
+        `highwaters`: what the broker last said of each topic-partition's end (None where not known yet)."""
         hw = highwaters or {}
         tps = [(t, partition) for t in self.topics]
         if not any(tp in self._last_ts for tp in tps):
@@ -74,8 +131,9 @@ class Aligner:
         return min(delivering) + self.slack_ms if delivering else float("inf")
 
     def reset(self) -> None:
-        """Forget everything (after a rebalance positions may move back)."""
+        """Forget what was delivered (after a rebalance positions may move back); see `start_at`."""
         self._last_ts.clear()
         self._last_wall.clear()
         self._next_offset.clear()
         self._since = None
+        self._last_any = None

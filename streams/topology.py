@@ -47,7 +47,7 @@ from shekara.pseudonym import traveller_key
 from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.rules import RuleBook, load_rules
 from shekara.settings import Settings
-from streams.align import Aligner
+from streams.align import Aligner, in_record_order
 from streams.core import AddressState, TravellerState, address_key, address_step, step
 from streams.deadlines import Deadlines
 from streams.intake import Accepted, Intake, SourceEvent
@@ -86,6 +86,14 @@ class ProcessorStats:
     per_partition: dict[int, int] = field(default_factory=dict)
     first_event_wall: float | None = None  # time.time() of the first source event
     last_output_wall: float | None = None  # time.time() when the last batch's outputs were acknowledged
+
+
+def _source_of(ev: EventT) -> tuple[str, int]:
+    return (ev.message.topic, ev.message.partition)
+
+
+def _timestamp_of(ev: EventT) -> float:
+    return float(ev.message.timestamp)
 
 
 class TravellerMatcher:
@@ -193,13 +201,14 @@ class TravellerMatcher:
             await self._work_in_chunks(ready)
 
     def _release(self, wall: float, *, everything: bool = False) -> list[EventT]:
-        """Held events that may be processed now, in arrival order (`streams.align`); the rest stay held."""
+        """Held events that may be processed now, in record-timestamp order (`streams.align`); the rest stay held."""
         if everything:
             everyone, self._held = self._held, []
-            return everyone
+            return in_record_order(everyone, _source_of, _timestamp_of)
         bounds: dict[int, float] = {}
         ready: list[EventT] = []
         rest: list[EventT] = []
+        stopped: set[tuple[str, int]] = set()  # topic-partitions with an event held: their later ones wait too
         for ev in self._held:
             msg = ev.message
             bound = bounds.get(msg.partition)
@@ -207,7 +216,12 @@ class TravellerMatcher:
                 bound = bounds[msg.partition] = self.aligner.release_bound(
                     msg.partition, wall, self._highwaters(msg.partition)
                 )
-            (ready if msg.timestamp * 1000.0 <= bound else rest).append(ev)
+            tp = (msg.topic, msg.partition)
+            if msg.timestamp * 1000.0 <= bound and tp not in stopped:
+                ready.append(ev)
+            else:
+                stopped.add(tp)
+                rest.append(ev)
         if len(rest) > MAX_HELD:
             # A source far ahead of the others: bound the memory, at the price of order (the core re-orders
             # within its horizon; beyond it, events are dead-lettered, never dropped).
@@ -215,7 +229,7 @@ class TravellerMatcher:
             ready.extend(rest[: len(rest) - MAX_HELD])
             rest = rest[len(rest) - MAX_HELD :]
         self._held = rest
-        return ready
+        return in_record_order(ready, _source_of, _timestamp_of)
 
     async def _work_in_chunks(self, events: Sequence[EventT]) -> None:
         """`_work` in pieces of at most one batch, yielding between them.
@@ -226,6 +240,7 @@ class TravellerMatcher:
         """
         for i in range(0, len(events), self.chunk):
             await self._work(events[i : i + self.chunk])
+            self.aligner.worked(time.monotonic())
             await asyncio.sleep(0)
 
     async def _work(self, events: Sequence[EventT]) -> None:
@@ -616,11 +631,17 @@ def build_topology(
         mine = [tp for tp in consumer.assignment() if tp.topic in stream_topics]
         committed = await consumer.seek_to_committed()
         fresh = [tp for tp in mine if not committed.get(tp)]
+        earliest = await consumer.earliest_offsets(*fresh) if fresh else {}
         if fresh:
-            earliest = await consumer.earliest_offsets(*fresh)
             for tp in fresh:
                 await consumer.seek(tp, earliest.get(tp) or 0)
             log.info("stream partitions without a commit start from the beginning", partitions=len(fresh))
+        # The matcher's aligner needs to know where each source starts, to tell a co-partition with records still
+        # to come (waited for) from one that has none (streams.align).
+        starts = {tp: earliest.get(tp) if tp in fresh else committed.get(tp) for tp in mine}
+        matcher.aligner.start_at(
+            {(tp.topic, tp.partition): max(0, s or 0) for tp, s in starts.items() if tp.topic in matcher.aligner.topics}
+        )
 
     traveller_state.on_recover(rewind_uncommitted)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,10 +26,11 @@ from schemas.records import (
 from schemas.serde import Serde
 from shekara.pseudonym import traveller_key
 from shekara.settings import Settings
-from streams.align import Aligner
+from streams.align import Aligner, in_record_order
 from streams.deadlines import DeadlineIndex, Deadlines
 from streams.intake import Accepted, Intake, Rejected
 from streams.stores import pack, unpack
+from streams.topology import TravellerMatcher
 from streams.watermark import Watermarks
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -261,10 +264,98 @@ def test_a_topic_not_heard_from_since_assignment_holds_the_others_for_a_grace() 
 
 
 def test_a_quiet_topic_with_records_still_waiting_keeps_holding_the_others() -> None:
-    a = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2, backlog_idle_s=30)
+    a = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2, stalled_s=30)
     a.observe("crossings", 0, 1_000, wall=0.0, offset=99)
     a.observe("registrations", 0, 9_000, wall=0.0, offset=10)
     waiting = {("crossings", 0): 5_000, ("registrations", 0): 11}  # crossings has 4,900 records not fetched yet
     assert a.release_bound(0, wall=5.0, highwaters=waiting) == 1_100
     assert a.release_bound(0, wall=5.0, highwaters={("crossings", 0): 100}) == float("inf")  # it is at its end
-    assert a.release_bound(0, wall=31.0, highwaters=waiting) == float("inf")  # waited long enough
+    assert a.release_bound(0, wall=31.0, highwaters=waiting) == float("inf")  # the consumer stalled: let go
+    a.worked(29.0)  # ... unless the matcher was busy working released events meanwhile: nothing could come
+    assert a.release_bound(0, wall=31.0, highwaters=waiting) == 1_100
+
+
+def test_a_backlog_starved_by_other_partitions_holds_its_co_partitions_however_long() -> None:
+    # Seen in a 60-day evaluation at full speed (4 partitions): aiokafka handed out other partitions' fetched records
+    # for 30 s while crossings-2 had 12,000 records waiting (offset 7,171, high watermark 19,127). Released after a
+    # fixed wait, registrations-2 ran 10 s of record time (a week of simulated time) ahead: a traveller's entry then
+    # came after a registration a week later, beyond the core's re-ordering horizon (dead letter, and a spurious
+    # EXIT_WITHOUT_ENTRY at the exit).
+    a = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2, stalled_s=30)
+    a.observe("crossings", 2, 1_000, wall=0.0, offset=7_170)
+    a.observe("registrations", 2, 1_050, wall=0.0, offset=500)
+    ends = {("crossings", 2): 19_127, ("registrations", 2): 5_167}
+    wall = 0.0
+    for step in range(1, 121):  # two minutes of the consumer busy with other partitions, crossings-2 delivering nothing
+        wall = step * 1.0
+        a.observe("registrations", 2, 1_050 + step * 100, wall=wall, offset=500 + step)
+        a.observe("crossings", 0, 1_000 + step * 100, wall=wall, offset=step)
+        assert a.release_bound(2, wall=wall, highwaters=ends) == 1_100  # held at the starved crossings
+    assert a.release_bound(2, wall=wall, highwaters={**ends, ("crossings", 2): 7_171}) > 1_100  # nothing waiting
+
+
+def test_an_unseen_topic_with_records_waiting_holds_its_co_partitions_past_the_grace() -> None:
+    # At start-up the first status changes of partition 2 came 16 s after its crossings; a 5 s grace let crossings
+    # of up to 4 s of record time after them through first.
+    a = Aligner(("crossings", "status"), slack_ms=100, idle_s=2, startup_grace_s=5, stalled_s=30)
+    a.start_at({("crossings", 2): 0, ("status", 2): 0})
+    a.observe("crossings", 2, 1_000, wall=0.0, offset=0)
+    for wall in (1.0, 6.0, 16.0):
+        a.observe("crossings", 0, 1_000, wall=wall, offset=int(wall))  # the consumer is busy elsewhere
+        assert a.release_bound(2, wall=wall, highwaters={("crossings", 2): 3_159, ("status", 2): 33}) == float("-inf")
+    # nothing waiting on the unseen topic-partition: after the grace, crossings go at their own pace
+    assert a.release_bound(2, wall=16.0, highwaters={("crossings", 2): 3_159, ("status", 2): 0}) == 1_100
+    a.reset()  # start_at and reset may come in either order after a rebalance
+    a.observe("crossings", 2, 1_000, wall=20.0, offset=0)
+    assert a.release_bound(2, wall=26.0, highwaters={("crossings", 2): 3_159, ("status", 2): 33}) == float("-inf")
+
+
+def _held_event(topic: str, partition: int, offset: int, timestamp_ms: int) -> Any:
+    return SimpleNamespace(
+        message=SimpleNamespace(topic=topic, partition=partition, offset=offset, timestamp=timestamp_ms / 1000)
+    )
+
+
+def test_what_is_released_together_is_worked_in_record_time_order() -> None:
+    # Crossings held back (w+35.9 s of a 60-day evaluation at full speed) while registrations-2 was waited for, then
+    # released together with the registrations that had preceded them: in arrival order, a chunk of crossings days of
+    # event time later went first, the watermark passed the registrations' deadlines, and 524 UNREGISTERED_STAY were
+    # raised and retracted.
+    held = [_held_event("crossings", 2, o, ts) for o, ts in ((10, 1_000), (11, 3_000), (12, 6_000), (13, 9_000))]
+    held += [_held_event("registrations", 2, o, ts) for o, ts in ((5, 500), (6, 2_000), (7, 5_000), (8, 9_500))]
+    aligner = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2)
+    for ev in held:
+        aligner.observe(ev.message.topic, 2, ev.message.timestamp * 1000, wall=0.0, offset=ev.message.offset)
+    matcher = SimpleNamespace(_held=held, aligner=aligner, _highwaters=lambda p: {})
+    ready = TravellerMatcher._release(matcher, wall=0.5)  # type: ignore[arg-type]
+    assert [(e.message.topic[0], e.message.offset) for e in ready] == [
+        ("r", 5),
+        ("c", 10),
+        ("r", 6),
+        ("c", 11),
+        ("r", 7),
+        ("c", 12),
+        ("c", 13),  # registrations' 9.5 s: ahead
+    ]
+    assert [e.message.offset for e in matcher._held] == [8]
+
+
+def test_a_topic_partition_is_released_as_a_prefix_of_its_offsets() -> None:
+    # Two producers append to one partition (the simulator's raw one for malformed payloads): its timestamps may go
+    # back a little. Its later records wait while an earlier one is held, so each topic-partition keeps its order.
+    held = [
+        _held_event("crossings", 0, 1, 1_000),
+        _held_event("crossings", 0, 2, 1_200),
+        _held_event("crossings", 0, 3, 1_050),
+    ]
+    held.append(_held_event("registrations", 0, 1, 1_100))
+    aligner = Aligner(("crossings", "registrations"), slack_ms=0, idle_s=2)
+    for ev in held:
+        aligner.observe(ev.message.topic, 0, ev.message.timestamp * 1000, wall=0.0, offset=ev.message.offset)
+    matcher = SimpleNamespace(_held=held, aligner=aligner, _highwaters=lambda p: {})
+    ready = TravellerMatcher._release(matcher, wall=0.5)  # type: ignore[arg-type]  # bound: 1,100 ms
+    assert [(e.message.topic[0], e.message.offset) for e in ready] == [("c", 1), ("r", 1)]
+    assert [e.message.offset for e in matcher._held] == [2, 3]
+    # each source's own order, merged by the timestamps at their heads
+    merged = in_record_order([("a", 3), ("a", 1), ("b", 2)], lambda x: x[0], lambda x: x[1])
+    assert merged == [("b", 2), ("a", 3), ("a", 1)]
