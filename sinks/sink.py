@@ -360,9 +360,10 @@ class _SinkLoop:
         """In batch order: store a staged batch and dead-letter its rejects; the answer for the main thread."""
         if self._failure is not None or staged is None:  # after a failure, or abandoned: re-read later
             return _Done(work.plan, work.generation, None, None)
+        if isinstance(staged, BaseException):
+            self._failure = staged
+            return _Done(work.plan, work.generation, None, staged)
         try:
-            if isinstance(staged, BaseException):
-                raise staged
             result = self._write(warehouse, work, staged, stop)
         except BaseException as exc:
             self._failure = exc

@@ -296,8 +296,7 @@ class Warehouse:
         """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
         sql = transform_sql(f"{table}.rejects")
         # Source events: ipad/opad to check the message key is the traveller key, skew for event times.
-        offered = {"ipad": self._ipad, "opad": self._opad, "skew": self._skew}
-        params = {k: v for k, v in offered.items() if f"{{{k}:" in sql}  # a query without any is not bound
+        params = _named_in(sql, {"ipad": self._ipad, "opad": self._opad, "skew": self._skew})
         return self.client.query(
             sql,
             parameters=params or None,
@@ -354,10 +353,12 @@ class Warehouse:
         if not msgs:
             return []
         lo, hi = (0, _MAX_MSG) if whole else (msgs[0], msgs[-1])
+        sql = transform_sql(table)
         try:
             self.client.command(
-                transform_sql(table),
-                parameters={**params, "batch": token, "lo": lo, "hi": hi},
+                sql,
+                # Only what the SQL names: the HMAC pads go to the transforms that pseudonymise, no others.
+                parameters=_named_in(sql, {**params, "batch": token, "lo": lo, "hi": hi}),
                 # log_queries=0: the HMAC pads must not land in a server's query log. optimize_on_insert=0: the
                 # transform already keeps one row per id and the views aggregate their block, so collapsing each
                 # block again on insert (Replacing/Summing) is redundant; it doubled the insert's CPU (0.59 against
@@ -395,6 +396,11 @@ def _retried_on_failure(table: str) -> Iterator[None]:
         # Anything not isolated by bisection (server down, a table missing, or a bug) is retried: stopping the
         # sink or skipping the batch would lose rows.
         raise TransientWriteError(f"{table}: {exc}") from exc
+
+
+def _named_in(sql: str, offered: dict[str, Any]) -> dict[str, Any]:
+    """The query parameters of `offered` that `sql` uses (``{name:Type}``)."""
+    return {k: v for k, v in offered.items() if f"{{{k}:" in sql}
 
 
 def _without(group: Group, indexes: set[int]) -> Group:

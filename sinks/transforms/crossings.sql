@@ -1,6 +1,6 @@
--- Staged Crossing records (stage_crossings) -> crossings. Parameters: batch (insert token), ipad/opad (HMAC
--- pads, hex), skip (_msg of rejected rows), lo/hi (_msg range: all of it, or a part while isolating a bad row),
--- bases (first offset in the batch by partition + 1: source_offset = bases[_partition + 1] + _delta).
+-- Staged Crossing records (stage_crossings) -> crossings. Parameters: batch (insert token), skip (_msg of
+-- rejected rows), lo/hi (_msg range: all of it, or a part while isolating a bad row), bases (first offset in the
+-- batch by partition + 1: source_offset = bases[_partition + 1] + _delta).
 -- Events already stored by an earlier batch are left out (same event id on the same Almaty day): producers
 -- may send an event twice, and a re-read batch may have other boundaries. Rows of this same batch are not
 -- "earlier", so a retry rebuilds the identical block and the insert token drops it.
@@ -12,8 +12,6 @@ INSERT INTO crossings
     source_partition, source_offset, _batch
 )
 WITH
-    unhex({ipad:String}) AS ipad,
-    unhex({opad:String}) AS opad,
     staged AS (
         SELECT *, toDate(event_time, 'Asia/Almaty') AS day
         FROM stage_crossings

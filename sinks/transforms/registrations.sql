@@ -1,4 +1,5 @@
--- Staged Registration records (stage_registrations) -> registrations. Parameters as in crossings.sql.
+-- Staged Registration records (stage_registrations) -> registrations. Parameters as in crossings.sql, and
+-- ipad/opad (HMAC pads, hex) for the host and address keys.
 -- Host id and address are pseudonymised like document numbers (keyed hash with a purpose label). The filing
 -- deadline comes from registration_deadlines (computed from the rules file by sinks/deadlines.py) for the
 -- traveller's nationality group and the first day of the registration (the arrival at the address).

@@ -6,8 +6,6 @@ INSERT INTO status_changes
     valid_from, valid_until, source_system, source_partition, source_offset, _batch
 )
 WITH
-    unhex({ipad:String}) AS ipad,
-    unhex({opad:String}) AS opad,
     staged AS (
         SELECT *, toDate(event_time, 'Asia/Almaty') AS day
         FROM stage_status_changes
