@@ -57,6 +57,8 @@ class FaustSettings(BaseModel):
     store: str = "memory://"  # server mode: "rocksdb://"
     batch_size: int = 5000
     batch_within: float = 1.0
+    # Decode, validate and step in a child process (streams.offload): a worker then uses two cores. Off for one core.
+    matching_process: bool = True
 
 
 class SinkSettings(BaseModel):

@@ -6,6 +6,8 @@
    a real worker (`python -m streams.worker`) consumes it and produces alerts, stays and dead letters; the rate
    is events / (last batch's outputs acknowledged - first batch started). Baseline, same topics, same run: a
    bare Faust agent looping over ``stream.take()`` and doing nothing else (the ceiling of Faust + aiokafka here).
+   A second baseline takes the same batches the processors take (`streams.drain`) and does nothing with them:
+   the ceiling of the processors' own way of consuming, so the ratio to it is what the processing itself costs.
 2. the same against a **naive** Faust version: per-event iteration, a changelog-backed table write and a Faust
    ``topic.send`` for every event (what a first Faust app usually looks like).
 3. **memory per open stay**: stored bytes of traveller states with one open stay each, and the memory the
@@ -29,7 +31,7 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -122,8 +124,11 @@ def _variant_app(settings: Settings, app_id: str) -> Any:
     return new_app(settings, app_id)
 
 
-def run_bare(settings: Settings, app_id: str, result_file: Path) -> None:
-    """Baseline: a Faust agent taking batches from the three source topics and doing nothing with them."""
+def _run_bare_loop(
+    settings: Settings, app_id: str, result_file: Path, name: str, take: Callable[[Any, int, float], Any]
+) -> None:
+    """A Faust agent over the three source topics that takes batches with `take(stream, max, within)`, acknowledges
+    them (if the stream does not) and does nothing else."""
     import faust
 
     app = _variant_app(settings, app_id)
@@ -131,16 +136,34 @@ def run_bare(settings: Settings, app_id: str, result_file: Path) -> None:
     sources = app.topic(t.crossings, t.registrations, t.status_changes, key_serializer="raw", value_serializer="raw")
     progress: dict[str, Any] = {"events": 0, "first_event_wall": None, "last_output_wall": None}
 
-    @app.agent(sources, name="bare-take-loop")
+    @app.agent(sources, name=name)
     async def bare(stream: faust.StreamT) -> None:
-        async for values in stream.take(fs.batch_size, within=fs.batch_within):
+        async for batch in take(stream, fs.batch_size, fs.batch_within):
             if progress["first_event_wall"] is None:
                 progress["first_event_wall"] = time.time()
-            progress["events"] += len(values)
+            progress["events"] += len(batch)
             progress["last_output_wall"] = time.time()
             _write_json(result_file, progress)
 
     faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+def run_bare(settings: Settings, app_id: str, result_file: Path) -> None:
+    """Baseline: a Faust agent looping over ``stream.take()`` (which acknowledges) and doing nothing else."""
+    _run_bare_loop(settings, app_id, result_file, "bare-take-loop", lambda s, n, w: s.take(n, within=w))
+
+
+def run_drain(settings: Settings, app_id: str, result_file: Path) -> None:
+    """Second baseline: the processors' own way of taking batches (`streams.drain`), doing nothing with them."""
+    from streams.drain import batches
+
+    async def take(stream: Any, n: int, within: float) -> AsyncIterator[list[Any]]:
+        async for events in batches(stream.channel, n, within):
+            for event in events:
+                event.ack()  # as the processors' commit pipeline does once a batch is durable
+            yield events
+
+    _run_bare_loop(settings, app_id, result_file, "bare-drain-loop", take)
 
 
 def run_naive(settings: Settings, app_id: str, result_file: Path) -> None:
@@ -244,7 +267,7 @@ def _throughput(
     _produce_all(s, simulated_messages(s, events))
     results: dict[str, dict[str, Any]] = {}
     timeout = max(120.0, events / 300)
-    for kind in ("bare", "topology", "naive"):
+    for kind in ("bare", "drain", "topology", "naive"):
         app_id = f"shekara-bench-{kind}-{uuid.uuid4().hex[:6]}"
         result_file = work_dir / f"{kind}.json"
         log_path = work_dir / f"{kind}.log"
@@ -279,7 +302,7 @@ def memory_per_open_stay(settings: Settings, stays: int) -> dict[str, float]:
     """Bytes per traveller with one open stay: stored value size, and store memory as tracemalloc sees it."""
     from shekara.rules import load_rules
     from streams.core import TravellerState, step
-    from streams.stores import pack
+    from streams.stored import pack
 
     rules, checkpoints = load_rules(settings.rules_file), load_checkpoints()
     cp = next(c for c in checkpoints.values() if c.border_country == "UZB")
@@ -434,7 +457,7 @@ def run(settings: Settings, quick: bool, progress: Callable[[str], None] | None 
         tp = _throughput(settings, work_dir, events, say)
         mem = memory_per_open_stay(settings, 2_000 if quick else 20_000)
         lat = latency(settings, work_dir, rate=1000, seconds=10 if quick else 30, say=say)
-    batch = f"take_events({settings.faust.batch_size}, within={settings.faust.batch_within})"
+    batch = f"streams.drain batches of {settings.faust.batch_size}, within {settings.faust.batch_within} s"
     return [
         BenchResult(
             COMPONENT,
@@ -445,6 +468,15 @@ def run(settings: Settings, quick: bool, progress: Callable[[str], None] | None 
             baseline_value=tp["bare"]["rate"],
             target=">= 90 % of baseline",
             details={"events": events, "batching": batch, **{k: round(v["seconds"], 2) for k, v in tp.items()}},
+        ),
+        BenchResult(
+            COMPONENT,
+            "events/s through one worker vs the same batching doing nothing",
+            tp["topology"]["rate"],
+            "events/s",
+            baseline_name="bare loop over streams.drain batches, same topics",
+            baseline_value=tp["drain"]["rate"],
+            details={"events": events},
         ),
         BenchResult(
             COMPONENT,
@@ -482,7 +514,7 @@ def run(settings: Settings, quick: bool, progress: Callable[[str], None] | None 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streams.bench")
-    parser.add_argument("--variant", choices=["bare", "naive"], help="run one baseline variant (internal)")
+    parser.add_argument("--variant", choices=["bare", "drain", "naive"], help="run one baseline variant (internal)")
     parser.add_argument("--app-id")
     parser.add_argument("--result", type=Path)
     parser.add_argument("--quick", action="store_true")
@@ -490,6 +522,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     if args.variant == "bare":
         run_bare(settings, args.app_id, args.result)
+        return
+    if args.variant == "drain":
+        run_drain(settings, args.app_id, args.result)
         return
     if args.variant == "naive":
         run_naive(settings, args.app_id, args.result)

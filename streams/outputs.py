@@ -18,7 +18,7 @@ from datetime import datetime
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from schemas.records import Alert, DeadLetter, Stay
+from schemas.records import Alert, DeadLetter
 from schemas.serde import Serde
 from shekara.logs import get_logger
 from shekara.settings import Settings
@@ -92,13 +92,18 @@ class Outputs:
                 self._producer.poll(0.05)
 
     def alert(self, alert: Alert) -> None:
+        self.alert_bytes(alert.alert_id.encode(), self.serde.encode(alert, self.topics.alerts))
+
+    def alert_bytes(self, alert_id: bytes, value: bytes) -> None:
+        """An alert already encoded (`streams.matching`)."""
         # Keyed by alert id: RAISED, RESOLVED and RETRACTED of one alert stay in order on one partition.
-        self._produce(self.topics.alerts, alert.alert_id.encode(), self.serde.encode(alert, self.topics.alerts))
+        self._produce(self.topics.alerts, alert_id, value)
         self.sent["alerts"] += 1
 
-    def stay(self, stay: Stay) -> None:
+    def stay_bytes(self, stay_id: bytes, value: bytes) -> None:
+        """A stay already encoded (`streams.matching`)."""
         # Keyed by stay id on a compacted topic: the latest revision of each stay survives.
-        self._produce(self.topics.stays, stay.stay_id.encode(), self.serde.encode(stay, self.topics.stays))
+        self._produce(self.topics.stays, stay_id, value)
         self.sent["stays"] += 1
 
     def dead(self, letter: DeadLetter) -> None:

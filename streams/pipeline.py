@@ -5,10 +5,9 @@ then the source events acknowledged so Faust may commit their offsets. Those ste
 so they run as a task while the processor goes on with the next batch; one commit is in flight at a time and
 commits complete in batch order.
 
-Faust acknowledges a `take_events()` batch as soon as the agent's loop body returns. To hold the offsets back
-until the commit is durable, each event's message gets one more reference (`hold`, i.e. `Message.incref`)
-when it arrives, and the pipeline releases it (`Event.ack`) once the commit is done: Faust's own reference
-counting, so its consumer commits exactly the offsets whose messages have been fully processed.
+The processors take their events straight from their channels (`streams.drain`), so no stream acknowledges
+them: the pipeline does (`Event.ack`), once the commit is done. Faust's own reference counting then lets its
+consumer commit exactly the offsets whose messages have been fully processed.
 """
 
 from __future__ import annotations
@@ -17,12 +16,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 from faust.types import EventT
-
-
-def hold(events: Sequence[EventT]) -> None:
-    """Keep Faust from acknowledging these events until the pipeline has committed them."""
-    for ev in events:
-        ev.message.incref()
 
 
 class CommitPipeline:
@@ -35,7 +28,7 @@ class CommitPipeline:
     async def submit(self, commit: Callable[[], Awaitable[None]], events: Sequence[EventT] = ()) -> None:
         """Queue `commit` behind the last one; returns once the one before it is done (back-pressure).
 
-        `events` must have been held (`hold`); they are acknowledged when `commit` is durable.
+        `events` are acknowledged when `commit` is durable.
         """
         previous = self._tail
 

@@ -6,13 +6,13 @@ changelog through the processors' librdkafka producer. Faust's own per-key path 
 each record through aiokafka and costs about 0.2 ms a record here, more than the whole rest of the processing.
 
 Partition context: Faust finds the partition of a table key from the event being processed (a context
-variable set while a stream iterates): with RocksDB, the per-partition database of a read or write. A
-`take_events()` batch spans several partitions, so before touching the keys of partition *p* the shell points
-that context at an event of *p* (`PartitionContext.of`). Keys thus live in the changelog partition of the
-source partition their events came from, which is what recovery on reassignment expects.
+variable a stream sets while it iterates; the processors take batches without one, `streams.drain`): with
+RocksDB, the per-partition database of a read or write. A batch spans several partitions, so before touching
+the keys of partition *p* the shell points that context at an event of *p* (`PartitionContext.of`). Keys thus
+live in the changelog partition of the source partition their events came from, which is what recovery on
+reassignment expects.
 
-Stored value = 10-byte header + the core's state bytes. The header (source partition, next deadline) lets a
-worker rebuild its deadline index on recovery without decoding every state.
+Stored values: `streams.stored` (a header with the source partition and next deadline, then the state).
 
 End markers: the embedded broker (Tansu) reports a partition's high watermark as the base offset of its last
 record batch + 1, so when the last batch holds several records, Faust's recovery (which reads a changelog up to
@@ -25,10 +25,8 @@ watermarks it costs a few bytes per batch.
 from __future__ import annotations
 
 import contextlib
-import struct
 import weakref
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from faust.streams import _current_event
@@ -37,21 +35,6 @@ from faust.types import EventT
 from streams.outputs import Outputs
 
 MARKER_KEY = b"\x00shekara-end-of-batch"
-_HEADER = struct.Struct(">Hq")
-_NO_DUE = -(2**63)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def pack(partition: int, next_due: datetime | None, state: bytes) -> bytes:
-    due = _NO_DUE if next_due is None else (next_due - _EPOCH) // timedelta(microseconds=1)
-    return _HEADER.pack(partition, due) + state
-
-
-def unpack(value: bytes) -> tuple[int, datetime | None, bytes]:
-    """(source partition, next deadline, state bytes) of a stored value."""
-    partition, due = _HEADER.unpack_from(value)
-    when = None if due == _NO_DUE else _EPOCH + timedelta(microseconds=due)
-    return partition, when, value[_HEADER.size :]
 
 
 class PartitionContext:

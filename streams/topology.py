@@ -8,11 +8,13 @@ status-changes ─┘        │ (registrations re-keyed by address)
 ```
 
 The three sources are co-partitioned by traveller key, so partition *p* of each lands on the same worker and
-the matcher sees a traveller's whole history. Each processor consumes raw bytes in `take_events()` batches,
-groups a batch by key, calls the pure core once per key (`streams.core.step` / `address_step`) and sends the
-outputs; the commit pipeline (`streams.pipeline`) then waits for the broker to acknowledge them, writes each
-changed key once to its table (changelog-backed: a restarted or reassigned worker recovers it) and only then
-acknowledges the batch's offsets, while the processor goes on with the next batch.
+the matcher sees a traveller's whole history. Each processor takes batches of raw messages straight from its
+channel (`streams.drain`). The matcher hands a batch, with the stored states of its keys and the partitions'
+watermarks, to `streams.matching` (decode, validate, `streams.core.step` once per traveller), which runs in a
+child process (`streams.offload`) so that a worker uses two cores; the shell sends what comes back. The commit
+pipeline (`streams.pipeline`) then waits for the broker to acknowledge the outputs, writes each changed key
+once to its table (changelog-backed: a restarted or reassigned worker recovers it) and only then acknowledges
+the batch's offsets, while the processor goes on with the next batch.
 
 Deadlines run on event time: each partition's watermark (`streams.watermark`) decides what is due, a
 time-ordered index (`streams.deadlines`) says who, and a one-second wall-clock timer fires deadlines of quiet
@@ -20,8 +22,9 @@ partitions. The index is rebuilt from the table whenever partitions are assigned
 
 Failure policy: a bad message becomes a dead letter (stage decode/validate); an exception inside the core for
 one key dead-letters that key's events of the batch (stage process) and keeps its previous state. Anything
-else (outputs refused, a table write failing) is fatal: the process exits at once *without* acknowledging the
-batch, and the restarted worker replays it from the last commit (same ids; consumers keep the latest per id).
+else (outputs refused, a table write failing, the matching process gone) is fatal: the process exits at once
+*without* acknowledging the batch, and the restarted worker replays it from the last commit (same ids;
+consumers keep the latest per id).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 import faust
 from faust.types import TP, EventT
 
-from schemas.records import Alert, Registration, Stay
+from schemas.records import Registration
 from schemas.serde import DecodeError, Serde
 from shekara.logs import get_logger
 from shekara.pseudonym import traveller_key
@@ -48,12 +51,15 @@ from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.rules import RuleBook, load_rules
 from shekara.settings import Settings
 from streams.align import Aligner, in_record_order
-from streams.core import AddressState, TravellerState, address_key, address_step, step
+from streams.core import AddressState, address_step
 from streams.deadlines import Deadlines
-from streams.intake import Accepted, Intake, SourceEvent
+from streams.drain import batches
+from streams.matching import RawMessage, Stepped, StepRequest
+from streams.offload import LocalMatching, MatchingProcess, MatchingRunner
 from streams.outputs import Outputs, dead_letter
-from streams.pipeline import CommitPipeline, hold
-from streams.stores import PartitionContext, StateStore, pack, unpack
+from streams.pipeline import CommitPipeline
+from streams.stored import unpack
+from streams.stores import PartitionContext, StateStore
 from streams.watermark import Watermarks
 
 log = get_logger(__name__)
@@ -88,6 +94,10 @@ class ProcessorStats:
     last_output_wall: float | None = None  # time.time() when the last batch's outputs were acknowledged
 
 
+def _raw(events: Sequence[EventT]) -> list[RawMessage]:
+    return [(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in (e.message for e in events)]
+
+
 def _source_of(ev: EventT) -> tuple[str, int]:
     return (ev.message.topic, ev.message.partition)
 
@@ -97,7 +107,11 @@ def _timestamp_of(ev: EventT) -> float:
 
 
 class TravellerMatcher:
-    """Processor: a traveller's crossings, registrations and status changes -> alerts and stays."""
+    """Processor: a traveller's crossings, registrations and status changes -> alerts and stays.
+
+    The shell around `streams.matching.Matching` (run by `matching`, in this process or a child): it aligns the
+    sources, keeps the state store, watermarks and deadline index, sends the outputs and commits.
+    """
 
     def __init__(
         self,
@@ -106,9 +120,7 @@ class TravellerMatcher:
         settings: Settings,
         table: Any,
         outputs: Outputs,
-        intake: Intake,
-        rules: RuleBook,
-        checkpoints: Mapping[str, CheckpointInfo],
+        matching: MatchingRunner,
         stats: ProcessorStats,
         pipeline: CommitPipeline,
         on_fatal: Callable[[BaseException], None] = fatal_exit,
@@ -116,9 +128,7 @@ class TravellerMatcher:
         self.app = app
         self.settings = settings
         self.outputs = outputs
-        self.intake = intake
-        self.rules = rules
-        self.checkpoints = checkpoints
+        self.matching = matching
         self.stats = stats
         self.on_fatal = on_fatal
         self.watermarks = Watermarks(timedelta(seconds=settings.allowed_lateness_seconds))
@@ -127,12 +137,12 @@ class TravellerMatcher:
         self.store = StateStore(table, outputs, self.partitions)
         self.pipeline = pipeline
         self.source_topic = settings.topics.crossings
-        self.pseudonym_key = settings.pseudonym_key_bytes
         t = settings.topics
         self.aligner = Aligner((t.crossings, t.registrations, t.status_changes))
         self._held: list[EventT] = []  # arrived, not yet processed: ahead of their co-partitions (streams.align)
         self.chunk = max(1, settings.faust.batch_size)
         self._lock = asyncio.Lock()
+        self._ahead: asyncio.Future[None] | None = None  # admission of held events under way (_admit_ahead)
 
     # --- entry points (agent, timer, recovery) ---------------------------------------------------------------
 
@@ -188,7 +198,7 @@ class TravellerMatcher:
         wall = time.monotonic()
         if self.stats.first_event_wall is None:
             self.stats.first_event_wall = time.time()
-        hold(events)  # acknowledged by the commit pipeline once processed and durable
+        # Acknowledged by the commit pipeline once processed and durable (streams.drain: no stream acks them).
         for ev in events:
             msg = ev.message
             self.partitions.remember(ev)
@@ -199,6 +209,22 @@ class TravellerMatcher:
         ready = self._release(wall)
         if ready:
             await self._work_in_chunks(ready)
+        if len(ready) < len(events):
+            self._admit_ahead(events, ready)
+
+    def _admit_ahead(self, events: Sequence[EventT], ready: Sequence[EventT]) -> None:
+        """Have the events just held for alignment admitted meanwhile, so the matching process does not wait idle.
+
+        Not awaited: the agent goes on taking events (the aligner must see them to release anything), and
+        `work` calls queue behind it. One at a time; events arriving meanwhile are admitted when released.
+        """
+        if self._ahead is not None and not self._ahead.done():
+            return
+        released = {id(ev) for ev in ready}
+        held = _raw([ev for ev in events if id(ev) not in released])
+        self._ahead = asyncio.ensure_future(self.matching.admit_ahead(held))
+        # A failure loses nothing (`work` admits them again) and a dead matching process fails the next `work`.
+        self._ahead.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def _release(self, wall: float, *, everything: bool = False) -> list[EventT]:
         """Held events that may be processed now, in record-timestamp order (`streams.align`); the rest stay held."""
@@ -246,54 +272,55 @@ class TravellerMatcher:
     async def _work(self, events: Sequence[EventT]) -> None:
         now = datetime.now(UTC)
         wall = time.monotonic()
-        work: dict[int, dict[str, list[tuple[SourceEvent, EventT]]]] = {}
-        admit = self.intake.admit
-        for ev in events:
-            msg = ev.message
-            p = msg.partition
-            # Judged against the message's own timestamp (producer send time), not the wall clock, so a replay
-            # accepts and rejects exactly what live running did.
-            verdict = admit(msg.topic, msg.key, msg.value, now=datetime.fromtimestamp(msg.timestamp, UTC))
-            if not isinstance(verdict, Accepted):
-                self._dead(ev, verdict.stage, verdict.reason, verdict.field, now)
-                continue
-            record = verdict.event
-            self.watermarks.observe(p, record.event_time, wall)
-            work.setdefault(p, {}).setdefault(verdict.traveller_key, []).append((record, ev))
-            if isinstance(record, Registration) and msg.value is not None:
-                akey = address_key(record.region, record.address, self.pseudonym_key)
-                self.outputs.address_registration(akey, msg.value)
-
-        t_admit = time.monotonic()
-        writes: list[tuple[int, str, TravellerState, datetime | None]] = []
-        for p, travellers in work.items():
-            self.stats.accepted += sum(len(v) for v in travellers.values())
+        messages = _raw(events)
+        # A valid message's key is its traveller's key (streams.matching): the states it needs, found undecoded.
+        stored: dict[tuple[int, bytes], bytes] = {}
+        for p, key in {(m[1], m[3]) for m in messages if m[3] is not None}:
+            value = self.store.get(p, key)
+            if value is not None:
+                stored[p, key] = value
+        watermarks = {p: self.watermarks.get(p) for p in {m[1] for m in messages}}
+        worked = await self.matching.work(messages, stored, watermarks, now)
+        t_work = time.monotonic()
+        for index, akey in worked.address_keys:
+            self.outputs.address_registration(akey, events[index].message.value or b"")
+        self.stats.accepted += worked.accepted
+        requests: StepRequest = {}
+        for p, latest in worked.latest.items():
+            self.watermarks.observe(p, latest, wall)
             watermark = self.watermarks.get(p)
             assert watermark is not None  # observed above
-            due = [k for k in self.deadlines.pop_due(p, watermark) if k not in travellers]
-            with self.partitions.of(p):
-                for key, items in travellers.items():
-                    self._step(p, key, items, watermark, now, writes)
-                for key in due:
-                    self._step(p, key, [], watermark, now, writes)
-                    self.stats.deadline_fired += 1
+            stepped = set(worked.travellers[p])
+            due = [k for k in self.deadlines.pop_due(p, watermark) if k not in stepped]
+            if due:
+                requests[p] = (watermark, [(key, self.store.get(p, key.encode())) for key in due])
+                self.stats.deadline_fired += len(due)
+        # The deadlines popped now are stepped at the new watermark, after the chunk's own travellers.
+        fired = await self.matching.step(requests, now) if requests else None
         t_step = time.monotonic()
-        await self._commit(writes, events)
+        for results in (worked, fired) if fired is not None else (worked,):
+            for index, stage, reason, fld in results.rejected:
+                self._dead(events[index], stage, reason, fld, now)
+        if fired is not None:
+            worked.states.extend(fired.states)
+            worked.alerts.extend(fired.alerts)
+            worked.stays.extend(fired.stays)
+            worked.failures.extend(fired.failures)
+        await self._finish(worked, events)
         self.stats.batches += 1
         log.info(
             "batch",
             events=len(events),
-            travellers=len(writes),
-            admit_ms=round((t_admit - wall) * 1000, 1),
-            step_ms=round((t_step - t_admit) * 1000, 1),
+            travellers=len(worked.states),
+            work_ms=round((t_work - wall) * 1000, 1),
+            deadlines_ms=round((t_step - t_work) * 1000, 1),
             commit_ms=round((time.monotonic() - t_step) * 1000, 1),
         )
 
     async def _tick(self) -> None:
-        now = datetime.now(UTC)
-        wall = time.monotonic()
         active = self.active_partitions()
-        writes: list[tuple[int, str, TravellerState, datetime | None]] = []
+        wall = time.monotonic()
+        requests: StepRequest = {}
         for p in self.watermarks.partitions():
             if p not in active or not self.partitions.knows(p):
                 continue
@@ -301,69 +328,16 @@ class TravellerMatcher:
             if watermark is None:
                 continue
             keys = self.deadlines.pop_due(p, watermark)
-            if not keys:
-                continue
-            with self.partitions.of(p):
-                for key in keys:
-                    self._step(p, key, [], watermark, now, writes)
-            self.stats.deadline_fired += len(keys)
-        if writes:
-            await self._commit(writes)
+            if keys:
+                requests[p] = (watermark, [(key, self.store.get(p, key.encode())) for key in keys])
+                self.stats.deadline_fired += len(keys)
+        if requests:
+            await self._finish(await self.matching.step(requests, datetime.now(UTC)))
 
     def _highwaters(self, partition: int) -> dict[tuple[str, int], int | None]:
         """What the consumer last heard from the broker about the end of each source topic-partition."""
         consumer = self.app.consumer
         return {(t, partition): consumer.highwater(TP(t, partition)) for t in self.aligner.topics}
-
-    def _load(self, partition: int, key: str) -> TravellerState:
-        stored = self.store.get(partition, key.encode())
-        if stored is None:
-            return TravellerState.empty(key)
-        return TravellerState.from_bytes(unpack(stored)[2])
-
-    def _step(
-        self,
-        partition: int,
-        key: str,
-        items: list[tuple[SourceEvent, EventT]],
-        watermark: datetime,
-        now: datetime,
-        writes: list[tuple[int, str, TravellerState, datetime | None]],
-    ) -> None:
-        try:
-            state = self._load(partition, key)
-            result = step(
-                state,
-                [record for record, _ in items],
-                watermark=watermark,
-                emitted_time=now,
-                rules=self.rules,
-                checkpoints=self.checkpoints,
-            )
-        except Exception as exc:
-            # A core bug must not stop the worker: these events go to the dead-letter topic, the state is kept.
-            log.error("core failed for a traveller", partition=partition, error=repr(exc), events=len(items))
-            for _, ev in items:
-                self._dead(ev, "process", f"the matcher failed on this traveller's events: {exc!r}", None, now)
-            # A failed deadline-only step leaves the key out of the index until its next event re-steps it.
-            return
-        if result.rejected:
-            # Events the core could not apply (e.g. older than everything it retains): dead letters, never dropped.
-            by_id = {record.event_id: ev for record, ev in items}
-            for record, why in result.rejected:
-                rejected = by_id.get(record.event_id)
-                if rejected is not None:
-                    self._dead(rejected, "process", why, None, now)
-        self._emit(result.alerts, result.stays)
-        writes.append((partition, key, result.state, result.next_due))
-
-    def _emit(self, alerts: Sequence[Alert], stays: Sequence[Stay]) -> None:
-        for alert in alerts:
-            self.outputs.alert(alert)
-        for stay in stays:
-            self.outputs.stay(stay)
-        self.stats.alerts += len(alerts)
-        self.stats.stays += len(stays)
 
     def _dead(self, ev: EventT, stage: str, reason: str, fld: str | None, now: datetime) -> None:
         msg = ev.message
@@ -382,13 +356,23 @@ class TravellerMatcher:
         )
         self.stats.dead_letters += 1
 
+    async def _finish(self, stepped: Stepped, events: Sequence[EventT] = ()) -> None:
+        """Send what the step produced, then stage the new states and commit (module doc)."""
+        for partition, error, affected in stepped.failures:
+            log.error("core failed for a traveller", partition=partition, error=error, events=affected)
+        for key, value in stepped.alerts:
+            self.outputs.alert_bytes(key, value)
+        for key, value in stepped.stays:
+            self.outputs.stay_bytes(key, value)
+        self.stats.alerts += len(stepped.alerts)
+        self.stats.stays += len(stepped.stays)
+        await self._commit(stepped.states, events)
+
     async def _commit(
-        self, writes: list[tuple[int, str, TravellerState, datetime | None]], events: Sequence[EventT] = ()
+        self, writes: list[tuple[int, str, bytes, datetime | None]], events: Sequence[EventT] = ()
     ) -> None:
         """Stage the new states, then hand outputs -> state -> offsets to the commit pipeline (module doc)."""
-        staged = self.store.stage(
-            (p, key.encode(), pack(p, next_due, state.to_bytes())) for p, key, state, next_due in writes
-        )
+        staged = self.store.stage((p, key.encode(), value) for p, key, value, _ in writes)
         for p, key, _, next_due in writes:
             self.deadlines.set(p, key, next_due)
 
@@ -478,7 +462,6 @@ class AddressChecker:
                     self.stats.alerts += len(alerts)
                     writes.append((p, akey, state))
         staged = self.store.stage((p, akey.encode(), state.to_bytes()) for p, akey, state in writes)
-        hold(events)
 
         async def durable() -> None:
             await self.outputs.flush()
@@ -528,6 +511,7 @@ class Topology:
             "partitions": sorted(self.matcher.active_partitions()),
             "watermarks": {str(p): w.isoformat() for p, w in self.matcher.watermarks.snapshot().items()},
             "deadlines_pending": self.matcher.deadlines.pending(),
+            "held_for_alignment": len(self.matcher._held),
             "updated": time.time(),
             **asdict(self.stats),
         }
@@ -558,6 +542,9 @@ def build_topology(
     stats = ProcessorStats()
     # One pipeline for both processors: they share the output producer, and one flush covers both.
     pipeline = CommitPipeline(on_fatal)
+    runner = MatchingProcess if fs.matching_process else LocalMatching
+    matching = runner(settings, rules, checkpoints)
+    matching.start()
 
     sources = app.topic(t.crossings, t.registrations, t.status_changes, key_serializer="raw", value_serializer="raw")
     address_source = app.topic(t.address_registrations, key_serializer="raw", value_serializer="raw")
@@ -569,9 +556,7 @@ def build_topology(
         settings=settings,
         table=traveller_state,
         outputs=outputs,
-        intake=Intake(settings, serde),
-        rules=rules,
-        checkpoints=checkpoints,
+        matching=matching,
         stats=stats,
         pipeline=pipeline,
         on_fatal=on_fatal,
@@ -601,12 +586,13 @@ def build_topology(
         status_file=status_file,
     )
 
+    # Each agent takes its events from its channel in batches (streams.drain), not through its stream.
     async def traveller_matcher(stream: Any) -> None:
-        async for events in stream.take_events(fs.batch_size, within=fs.batch_within):
+        async for events in batches(stream.channel, fs.batch_size, fs.batch_within):
             await matcher.process(events)
 
     async def address_checker(stream: Any) -> None:
-        async for events in stream.take_events(fs.batch_size, within=fs.batch_within):
+        async for events in batches(stream.channel, fs.batch_size, fs.batch_within):
             await checker.process(events)
 
     async def deadline_tick() -> None:
@@ -650,5 +636,6 @@ def build_topology(
         await pipeline.drain()
         topology.write_status()
         outputs.close()
+        matching.close()
 
     return topology

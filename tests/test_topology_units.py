@@ -29,7 +29,7 @@ from shekara.settings import Settings
 from streams.align import Aligner, in_record_order
 from streams.deadlines import DeadlineIndex, Deadlines
 from streams.intake import Accepted, Intake, Rejected
-from streams.stores import pack, unpack
+from streams.stored import pack, unpack
 from streams.topology import TravellerMatcher
 from streams.watermark import Watermarks
 
