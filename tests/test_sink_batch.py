@@ -7,6 +7,8 @@ import json
 
 import fastavro
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError
+from confluent_kafka import Message as KafkaMessage
 
 from schemas.convert import to_avro
 from schemas.serde import Serde, latest_version
@@ -16,14 +18,17 @@ from sinks.batch import (
     Assembler,
     Intent,
     Message,
+    Messages,
     Range,
+    _Planner,
     batch_token,
     pending_intent,
     plan_batch,
     ranges_of,
 )
 from sinks.framing import Framer
-from sinks.stage import clickhouse_type, container, stage_columns, zigzag
+from sinks.sink import SinkStats, _SinkLoop, columns_of
+from sinks.stage import WIRE_HEADER, clickhouse_type, container, framed, stage_columns, zigzag
 from sinks.writer import hmac_pads, routes
 
 
@@ -156,3 +161,96 @@ def test_hmac_pads_long_keys_are_hashed_first():
     long_i, _ = hmac_pads(b"k" * 100)
     assert len(bytes.fromhex(short_i)) == 64 == len(bytes.fromhex(long_i))
     assert short_i != short_o and short_i != long_i
+
+
+def test_messages_are_columns_that_index_and_slice_as_messages():
+    listed = msgs("a", 0, range(3)) + msgs("b", 1, range(7, 9)) + msgs("a", 0, range(3, 5))
+    batch = Messages.of(listed)
+    assert len(batch) == 7 and list(batch) == listed and batch[3] == listed[3]
+    assert list(batch[2:4]) == listed[2:4]
+    assert batch.runs() == [(0, 3), (3, 5), (5, 7)]
+    batch.append(Message("a", 0, 5, None, b"x"))
+    assert batch.runs() == [(0, 3), (3, 5), (5, 8)]  # not the runs cached before the append
+    assert Messages().runs() == [] and ranges_of(Messages()) == ()
+    assert Messages.of(msgs("a", 0, range(2)) + msgs("b", 0, range(2))).runs() == [(0, 2), (2, 4)]  # same number
+
+
+def _framed_one_by_one(messages: list[Message], intent: Intent, settings: Settings) -> _Planner:
+    planner = _Planner(Messages.of(messages), intent, routes(settings), Framer(settings))
+    for start, end in planner.messages.runs():
+        planner.frame_one_by_one(start, end)
+    return planner
+
+
+def test_bulk_framing_frames_exactly_as_one_by_one():
+    settings = Settings()
+    serde = Serde.from_settings(settings)
+    t = settings.topics
+    values = [serde.encode(samples.crossing(f"e{i}"), t.crossings) for i in range(12)]
+    stamps = [1_767_225_600_000 + i // 4 for i in range(12)]
+    batch = [
+        *(Message(t.crossings, 0, 40 + i, b"key-%d" % i, values[i], stamps[i]) for i in range(4)),  # uniform
+        *(Message(t.crossings, 3, 7 + 2 * i, b"k", values[4 + i], None) for i in range(3)),  # offset gaps
+        *(Message(t.crossings, 1, 5 + i, (None, b"")[i % 2], values[7 + i], stamps[i]) for i in range(3)),  # no key
+        Message(t.crossings, 0, 44, b"key", b"\x07garbage"),  # partition 0 again, a reject
+        Message(t.crossings, 0, 45, b"key", values[10]),
+        Message(t.stays, 2, 0, b"stay", None),  # tombstone
+    ]
+    intent = Intent("t", ranges_of(batch))
+    plan = plan_batch(batch, intent, routes(settings), Framer(settings))
+    one_by_one = _framed_one_by_one(batch, intent, settings).plan()
+    assert plan.tables.keys() == one_by_one.tables.keys() == {"crossings"}
+    ((schema_json, group),) = plan.tables["crossings"].groups.items()
+    expected = one_by_one.tables["crossings"].groups[schema_json]
+    assert group.indexes == expected.indexes == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11]
+    assert group.parts == expected.parts
+    assert [(r.message, r.reason) for r in plan.rejected] == [(r.message, r.reason) for r in one_by_one.rejected]
+    assert plan.tombstones == one_by_one.tombstones == 1
+    assert plan.tables["crossings"].first_offsets == {0: 40, 1: 5, 3: 7}
+    rows = list(fastavro.reader(io.BytesIO(container(schema_json, group.parts, len(group)))))
+    assert [(r["_msg"], r["_partition"], r["_delta"]) for r in rows][3:6] == [(3, 0, 3), (4, 3, 0), (5, 3, 2)]
+
+
+def test_bulk_framing_is_used_for_uniform_stretches():
+    settings = Settings()
+    serde = Serde.from_settings(settings)
+    topic = settings.topics.crossings
+    batch = [
+        Message(topic, p, i, b"key", serde.encode(samples.crossing(f"e{i}"), topic), 7)
+        for p in (0, 1)
+        for i in range(5)
+    ]
+    planner = _Planner(Messages.of(batch), Intent("t", ranges_of(batch)), routes(settings), Framer(settings))
+    assert [planner.frame_stretch(start, end) for start, end in planner.messages.runs()] == [True, True]
+    keyless = [m._replace(key=None) for m in batch]
+    planner = _Planner(Messages.of(keyless), Intent("t", ranges_of(keyless)), routes(settings), Framer(settings))
+    assert not planner.frame_stretch(0, 5)  # left to `frame_one_by_one`, which frames an empty key
+
+
+def test_a_shorter_wire_header_is_padded_and_a_longer_one_cut():
+    assert framed(b"\xc3\x01" + b"f" * 8 + b"body", WIRE_HEADER) == b"\xc3\x01" + b"f" * 8 + b"body"
+    assert framed(b"\x00\x00\x00\x00\x07body", 5) == bytes(5) + b"\x00\x00\x00\x00\x07body"
+    assert framed(b"h" * 12 + b"body", 12) == b"h" * 10 + b"body"
+
+
+def test_consumed_messages_become_columns_and_events_are_handled_in_order():
+    eof = KafkaError(KafkaError._PARTITION_EOF)
+    chunk = [
+        KafkaMessage(topic="t", partition=0, offset=8, key=b"k", value=b"a", timestamp=(TIMESTAMP_CREATE_TIME, 5)),
+        KafkaMessage(topic="t", partition=1, error=eof),
+        KafkaMessage(topic="t", partition=0, error=eof),
+        KafkaMessage(topic="t", partition=1, offset=3, value=b"b"),  # after its end-of-partition: not at end
+    ]
+    assert list(columns_of([chunk[0], chunk[3]])) == [Message("t", 0, 8, b"k", b"a", 5), Message("t", 1, 3, None, b"b")]
+
+    class Consumer:
+        def consume(self, _n: int, _timeout: float) -> list[KafkaMessage]:
+            return chunk
+
+    loop = object.__new__(_SinkLoop)
+    loop.consumer, loop._callback_error, loop.at_end = Consumer(), None, {("t", 2)}  # type: ignore[assignment]
+    loop.assembler, loop.stats = Assembler(10, 1.0), SinkStats()
+    loop._poll(0.0)
+    assert loop.at_end == {("t", 0), ("t", 2)}
+    assert [(m.partition, m.offset) for m in loop.assembler.take("g", 0.0)[0]] == [(0, 8), (1, 3)]
+    assert loop.stats.messages == 2
