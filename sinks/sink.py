@@ -144,7 +144,6 @@ class _SinkLoop:
     ) -> None:
         self.settings = settings
         self.warehouses = warehouses
-        self.warehouse = warehouses[0]  # for the recorded intents
         self.framer = framer
         self.stats = stats
         self.after_write = after_write
@@ -472,7 +471,7 @@ class _SinkLoop:
             if offset == OFFSET_INVALID or offset < 0:
                 offset, _high = consumer.get_watermark_offsets(tp, timeout=10)
             committed[(tp.topic, tp.partition)] = offset
-        intent = pending_intent(self.warehouse.recent_intents(self.group_id), committed)
+        intent = pending_intent(self.warehouses[0].recent_intents(self.group_id), committed)
         if intent is not None:
             self.assembler.cut = intent
             self.stats.replayed += 1

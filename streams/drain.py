@@ -85,9 +85,8 @@ async def batches(channel: Any, max_: int, within: float) -> AsyncIterator[list[
             while not buffer.events:
                 if buffer.closed:
                     return
-                buffer.arrived.clear()
-                if not buffer.events and not buffer.closed:
-                    await buffer.arrived.wait()
+                buffer.arrived.clear()  # nothing runs between the checks above and this: no arrival is missed
+                await buffer.arrived.wait()
             deadline = loop.time() + within
             while len(buffer.events) < max_ and not buffer.closed and loop.time() < deadline:
                 await asyncio.sleep(POLL_S)

@@ -56,6 +56,14 @@ class Stepped:
     rejected: list[tuple[int, str, str, str | None]] = field(default_factory=list)
     failures: list[tuple[int, str, int]] = field(default_factory=list)  # partition, what failed, events affected
 
+    def add(self, other: Stepped) -> None:
+        """Take in what another step produced (deadlines fired after a chunk's own travellers)."""
+        self.states += other.states
+        self.alerts += other.alerts
+        self.stays += other.stays
+        self.rejected += other.rejected
+        self.failures += other.failures
+
 
 @dataclass(slots=True)
 class Worked(Stepped):

@@ -151,7 +151,7 @@ class MatchingProcess:
 
 
 def serve(conn: Connection, settings: Settings, rules: RuleBook, checkpoints: Mapping[str, CheckpointInfo]) -> None:
-    """The child's loop: answer `work` and `step` requests until the worker closes the pipe."""
+    """The child's loop: answer `work`, `step` and `admit_ahead` requests until the worker closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the worker stops us
     # A chunk builds and drops tens of thousands of small objects, none in cycles that matter: fewer collections.
     gc.set_threshold(50_000, 20, 100)

@@ -291,21 +291,15 @@ class TravellerMatcher:
             watermark = self.watermarks.get(p)
             assert watermark is not None  # observed above
             stepped = set(worked.travellers[p])
-            due = [k for k in self.deadlines.pop_due(p, watermark) if k not in stepped]
-            if due:
-                requests[p] = (watermark, [(key, self.store.get(p, key.encode())) for key in due])
-                self.stats.deadline_fired += len(due)
-        # The deadlines popped now are stepped at the new watermark, after the chunk's own travellers.
-        fired = await self.matching.step(requests, now) if requests else None
+            self._request_due(
+                requests, p, watermark, [k for k in self.deadlines.pop_due(p, watermark) if k not in stepped]
+            )
+        if requests:
+            # The deadlines popped now are stepped at the new watermark, after the chunk's own travellers.
+            worked.add(await self.matching.step(requests, now))
         t_step = time.monotonic()
-        for results in (worked, fired) if fired is not None else (worked,):
-            for index, stage, reason, fld in results.rejected:
-                self._dead(events[index], stage, reason, fld, now)
-        if fired is not None:
-            worked.states.extend(fired.states)
-            worked.alerts.extend(fired.alerts)
-            worked.stays.extend(fired.stays)
-            worked.failures.extend(fired.failures)
+        for index, stage, reason, fld in worked.rejected:
+            self._dead(events[index], stage, reason, fld, now)
         await self._finish(worked, events)
         self.stats.batches += 1
         log.info(
@@ -327,12 +321,15 @@ class TravellerMatcher:
             watermark = self.watermarks.advance_idle(p, wall)
             if watermark is None:
                 continue
-            keys = self.deadlines.pop_due(p, watermark)
-            if keys:
-                requests[p] = (watermark, [(key, self.store.get(p, key.encode())) for key in keys])
-                self.stats.deadline_fired += len(keys)
+            self._request_due(requests, p, watermark, self.deadlines.pop_due(p, watermark))
         if requests:
             await self._finish(await self.matching.step(requests, datetime.now(UTC)))
+
+    def _request_due(self, requests: StepRequest, partition: int, watermark: datetime, keys: list[str]) -> None:
+        """Add the travellers whose deadline `watermark` passed, with their stored states, to a step request."""
+        if keys:
+            requests[partition] = (watermark, [(key, self.store.get(partition, key.encode())) for key in keys])
+            self.stats.deadline_fired += len(keys)
 
     def _highwaters(self, partition: int) -> dict[tuple[str, int], int | None]:
         """What the consumer last heard from the broker about the end of each source topic-partition."""
