@@ -11,6 +11,8 @@ the deadline index, offsets) and hands over what a chunk needs:
   rejects any other), so the shell finds the states without decoding anything.
 - `step(requests, now)`: step travellers without events, whose deadline the watermark has passed (the shell
   pops them from its deadline index once it knows the new watermarks).
+- `check_addresses(messages, stored, now)`: the address-crowding stage's chunk (registrations re-keyed by address
+  on `address-registrations`): decode, group by address, `streams.core.address_step` once per address.
 - `admit_ahead(messages)`: admit messages the shell holds back for alignment (`streams.align`), so that `work`
   finds their verdicts ready. On a backlog the matcher holds tens of thousands of events for seconds while a
   co-partition is waited for (8 s in one benchmark run); admitting them meanwhile uses a matching process
@@ -30,11 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from schemas.records import Registration
-from schemas.serde import Serde
+from schemas.serde import DecodeError, Serde
+from shekara.pseudonym import traveller_key
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from shekara.settings import Settings
-from streams.core import TravellerState, address_key, step
+from streams.core import AddressState, TravellerState, address_key, address_step, step
 from streams.intake import Accepted, Intake, Rejected, SourceEvent
 from streams.stored import pack, unpack
 
@@ -75,8 +78,19 @@ class Worked(Stepped):
     address_keys: list[tuple[int, str]] = field(default_factory=list)  # accepted registration, its address key
 
 
+@dataclass(slots=True)
+class AddressesChecked:
+    """What `check_addresses` made of a chunk of address-keyed registrations; indices are positions in the chunk."""
+
+    states: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # partition, address key, stored value
+    alerts: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, encoded Alert)
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # dead letters: index, stage, reason
+    failures: list[tuple[int, str, int]] = field(default_factory=list)  # partition, what failed, events affected
+    accepted: int = 0
+
+
 class Matching:
-    """Runs `work`, `step` and `admit_ahead` for one worker; keeps nothing between calls but verdicts ahead."""
+    """Runs the calls above for one worker; keeps nothing between calls but verdicts admitted ahead."""
 
     def __init__(
         self, settings: Settings, rules: RuleBook, checkpoints: Mapping[str, CheckpointInfo], serde: Serde
@@ -151,6 +165,51 @@ class Matching:
                 state = stored.get((partition, traveller.encode()))
                 self._step(out, partition, traveller, state, events, indices, watermark, now)
         return out
+
+    def check_addresses(
+        self, messages: Sequence[RawMessage], stored: Mapping[tuple[int, bytes], bytes], now: datetime
+    ) -> AddressesChecked:
+        """`stored`: (partition, address key) -> stored `AddressState`; `now` is the alerts' emitted time."""
+        out = AddressesChecked()
+        groups: dict[int, dict[bytes, list[tuple[int, Registration]]]] = {}
+        for index, (topic, partition, _, key, value, _) in enumerate(messages):
+            try:
+                record = self.serde.decode(value or b"", topic)
+            except DecodeError as exc:
+                out.rejected.append((index, "decode", exc.reason))
+                continue
+            if not isinstance(record, Registration) or key is None:
+                why = f"expected a Registration keyed by address, got {type(record).__name__}"
+                out.rejected.append((index, "decode", why))
+                continue
+            groups.setdefault(partition, {}).setdefault(key, []).append((index, record))
+        for partition, addresses in groups.items():
+            for akey, items in addresses.items():
+                try:
+                    value = stored.get((partition, akey))
+                    state = AddressState.empty(akey.decode()) if value is None else AddressState.from_bytes(value)
+                    state, alerts = address_step(
+                        state,
+                        [r for _, r in items],
+                        traveller_key_of=self._traveller_key_of,
+                        emitted_time=now,
+                        rules=self.rules,
+                    )
+                    encoded = [(a.alert_id.encode(), self.serde.encode(a, self.alerts_topic)) for a in alerts]
+                    new_value = state.to_bytes()
+                except Exception as exc:
+                    why = f"the address check failed on these registrations: {exc!r}"
+                    out.rejected.extend((i, "process", why) for i, _ in items)
+                    out.failures.append((partition, repr(exc), len(items)))
+                    continue
+                out.accepted += len(items)
+                out.alerts.extend(encoded)
+                out.states.append((partition, akey, new_value))
+        return out
+
+    def _traveller_key_of(self, registration: Registration) -> str:
+        doc = registration.traveller.document
+        return traveller_key(doc.issuing_country, doc.number, self.pseudonym_key)
 
     def step(self, requests: StepRequest, now: datetime) -> Stepped:
         """Step travellers without events at their partition's watermark; `now` is the outputs' emitted time."""

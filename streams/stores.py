@@ -86,6 +86,25 @@ class StateStore:
             value: bytes | None = self.table.get(key)
             return value
 
+    def get_many(self, keys: Iterable[tuple[int, bytes]]) -> dict[tuple[int, bytes], bytes]:
+        """(partition, key) -> value of those of `keys` that have one; one partition context per partition."""
+        staged, found = self._staged, {}
+        by_partition: dict[int, list[bytes]] = {}
+        for partition, key in keys:
+            value = staged.get(key)
+            if value is not None:
+                found[partition, key] = value
+            else:
+                by_partition.setdefault(partition, []).append(key)
+        get = self.table.get
+        for partition, wanted in by_partition.items():
+            with self.partitions.of(partition):
+                for key in wanted:
+                    value = get(key)
+                    if value is not None:
+                        found[partition, key] = value
+        return found
+
     def stage(self, writes: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[int, bytes, bytes]]:
         """Make (partition, key, value) writes visible to later reads; `log` makes them durable."""
         staged = list(writes)
@@ -97,15 +116,19 @@ class StateStore:
         """Write staged values to the store and the changelog; returns once they are durable and recoverable."""
         if not staged:
             return
-        store = self.table.data
+        store, send, changelog, pending = self.table.data, self.outputs.raw, self.changelog, self._staged
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for partition, key, value in staged:
+            by_partition.setdefault(partition, []).append((key, value))
+        for partition, writes in by_partition.items():
             with self.partitions.of(partition):
-                store[key] = value
-            self.outputs.raw(self.changelog, key, value, partition)
-            if self._staged.get(key) is value:  # not staged again by a later batch meanwhile
-                del self._staged[key]
+                for key, value in writes:
+                    store[key] = value
+                    send(changelog, key, value, partition)
+                    if pending.get(key) is value:  # not staged again by a later batch meanwhile
+                        del pending[key]
         await self.outputs.flush()  # the writes are acknowledged and their record batches closed
-        for partition in sorted({p for p, _, _ in staged}):
+        for partition in sorted(by_partition):
             self.outputs.raw(self.changelog, MARKER_KEY, None, partition)
         await self.outputs.flush()  # each marker is now, by itself, the last batch of its changelog partition
 

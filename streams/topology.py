@@ -8,10 +8,12 @@ status-changes ─┘        │ (registrations re-keyed by address)
 ```
 
 The three sources are co-partitioned by traveller key, so partition *p* of each lands on the same worker and
-the matcher sees a traveller's whole history. Each processor takes batches of raw messages straight from its
-channel (`streams.drain`). The matcher hands a batch, with the stored states of its keys and the partitions'
-watermarks, to `streams.matching` (decode, validate, `streams.core.step` once per traveller), which runs in a
-child process (`streams.offload`) so that a worker uses two cores; the shell sends what comes back. The commit
+the matcher sees a traveller's whole history. Each processor takes batches of raw messages (`streams.raw`)
+straight from its channel (`streams.drain`). The matcher hands a batch, with the stored states of its keys and
+the partitions' watermarks, to `streams.matching` (decode, validate, `streams.core.step` once per traveller),
+which runs in a child process (`streams.offload`) so that a worker uses two cores; the shell sends what comes
+back. It works a batch in two lanes of disjoint partitions, so the child computes one lane's chunk while the
+shell sends out the other's. The address checker hands its batches to the same child. The commit
 pipeline (`streams.pipeline`) then waits for the broker to acknowledge the outputs, writes each changed key
 once to its table (changelog-backed: a restarted or reassigned worker recovers it) and only then acknowledges
 the batch's offsets, while the processor goes on with the next batch.
@@ -43,21 +45,18 @@ from typing import Any
 import faust
 from faust.types import TP, EventT
 
-from schemas.records import Registration
-from schemas.serde import DecodeError, Serde
 from shekara.logs import get_logger
-from shekara.pseudonym import traveller_key
 from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.rules import RuleBook, load_rules
 from shekara.settings import Settings
 from streams.align import Aligner, in_record_order
-from streams.core import AddressState, address_step
 from streams.deadlines import Deadlines
 from streams.drain import batches
 from streams.matching import RawMessage, Stepped, StepRequest
 from streams.offload import LocalMatching, MatchingProcess, MatchingRunner
 from streams.outputs import Outputs, dead_letter
 from streams.pipeline import CommitPipeline
+from streams.raw import raw_topic
 from streams.stored import unpack
 from streams.stores import PartitionContext, StateStore
 from streams.watermark import Watermarks
@@ -68,6 +67,7 @@ TRAVELLER_STORE = "traveller-state"
 ADDRESS_STORE = "address-state"
 TICK_SECONDS = 1.0
 MAX_HELD = 100_000  # events held back for alignment (streams.align), at most
+LANES = 2  # chunks of disjoint partitions the matcher has in the matching process at once (_work_in_chunks)
 
 
 def fatal_exit(exc: BaseException) -> None:
@@ -258,12 +258,22 @@ class TravellerMatcher:
         return in_record_order(ready, _source_of, _timestamp_of)
 
     async def _work_in_chunks(self, events: Sequence[EventT]) -> None:
-        """`_work` in pieces of at most one batch, yielding between them.
+        """`_work` in pieces of at most one batch, in `LANES` lanes of disjoint partitions worked side by side.
 
-        Held events can pile up (a co-partition waited for) and be released at once; worked in one go they kept
-        the event loop busy for 20 s, Faust's fetcher did not poll within `max_poll_interval`, and the worker
-        fell out of its group for good (see docs/topology.md, idle consumer).
+        Lanes: chunks of different partitions share no traveller, state, watermark or deadline, so one lane's chunk
+        can be in the matching process while the worker sends out and commits what came back for the other's;
+        worked one after the other, the matching process waited idle for the worker between chunks.
+
+        Pieces: held events can pile up (a co-partition waited for) and be released at once; worked in one go they
+        kept the event loop busy for 20 s, Faust's fetcher did not poll within `max_poll_interval`, and the worker
+        fell out of its group for good (see docs/topology.md, idle consumer). Each lane yields between its pieces.
         """
+        lanes: list[list[EventT]] = [[] for _ in range(LANES)]
+        for ev in events:
+            lanes[ev.message.partition % LANES].append(ev)
+        await asyncio.gather(*(self._work_lane(lane) for lane in lanes if lane))
+
+    async def _work_lane(self, events: Sequence[EventT]) -> None:
         for i in range(0, len(events), self.chunk):
             await self._work(events[i : i + self.chunk])
             self.aligner.worked(time.monotonic())
@@ -274,11 +284,7 @@ class TravellerMatcher:
         wall = time.monotonic()
         messages = _raw(events)
         # A valid message's key is its traveller's key (streams.matching): the states it needs, found undecoded.
-        stored: dict[tuple[int, bytes], bytes] = {}
-        for p, key in {(m[1], m[3]) for m in messages if m[3] is not None}:
-            value = self.store.get(p, key)
-            if value is not None:
-                stored[p, key] = value
+        stored = self.store.get_many({(m[1], m[3]) for m in messages if m[3] is not None})
         watermarks = {p: self.watermarks.get(p) for p in {m[1] for m in messages}}
         worked = await self.matching.work(messages, stored, watermarks, now)
         t_work = time.monotonic()
@@ -382,17 +388,17 @@ class TravellerMatcher:
 
 
 class AddressChecker:
-    """Processor: registrations keyed by address -> FICTITIOUS_ADDRESS alerts (too many foreigners at one address)."""
+    """Processor: registrations keyed by address -> FICTITIOUS_ADDRESS alerts (too many foreigners at one address).
+
+    The shell around `streams.matching.Matching.check_addresses` (run by `matching`, as for the matcher)."""
 
     def __init__(
         self,
         *,
         app: faust.App,
-        settings: Settings,
-        table: Any,
         outputs: Outputs,
-        serde: Serde,
-        rules: RuleBook,
+        table: Any,
+        matching: MatchingRunner,
         stats: ProcessorStats,
         pipeline: CommitPipeline,
         on_fatal: Callable[[BaseException], None] = fatal_exit,
@@ -400,17 +406,11 @@ class AddressChecker:
         self.app = app
         self.pipeline = pipeline
         self.outputs = outputs
-        self.serde = serde
-        self.rules = rules
+        self.matching = matching
         self.stats = stats
         self.on_fatal = on_fatal
         self.partitions = PartitionContext()
         self.store = StateStore(table, outputs, self.partitions)
-        self.pseudonym_key = settings.pseudonym_key_bytes
-
-    def traveller_key_of(self, registration: Registration) -> str:
-        doc = registration.traveller.document
-        return traveller_key(doc.issuing_country, doc.number, self.pseudonym_key)
 
     async def process(self, events: Sequence[EventT]) -> None:
         try:
@@ -421,44 +421,20 @@ class AddressChecker:
 
     async def _process(self, events: Sequence[EventT]) -> None:
         now = datetime.now(UTC)
-        work: dict[int, dict[str, list[tuple[Registration, EventT]]]] = {}
         for ev in events:
-            msg = ev.message
             self.partitions.remember(ev)
-            try:
-                record = self.serde.decode(msg.value or b"", msg.topic)
-            except DecodeError as exc:
-                self._dead(ev, "decode", exc.reason, now)
-                continue
-            if not isinstance(record, Registration) or msg.key is None:
-                self._dead(ev, "decode", f"expected a Registration keyed by address, got {type(record).__name__}", now)
-                continue
-            work.setdefault(msg.partition, {}).setdefault(msg.key.decode(), []).append((record, ev))
+        messages = _raw(events)
+        stored = self.store.get_many({(m[1], m[3]) for m in messages if m[3] is not None})
+        checked = await self.matching.check_addresses(messages, stored, now)
         self.stats.address_events += len(events)
-        writes: list[tuple[int, str, AddressState]] = []
-        for p, addresses in work.items():
-            with self.partitions.of(p):
-                for akey, items in addresses.items():
-                    try:
-                        stored = self.store.get(p, akey.encode())
-                        state = AddressState.empty(akey) if stored is None else AddressState.from_bytes(stored)
-                        state, alerts = address_step(
-                            state,
-                            [r for r, _ in items],
-                            traveller_key_of=self.traveller_key_of,
-                            emitted_time=now,
-                            rules=self.rules,
-                        )
-                    except Exception as exc:
-                        log.error("address check failed", partition=p, error=repr(exc))
-                        for _, ev in items:
-                            self._dead(ev, "process", f"the address check failed on these registrations: {exc!r}", now)
-                        continue
-                    for alert in alerts:
-                        self.outputs.alert(alert)
-                    self.stats.alerts += len(alerts)
-                    writes.append((p, akey, state))
-        staged = self.store.stage((p, akey.encode(), state.to_bytes()) for p, akey, state in writes)
+        for partition, error, affected in checked.failures:
+            log.error("address check failed", partition=partition, error=error, events=affected)
+        for index, stage, reason in checked.rejected:
+            self._dead(events[index], stage, reason, now)
+        for key, value in checked.alerts:
+            self.outputs.alert_bytes(key, value)
+        self.stats.alerts += len(checked.alerts)
+        staged = self.store.stage(checked.states)
 
         async def durable() -> None:
             await self.outputs.flush()
@@ -534,7 +510,6 @@ def build_topology(
     t, fs = settings.topics, settings.faust
     rules = rules or load_rules(settings.rules_file)
     checkpoints = checkpoints or load_checkpoints()
-    serde = Serde.from_settings(settings)
     outputs = Outputs(settings, client_id=f"{app.conf.id}-outputs")
     stats = ProcessorStats()
     # One pipeline for both processors: they share the output producer, and one flush covers both.
@@ -543,8 +518,8 @@ def build_topology(
     matching = runner(settings, rules, checkpoints)
     matching.start()
 
-    sources = app.topic(t.crossings, t.registrations, t.status_changes, key_serializer="raw", value_serializer="raw")
-    address_source = app.topic(t.address_registrations, key_serializer="raw", value_serializer="raw")
+    sources = raw_topic(app, t.crossings, t.registrations, t.status_changes)
+    address_source = raw_topic(app, t.address_registrations)
     traveller_state = app.Table(TRAVELLER_STORE, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     address_state = app.Table(ADDRESS_STORE, key_type=bytes, value_type=bytes, partitions=settings.partitions)
 
@@ -560,11 +535,9 @@ def build_topology(
     )
     checker = AddressChecker(
         app=app,
-        settings=settings,
         table=address_state,
         outputs=outputs,
-        serde=serde,
-        rules=rules,
+        matching=matching,
         stats=stats,
         pipeline=pipeline,
         on_fatal=on_fatal,

@@ -22,7 +22,9 @@ from schemas.records import (
     DocumentType,
     EntryBasis,
     EntryBasisKind,
+    HostKind,
     Purpose,
+    Registration,
     Sex,
     StatusChange,
     StatusChangeKind,
@@ -33,11 +35,14 @@ from shekara.pseudonym import traveller_key
 from shekara.reference import load_checkpoints
 from shekara.rules import load_rules
 from shekara.settings import Settings
+from streams import drain
+from streams.core import AddressState, address_key, address_step
 from streams.drain import batches
 from streams.intake import Accepted, Rejected
 from streams.matching import Matching, RawMessage, StepRequest
 from streams.offload import LocalMatching, MatchingFailed, MatchingProcess
 from streams.stored import unpack
+from tests.core.factory import RULES, person, registration
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 SENT = (T0 + timedelta(minutes=1)).timestamp()  # producer timestamp of every message: just after the events
@@ -182,6 +187,67 @@ def test_a_core_failure_dead_letters_that_travellers_events_only(
     assert worked.failures == [(P, "RuntimeError('core bug')", 1)]
 
 
+def _address_chunk(settings: Settings, serde: Serde) -> tuple[str, list[RawMessage], list[Registration]]:
+    """Twelve foreigners registered at one private address (the eleventh is one too many), and two bad messages."""
+    topic = settings.topics.address_registrations
+    regs = [
+        registration(
+            f"2026-03-01 {8 + i:02d}:00",
+            who=person("UZB", f"N{5000000 + i}"),
+            reg_id=f"A-{i}",
+            host=HostKind.PRIVATE_HOST,
+            address="Tole Bi 25, kv. 7",
+        )
+        for i in range(12)
+    ]
+    akey = address_key(regs[0].region, regs[0].address, settings.pseudonym_key_bytes)
+    chunk: list[RawMessage] = [(topic, P, i, akey.encode(), serde.encode(r, topic), SENT) for i, r in enumerate(regs)]
+    chunk.insert(3, (topic, P, 90, akey.encode(), b"\x07 not avro", SENT))
+    chunk.insert(
+        5, (topic, P, 91, akey.encode(), serde.encode(_lost("LOST12345"), settings.topics.status_changes), SENT)
+    )
+    return akey, chunk, regs
+
+
+def test_check_addresses_gives_what_the_core_gives_and_rejects_what_it_cannot_read(
+    settings: Settings, serde: Serde
+) -> None:
+    akey, chunk, regs = _address_chunk(settings, serde)
+    checked = _matching(settings, serde).check_addresses(chunk, {}, T0)
+    assert [(i, stage) for i, stage, _ in checked.rejected] == [(3, "decode"), (5, "decode")]
+    assert "expected a Registration" in checked.rejected[1][2]
+    assert checked.accepted == 12 and not checked.failures
+
+    def key_of(r: Registration) -> str:
+        return traveller_key(
+            r.traveller.document.issuing_country, r.traveller.document.number, settings.pseudonym_key_bytes
+        )
+
+    state, alerts = address_step(AddressState.empty(akey), regs, traveller_key_of=key_of, emitted_time=T0, rules=RULES)
+    assert [serde.decode(v, settings.topics.alerts) for _, v in checked.alerts] == alerts
+    assert [a.type for a in alerts] == [AlertType.FICTITIOUS_ADDRESS]
+    assert checked.states == [(P, akey.encode(), state.to_bytes())]
+    # From the stored state: the same registrations again change nothing and raise nothing.
+    again = _matching(settings, serde).check_addresses(chunk, {(P, akey.encode()): state.to_bytes()}, T0)
+    assert not again.alerts and again.states == checked.states
+
+
+def test_an_address_check_failure_dead_letters_that_addresss_registrations(
+    settings: Settings, serde: Serde, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, chunk, _ = _address_chunk(settings, serde)
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("core bug")
+
+    monkeypatch.setattr(matching_module, "address_step", broken)
+    checked = _matching(settings, serde).check_addresses(chunk, {}, T0)
+    assert sorted(i for i, stage, _ in checked.rejected if stage == "process") == [
+        i for i in range(len(chunk)) if i not in (3, 5)
+    ]
+    assert not checked.states and not checked.alerts and checked.failures == [(P, "RuntimeError('core bug')", 12)]
+
+
 def test_the_child_process_gives_what_the_worker_itself_gives(settings: Settings, serde: Serde) -> None:
     rules, checkpoints = load_rules(settings.rules_file), load_checkpoints()
     chunk, now = _chunk(settings, serde), T0 + timedelta(minutes=2)
@@ -198,6 +264,8 @@ def test_the_child_process_gives_what_the_worker_itself_gives(settings: Settings
             assert due is not None
             request: StepRequest = {P: (due, [(key, value)])}
             assert await child.step(request, now) == await local.step(request, now)
+            _, addresses, _ = _address_chunk(settings, serde)
+            assert await child.check_addresses(addresses, {}, now) == await local.check_addresses(addresses, {}, now)
             await child.admit_ahead(chunk)  # kept in the child: the same answer from its verdicts
             assert await child.work(chunk, {}, {P: None}, now) == here
             # A child that dies takes the batch with it: the call raises (the worker then exits unacknowledged).
@@ -211,24 +279,97 @@ def test_the_child_process_gives_what_the_worker_itself_gives(settings: Settings
     asyncio.run(both())
 
 
-def test_batches_take_up_to_max_as_soon_as_queued_and_stop_with_the_channel() -> None:
-    async def run() -> list[list[int]]:
-        queue: ThrowableQueue = ThrowableQueue(maxsize=100, flow_control=FlowControlEvent(initially_suspended=False))
-        for i in range(7):
-            queue.put_nowait(i)
-        got: list[list[int]] = []
+def test_calls_in_flight_together_are_answered_each_with_its_own_result(settings: Settings, serde: Serde) -> None:
+    # Chunks of thousands of travellers: requests and answers of megabytes, more than the pipe holds at once, so
+    # a sender and a receiver that waited on each other (a first version did) would hang here.
+    t, k = settings.topics, settings.pseudonym_key_bytes
+    chunks: list[list[RawMessage]] = []
+    for c in range(3):
+        numbers = [f"C{c}N{i:06d}" for i in range(3000)]
+        chunks.append(
+            [
+                (t.crossings, c, i, traveller_key("UZB", n, k).encode(), serde.encode(_entry(n, n), t.crossings), SENT)
+                for i, n in enumerate(numbers)
+            ]
+        )
+    now = T0 + timedelta(minutes=2)
+    rules, checkpoints = load_rules(settings.rules_file), load_checkpoints()
 
-        async def late() -> None:
-            await asyncio.sleep(0.05)
-            queue.put_nowait(7)
+    async def both() -> None:
+        child = MatchingProcess(settings, rules, checkpoints)
+        child.start()
+        try:
+            there = await asyncio.wait_for(
+                asyncio.gather(*(child.work(chunk, {}, {c: None}, now) for c, chunk in enumerate(chunks))), 120
+            )
+        finally:
+            child.close()
+        local = LocalMatching(settings, rules, checkpoints)
+        for c, (chunk, worked) in enumerate(zip(chunks, there, strict=True)):
+            assert worked == await local.work(chunk, {}, {c: None}, now)
+            assert len(worked.states) == 3000 and {p for p, _, _, _ in worked.states} == {c}
+
+    asyncio.run(both())
+
+
+def test_a_request_that_cannot_be_sent_fails_alone(settings: Settings, serde: Serde) -> None:
+    rules, checkpoints = load_rules(settings.rules_file), load_checkpoints()
+    chunk, now = _chunk(settings, serde), T0 + timedelta(minutes=2)
+
+    async def run() -> None:
+        child = MatchingProcess(settings, rules, checkpoints)
+        child.start()
+        try:
+            unpicklable = [(*chunk[0][:5], lambda: None)]
+            with pytest.raises(Exception, match="pickle"):
+                await child.work(unpicklable, {}, {P: None}, now)  # type: ignore[arg-type]
+            # The calls after it get their own answers, not one meant for it.
+            assert await child.work(chunk, {}, {P: None}, now) == _matching(settings, serde).work(
+                chunk, {}, {P: None}, now
+            )
+        finally:
+            child.close()
+
+    asyncio.run(run())
+
+
+def _batches_of(arrivals: list[tuple[float, list[int]]], max_: int, within: float) -> list[tuple[float, list[int]]]:
+    """(seconds after the start, batch) as `batches` yields them from a real Faust queue fed at `arrivals`."""
+
+    async def run() -> list[tuple[float, list[int]]]:
+        queue: ThrowableQueue = ThrowableQueue(maxsize=100, flow_control=FlowControlEvent(initially_suspended=False))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        got: list[tuple[float, list[int]]] = []
+
+        async def feed() -> None:
+            for at, items in arrivals:
+                await asyncio.sleep(max(0.0, start + at - loop.time()))
+                for item in items:
+                    queue.put_nowait(item)
             await asyncio.sleep(0.3)
             await queue.throw(StopAsyncIteration())  # how Faust ends a channel's iteration
 
-        feeder = asyncio.ensure_future(late())
-        async for batch in batches(SimpleNamespace(queue=queue), 3, within=0.2):
-            got.append(list(batch))  # type: ignore[arg-type]
+        feeder = asyncio.ensure_future(feed())
+        async for batch in batches(SimpleNamespace(queue=queue), max_, within):
+            got.append((loop.time() - start, list(batch)))  # type: ignore[arg-type]
         await feeder
         return got
 
+    return asyncio.run(run())
+
+
+def test_batches_take_up_to_max_as_soon_as_queued_and_stop_with_the_channel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drain, "QUIET_S", 10.0)  # only `max_` and `within` end a batch here
+    got = _batches_of([(0.0, list(range(7))), (0.05, [7])], 3, within=0.2)
     # full batches at once; the rest after `within`, with what arrived meanwhile; then the end of the channel
-    assert asyncio.run(run()) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert [b for _, b in got] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert got[1][0] < 0.05 <= 0.2 <= got[2][0] < 0.3
+
+
+def test_a_batch_goes_once_nothing_more_arrives_for_a_while() -> None:
+    # Events arriving 20 ms apart keep the batch open; a pause longer than QUIET_S closes it long before `within`.
+    arrivals = [(0.02 * i, [i]) for i in range(5)] + [(0.5, [5])]
+    got = _batches_of(arrivals, 100, within=5.0)
+    assert [b for _, b in got] == [[0, 1, 2, 3, 4], [5]]
+    assert 0.08 + drain.QUIET_S <= got[0][0] < 0.5 and got[1][0] < 0.5 + 2 * drain.QUIET_S + 0.05
