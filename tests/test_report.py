@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from schemas.records import AlertType, Checkpoint, CheckpointKind, Direction
 from sinks import cli, samples
-from sinks.analyst import QueryError, parse_saved_query, query_table, run_query, saved_queries, split_format
+from sinks.analyst import ALMATY, QueryError, parse_saved_query, query_table, run_query, saved_queries, split_format
 from sinks.report import build_dashboard, render_html, render_text
 from tests.test_sink_transforms import Env, env  # noqa: F401 - the fixture
 
@@ -94,12 +94,13 @@ def test_dashboard_as_of_a_past_day(loaded: Env):
     # The loaded data is recent: judged at 40 days ago, the flows of the last 30 days hold only the entries
     # before that day, and the overstay that began 45 days ago was not yet due (30 days allowed, day 1 = entry).
     now = datetime.now(UTC) - timedelta(hours=1)
-    past = build_dashboard(loaded.settings, as_of=(now - timedelta(days=40)).date())
+    # Days are Almaty days (the dashboard's, and the domain's): late in the UTC evening it is already tomorrow there.
+    past = build_dashboard(loaded.settings, as_of=(now - timedelta(days=40)).astimezone(ALMATY).date())
     sections = {s.name: s for s in past.sections}
     assert sum(r["entries"] for r in sections["flows_by_day"].table.records()) == 0
     assert sections["open_overstays"].table.rows == []
     assert sections["top_alert_types"].table.rows == []
-    later = build_dashboard(loaded.settings, as_of=(now - timedelta(days=2)).date())
+    later = build_dashboard(loaded.settings, as_of=(now - timedelta(days=2)).astimezone(ALMATY).date())
     flows = {s.name: s for s in later.sections}["flows_by_day"].table.records()
     assert sum(r["entries"] for r in flows) == 2  # entries 2 and 3 days ago; not the ones since
     assert f"as of {later.as_of}" in " ".join(render_text(later).split())
