@@ -106,6 +106,45 @@ def _timestamp_of(ev: EventT) -> float:
     return float(ev.message.timestamp)
 
 
+def _dead(
+    outputs: Outputs, stats: ProcessorStats, ev: EventT, stage: str, reason: str, fld: str | None, now: datetime
+) -> None:
+    """Send one source event to the dead-letter topic, with where it came from and why."""
+    msg = ev.message
+    outputs.dead(
+        dead_letter(
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            value=msg.value,
+            stage=stage,
+            reason=reason,
+            field=fld,
+            now=now,
+        )
+    )
+    stats.dead_letters += 1
+
+
+async def _submit_commit(
+    pipeline: CommitPipeline,
+    outputs: Outputs,
+    store: StateStore,
+    stats: ProcessorStats,
+    staged: list[tuple[int, bytes, bytes]],
+    events: Sequence[EventT],
+) -> None:
+    """Hand outputs -> staged state -> offsets to the commit pipeline (module doc)."""
+
+    async def durable() -> None:
+        await outputs.flush()
+        stats.last_output_wall = time.time()
+        await store.log(staged)
+
+    await pipeline.submit(durable, events)
+
+
 class TravellerMatcher:
     """Processor: a traveller's crossings, registrations and status changes -> alerts and stays.
 
@@ -305,7 +344,7 @@ class TravellerMatcher:
             worked.add(await self.matching.step(requests, now))
         t_step = time.monotonic()
         for index, stage, reason, fld in worked.rejected:
-            self._dead(events[index], stage, reason, fld, now)
+            _dead(self.outputs, self.stats, events[index], stage, reason, fld, now)
         await self._finish(worked, events)
         self.stats.batches += 1
         log.info(
@@ -342,23 +381,6 @@ class TravellerMatcher:
         consumer = self.app.consumer
         return {(t, partition): consumer.highwater(TP(t, partition)) for t in self.aligner.topics}
 
-    def _dead(self, ev: EventT, stage: str, reason: str, fld: str | None, now: datetime) -> None:
-        msg = ev.message
-        self.outputs.dead(
-            dead_letter(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value,
-                stage=stage,
-                reason=reason,
-                field=fld,
-                now=now,
-            )
-        )
-        self.stats.dead_letters += 1
-
     async def _finish(self, stepped: Stepped, events: Sequence[EventT] = ()) -> None:
         """Send what the step produced, then stage the new states and commit (module doc)."""
         for partition, error, affected in stepped.failures:
@@ -379,12 +401,7 @@ class TravellerMatcher:
         for p, key, _, next_due in writes:
             self.deadlines.set(p, key, next_due)
 
-        async def durable() -> None:
-            await self.outputs.flush()
-            self.stats.last_output_wall = time.time()
-            await self.store.log(staged)
-
-        await self.pipeline.submit(durable, events)
+        await _submit_commit(self.pipeline, self.outputs, self.store, self.stats, staged, events)
 
 
 class AddressChecker:
@@ -430,35 +447,13 @@ class AddressChecker:
         for partition, error, affected in checked.failures:
             log.error("address check failed", partition=partition, error=error, events=affected)
         for index, stage, reason in checked.rejected:
-            self._dead(events[index], stage, reason, now)
+            _dead(self.outputs, self.stats, events[index], stage, reason, None, now)
         for key, value in checked.alerts:
             self.outputs.alert_bytes(key, value)
         self.stats.alerts += len(checked.alerts)
         staged = self.store.stage(checked.states)
 
-        async def durable() -> None:
-            await self.outputs.flush()
-            self.stats.last_output_wall = time.time()
-            await self.store.log(staged)
-
-        await self.pipeline.submit(durable, events)
-
-    def _dead(self, ev: EventT, stage: str, reason: str, now: datetime) -> None:
-        msg = ev.message
-        self.outputs.dead(
-            dead_letter(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value,
-                stage=stage,
-                reason=reason,
-                field=None,
-                now=now,
-            )
-        )
-        self.stats.dead_letters += 1
+        await _submit_commit(self.pipeline, self.outputs, self.store, self.stats, staged, events)
 
 
 @dataclass
