@@ -6,7 +6,8 @@ fed with simulated traffic, injects its fault mid-run, lets everything catch up,
 - every accepted event is in ClickHouse exactly once (rows and distinct ids per fact table);
 - every expected alert is found, nothing spurious (the simulator's ground truth, as `shekara evaluate`);
 - every alert record on the topic is in ClickHouse once (distinct id and action);
-- every rejected message is in the dead-letter topic with a reason (counted by source offset).
+- every rejected message is in the dead-letter topic with a reason (counted by source offset);
+- every source offset reached a processor, in every worker process of the run (`streams.positions`).
 
 Scenarios: `processor-kill` and `sink-kill` (SIGKILL mid-run, then a new process), `broker-outage` (the
 producer's link to the broker cut for a while: it spools to disk and drains), `clickhouse-failures` (inserts
@@ -211,20 +212,30 @@ def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str
     }
     no_reason = sum(1 for d in letters if not d.reason.strip())
     expected_rejected = run.malformed + run.rejected_extra
+    wanted = {e.alert_id: e for e in expected}
+    missed = [
+        f"{wanted[i].type} {i} traveller {wanted[i].traveller_key} due {wanted[i].due_time:%Y-%m-%d %H:%M}"
+        for i in s.missed_ids
+    ]
+    spurious = [f"{final[i].type} {i} traveller {final[i].traveller_key}: {final[i].reason}" for i in s.spurious_ids]
     checks = [
         Check(
             "expected alerts found (recall)",
             s.true_positives + s.missed,
             s.true_positives,
             s.missed == 0,
-            f"{s.recall:.3f}" + (f"; {left_out} of hostile-touched travellers left out" if left_out else ""),
+            f"{s.recall:.3f}"
+            + (f"; {left_out} of hostile-touched travellers left out" if left_out else "")
+            + "".join(f"; missed {m}" for m in missed),
         ),
         Check(
             "no spurious alerts (precision)",
             0,
             s.spurious,
             s.spurious == 0,
-            f"{s.precision:.3f}" + (f"; {len(caused)} of hostile-touched travellers not judged" if caused else ""),
+            f"{s.precision:.3f}"
+            + (f"; {len(caused)} of hostile-touched travellers not judged" if caused else "")
+            + "".join(f"; spurious {m}" for m in spurious),
         ),
         Check(
             "rejected messages dead-lettered, each with a reason",
@@ -279,8 +290,23 @@ def finish(run: Run, stack: Any) -> None:
     stack.wait_processed()
     stack.wait_landed()
     checks, pairs = check_outputs(run, stack)
+    checks.append(check_delivery(stack))
     stack.stop_sink()
     run.result.checks = checks + check_warehouse(run, stack.settings, pairs)
+
+
+def check_delivery(stack: Any) -> Check:
+    """Every source offset reached a processor (`streams.positions`), in every worker process of the run."""
+    statuses = stack.worker_statuses()
+    skipped = sum(int(st.get("offsets_skipped", 0)) for st in statuses)
+    duplicates = sum(int(st.get("duplicates_dropped", 0)) for st in statuses)
+    return Check(
+        "source offsets never delivered to a processor",
+        0,
+        skipped,
+        skipped == 0 and bool(statuses),
+        f"{len(statuses)} worker process(es); {duplicates} duplicate deliveries dropped",
+    )
 
 
 # --- scenarios --------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class Stack:
         self.workers: list[subprocess.Popen[bytes] | None] = []
         self.sink: subprocess.Popen[bytes] | None = None
         self.restarts: dict[str, int] = {"worker": 0, "sink": 0}
+        self.retired_status: list[dict[str, Any] | None] = []  # last status of each worker killed
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -128,11 +129,21 @@ class Stack:
 
     def kill_worker(self, i: int = 0) -> None:
         """SIGKILL worker `i` (no shutdown of any kind) and start a new one in its place."""
+        from streams.worker import read_status
+
         proc = self.workers[i]
         if proc is not None:
             _kill(proc)
+            self.retired_status.append(read_status(self.work_dir / f"worker-{i}.json"))
         self.restarts["worker"] += 1
         self.workers[i] = self._spawn_worker(i)
+
+    def worker_statuses(self) -> list[dict[str, Any]]:
+        """The last status of every worker process this stack ran: those killed, then those running."""
+        from streams.worker import read_status
+
+        current = [read_status(self.work_dir / f"worker-{i}.json") for i in range(len(self.workers))]
+        return [st for st in (*self.retired_status, *current) if st is not None]
 
     def kill_sink(self) -> None:
         """SIGKILL the sink and start a new one: it must find its recorded batch intent and replay it."""

@@ -136,6 +136,7 @@ class EvaluationReport:
     publish_seconds: float
     process_seconds: float
     notes: list[str] = field(default_factory=list)
+    offsets_skipped: int = 0  # source offsets never delivered to a processor, over every worker process
 
     @property
     def rejected_input(self) -> int:
@@ -146,7 +147,12 @@ class EvaluationReport:
     def complete(self) -> bool:
         """Every expected alert found, nothing spurious, every malformed payload and nothing else dead-lettered."""
         s = self.score
-        return s.missed == 0 and s.spurious == 0 and self.dead_letters == self.malformed_expected
+        return (
+            s.missed == 0
+            and s.spurious == 0
+            and self.dead_letters == self.malformed_expected
+            and self.offsets_skipped == 0
+        )
 
     def lines(self) -> list[str]:
         c = self.config
@@ -154,7 +160,8 @@ class EvaluationReport:
             f"evaluation: {c.days} days, seed {c.seed}, scale {c.scale}, faults {'on' if c.faults else 'off'}, "
             f"{c.workers} worker(s), crash after: {c.crash_after if c.crash_after is not None else '-'}"
             + (f" (crashes: {self.crashes})" if c.crash_after is not None else "")
-            + f"; source events consumed per worker: {self.worker_events}",
+            + f"; source events consumed per worker: {self.worker_events}"
+            + f"; source offsets never delivered: {self.offsets_skipped}",
             f"published {self.published:,} events in {self.publish_seconds:.1f} s; "
             f"all processed {self.process_seconds:.1f} s after publishing began",
             f"compared alerts due up to {self.cutoff:%Y-%m-%d %H:%M} UTC: end of the simulated period less the "
@@ -237,6 +244,7 @@ class _Workers:
         self.work_dir = work_dir
         self.procs: list[subprocess.Popen[bytes]] = []
         self.crashes = 0
+        self.retired: list[dict[str, Any]] = []  # the last status of each worker killed
         for i in range(count):
             self.procs.append(self._spawn(i))
 
@@ -252,6 +260,9 @@ class _Workers:
         proc = self.procs[i]
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        status = read_status(self.work_dir / f"worker-{i}.json")
+        if status is not None:
+            self.retired.append(status)
         self.crashes += 1
         log.warning("worker killed with SIGKILL", worker=i, pid=proc.pid)
         self.procs[i] = self._spawn(i)
@@ -262,6 +273,11 @@ class _Workers:
             status = read_status(self.work_dir / f"worker-{i}.json")
             out.append(int(status["events"]) if status else 0)
         return out
+
+    def offsets_skipped(self) -> int:
+        """Source offsets never delivered to a processor (`streams.positions`), in every worker process of the run."""
+        current = [read_status(self.work_dir / f"worker-{i}.json") for i in range(len(self.procs))]
+        return sum(int(st.get("offsets_skipped", 0)) for st in (*self.retired, *current) if st is not None)
 
     def check_alive(self) -> None:
         for i, p in enumerate(self.procs):
@@ -400,6 +416,7 @@ def run_evaluation(
             stays=stays,
             crashes=workers.crashes,
             worker_events=workers.events(),
+            offsets_skipped=workers.offsets_skipped(),
             publish_seconds=publish_seconds,
             process_seconds=process_seconds,
             notes=[f"dead letters {n:6d} x {why}" for why, n in reasons.most_common(20)],

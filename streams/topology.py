@@ -56,6 +56,7 @@ from streams.matching import RawMessage, Stepped, StepRequest
 from streams.offload import LocalMatching, MatchingProcess, MatchingRunner
 from streams.outputs import Outputs, dead_letter
 from streams.pipeline import CommitPipeline
+from streams.positions import Positions
 from streams.raw import raw_topic
 from streams.stored import unpack
 from streams.stores import PartitionContext, StateStore
@@ -89,6 +90,8 @@ class ProcessorStats:
     address_events: int = 0
     batches: int = 0
     deadline_fired: int = 0
+    duplicates_dropped: int = 0  # source records delivered again (streams.positions)
+    offsets_skipped: int = 0  # source offsets never delivered (streams.positions): must stay 0
     per_partition: dict[int, int] = field(default_factory=dict)
     first_event_wall: float | None = None  # time.time() of the first source event
     last_output_wall: float | None = None  # time.time() when the last batch's outputs were acknowledged
@@ -104,6 +107,24 @@ def _source_of(ev: EventT) -> tuple[str, int]:
 
 def _timestamp_of(ev: EventT) -> float:
     return float(ev.message.timestamp)
+
+
+def _admit(positions: Positions, stats: ProcessorStats, events: Sequence[EventT]) -> Sequence[EventT]:
+    """The events to process: each source offset once (`streams.positions`); skipped offsets logged loudly."""
+    admitted = positions.admit([(m.topic, m.partition, m.offset) for m in (e.message for e in events)])
+    for hole in admitted.holes:
+        stats.offsets_skipped += hole.skipped
+        log.error(
+            "source offsets never delivered to the processor",
+            topic=hole.topic,
+            partition=hole.partition,
+            expected=hole.expected,
+            got=hole.got,
+        )
+    if len(admitted.keep) == len(events):
+        return events
+    stats.duplicates_dropped += admitted.duplicates
+    return [events[i] for i in admitted.keep]
 
 
 def _dead(
@@ -178,6 +199,7 @@ class TravellerMatcher:
         self.source_topic = settings.topics.crossings
         t = settings.topics
         self.aligner = Aligner((t.crossings, t.registrations, t.status_changes))
+        self.positions = Positions()
         self._held: list[EventT] = []  # arrived, not yet processed: ahead of their co-partitions (streams.align)
         self.chunk = max(1, settings.faust.batch_size)
         self._lock = asyncio.Lock()
@@ -235,6 +257,9 @@ class TravellerMatcher:
 
     async def _process(self, events: Sequence[EventT]) -> None:
         wall = time.monotonic()
+        events = _admit(self.positions, self.stats, events)
+        if not events:
+            return
         if self.stats.first_event_wall is None:
             self.stats.first_event_wall = time.time()
         # Acknowledged by the commit pipeline once processed and durable (streams.drain: no stream acks them).
@@ -428,6 +453,7 @@ class AddressChecker:
         self.on_fatal = on_fatal
         self.partitions = PartitionContext()
         self.store = StateStore(table, outputs, self.partitions)
+        self.positions = Positions()
 
     async def process(self, events: Sequence[EventT]) -> None:
         try:
@@ -437,6 +463,9 @@ class AddressChecker:
             raise
 
     async def _process(self, events: Sequence[EventT]) -> None:
+        events = _admit(self.positions, self.stats, events)
+        if not events:
+            return
         now = datetime.now(UTC)
         for ev in events:
             self.partitions.remember(ev)
@@ -577,7 +606,15 @@ def build_topology(
         and then seeks each partition to its committed offset, but a partition with none is left where the
         fetch ended (aiokafka seeks only committed offsets > 0): its records up to there would never reach an
         agent. Seen after a restart on an address partition the crashed worker had not committed yet.
+
+        First, flow control is suspended until Faust resumes it (right after this, having resumed the stream
+        partitions and sought them to their committed offsets). Without that, the fetcher delivers stream records
+        while that seek is under way, and the resume then clears the agents' queues: records just delivered there
+        were lost, though Faust counted them as read; one lost record at a partition's committed offset was then
+        committed past (Faust lets acknowledged offsets start one past the commit). Suspended, the conductor holds
+        the record it is delivering until after the clear.
         """
+        app.flow_control.suspend()
         consumer: Any = app.consumer  # seek_to_committed / earliest_offsets are not on Faust's ConsumerT
         mine = [tp for tp in consumer.assignment() if tp.topic in stream_topics]
         committed = await consumer.seek_to_committed()
@@ -587,12 +624,14 @@ def build_topology(
             for tp in fresh:
                 await consumer.seek(tp, earliest.get(tp) or 0)
             log.info("stream partitions without a commit start from the beginning", partitions=len(fresh))
-        # The matcher's aligner needs to know where each source starts, to tell a co-partition with records still
-        # to come (waited for) from one that has none (streams.align).
+        # Where each partition starts: the processors expect each offset from there once (streams.positions), and
+        # the matcher's aligner tells a co-partition with records still to come (waited for) from one that has
+        # none (streams.align).
         starts = {tp: earliest.get(tp) if tp in fresh else committed.get(tp) for tp in mine}
-        matcher.aligner.start_at(
-            {(tp.topic, tp.partition): max(0, s or 0) for tp, s in starts.items() if tp.topic in matcher.aligner.topics}
-        )
+        positions = {(tp.topic, tp.partition): max(0, s or 0) for tp, s in starts.items()}
+        matcher.positions.start_at({tp: s for tp, s in positions.items() if tp[0] != t.address_registrations})
+        checker.positions.start_at({tp: s for tp, s in positions.items() if tp[0] == t.address_registrations})
+        matcher.aligner.start_at({tp: s for tp, s in positions.items() if tp[0] in matcher.aligner.topics})
 
     traveller_state.on_recover(rewind_uncommitted)
 
