@@ -181,7 +181,7 @@ def _join(thread: threading.Thread, errors: list[BaseException], timeout: float 
 
 
 def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str]]]:
-    """Checks on the topics (while the broker runs): alerts vs the ground truth, rejections vs dead letters."""
+    """Checks while the stack runs: alerts vs the ground truth, rejections vs dead letters, delivery to processors."""
     from shekara.rules import load_rules
     from streams import readback
     from streams.evaluate import DEFAULT_MARGIN, score
@@ -244,6 +244,7 @@ def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str
             len(rejected) == expected_rejected and no_reason == 0,
             ", ".join(f"{k}: {v}" for k, v in sorted(Counter(d.stage for d in letters).items())),
         ),
+        check_delivery(stack),
     ]
     return checks, {(a.alert_id, a.action.value) for a in alerts}
 
@@ -290,7 +291,6 @@ def finish(run: Run, stack: Any) -> None:
     stack.wait_processed()
     stack.wait_landed()
     checks, pairs = check_outputs(run, stack)
-    checks.append(check_delivery(stack))
     stack.stop_sink()
     run.result.checks = checks + check_warehouse(run, stack.settings, pairs)
 
