@@ -19,7 +19,6 @@ reads end-of-file on its pipe and exits.
 from __future__ import annotations
 
 import asyncio
-import gc
 import multiprocessing
 import signal
 import threading
@@ -32,6 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from schemas.serde import Serde
+from shekara.collector import fewer_collections
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from shekara.settings import Settings
@@ -228,9 +228,12 @@ def _resolve(answer: asyncio.Future[Any], payload: Any, error: BaseException | N
 def serve(conn: Connection, settings: Settings, rules: RuleBook, checkpoints: Mapping[str, CheckpointInfo]) -> None:
     """The child's loop: answer `Matching`'s calls until the worker closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the worker stops us
-    # A chunk builds and drops tens of thousands of small objects, none in cycles that matter: fewer collections.
-    gc.set_threshold(50_000, 20, 100)
     matching = Matching(settings, rules, checkpoints, Serde.from_settings(settings))
+    with fewer_collections():
+        _answer(conn, matching)
+
+
+def _answer(conn: Connection, matching: Matching) -> None:
     while True:
         try:
             request = conn.recv()

@@ -9,12 +9,10 @@ Expected alerts are computed when an anomalous journey is planned, and collected
 
 from __future__ import annotations
 
-import gc
 import heapq
 import random
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +34,7 @@ from producers.simulator.plan import Planned, PlannedRegistration
 from producers.simulator.truth import Expected, address_truth, traveller_truth
 from producers.simulator.world import Journey, World
 from schemas.records import Crossing, Registration, StatusChange
+from shekara.collector import fewer_collections
 
 TRADER_WEEKS_MAX = 4
 
@@ -79,22 +78,6 @@ class Counts:
     foreign_crossings_by_nationality: Counter[str] = field(default_factory=Counter)
     citizen_crossings: int = 0
     expected: Counter[str] = field(default_factory=Counter)  # alert type -> expected alerts
-
-
-@contextmanager
-def rare_collections(gen0: int = 200_000) -> Iterator[None]:
-    """Run the cyclic garbage collector rarely while generating.
-
-    Journeys, planned events and people form no reference cycles, so reference counting frees them; the
-    collector would only rescan the hundreds of thousands of live journeys again and again (it halved the
-    generation rate when measured). The thresholds are restored when generation ends.
-    """
-    old = gc.get_threshold()
-    gc.set_threshold(max(old[0], gen0), *old[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
 
 
 def _count(rng: random.Random, mean: float) -> int:
@@ -275,7 +258,7 @@ class Engine:
 
     def run(self) -> Iterator[Emission]:
         """Every emission of the run in publish-time order (duplicates and malformed payloads included)."""
-        with rare_collections():
+        with fewer_collections(200_000):
             self._warm_up()
             w = self.world
             for index in range(self.config.days):
