@@ -38,6 +38,7 @@ from shekara.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
+CUT_AFTER_MESSAGES = 2_000  # broker-outage: the producer's link is cut once it was handed this many messages
 SCENARIOS = ("processor-kill", "sink-kill", "broker-outage", "clickhouse-failures", "hostile-input")
 
 
@@ -124,10 +125,11 @@ class Run:
         assert self.result is not None
         self.result.injected = False
 
-    def publish(self, settings: Settings) -> None:
+    def publish(self, settings: Settings, progress: Callable[[float, int], None] | None = None) -> None:
+        """Publish the run's traffic; `progress` receives (fraction, messages handed to the producer) as it goes."""
         from producers.simulator import publish
 
-        summary = publish(self.sim_config, settings, speed=None, progress=False)
+        summary = publish(self.sim_config, settings, speed=None, progress=progress or False)
         self.published += summary.messages
         self.accepted.update(summary.events)
         self.spooled += summary.producer.get("spooled", 0)
@@ -448,8 +450,14 @@ def broker_outage(run: Run) -> None:
     proxy = Proxy(broker_port)
     try:
         with Stack(run.settings, run.work_dir, advertised_port=proxy.port, broker_port=broker_port) as stack:
-            thread, errors = _in_background(lambda: run.publish(stack.settings))
-            time.sleep(3.0)
+            handed = [0]  # messages handed to the producer so far (reported every 2,000)
+            thread, errors = _in_background(lambda: run.publish(stack.settings, lambda _, n: handed.__setitem__(0, n)))
+            # Cut once publishing is under way, not a fixed 3 s after it started: once (in CI) the producer had
+            # nothing queued at the cut and nothing came after it, so the outage tested nothing.
+            _when(lambda: handed[0] >= CUT_AFTER_MESSAGES or not thread.is_alive(), 300)
+            if not thread.is_alive() or handed[0] < CUT_AFTER_MESSAGES:
+                run.say(f"publishing was not under way at the cut ({handed[0]:,} messages handed to the producer)")
+                run.missed()
             proxy.cut(PRODUCER_CLIENT_ID)
             started = time.monotonic()
             time.sleep(outage_s)
