@@ -304,7 +304,6 @@ def _throughput(
     return {
         kind: {
             "rate": statistics.median(r["rate"] for r in results),
-            "seconds": statistics.median(r["seconds"] for r in results),
             "rates": [round(r["rate"]) for r in results],
         }
         for kind, results in runs.items()

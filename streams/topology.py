@@ -629,9 +629,10 @@ def build_topology(
         # none (streams.align).
         starts = {tp: earliest.get(tp) if tp in fresh else committed.get(tp) for tp in mine}
         positions = {(tp.topic, tp.partition): max(0, s or 0) for tp, s in starts.items()}
-        matcher.positions.start_at({tp: s for tp, s in positions.items() if tp[0] != t.address_registrations})
+        travellers = {tp: s for tp, s in positions.items() if tp[0] in matcher.aligner.topics}
+        matcher.positions.start_at(travellers)
+        matcher.aligner.start_at(travellers)
         checker.positions.start_at({tp: s for tp, s in positions.items() if tp[0] == t.address_registrations})
-        matcher.aligner.start_at({tp: s for tp, s in positions.items() if tp[0] in matcher.aligner.topics})
 
     traveller_state.on_recover(rewind_uncommitted)
 
