@@ -10,6 +10,7 @@ different broker, port or database than the one the service uses.
 
 from __future__ import annotations
 
+import base64
 import sys
 import urllib.request
 from typing import Any
@@ -20,16 +21,20 @@ TIMEOUT = 5.0
 
 
 def processors(settings: Settings) -> None:
-    url = f"http://127.0.0.1:{settings.faust.web_port}/api/alerts"
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+    f = settings.faust
+    request = urllib.request.Request(f"http://127.0.0.1:{f.web_port}/api/alerts")
+    if password := f.web_password.get_secret_value():  # the page's login (streams.web)
+        token = base64.b64encode(f"{f.web_user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
         if response.status != 200:
-            raise RuntimeError(f"{url} answered {response.status}")
+            raise RuntimeError(f"{request.full_url} answered {response.status}")
 
 
 def broker(settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient
 
-    AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(timeout=TIMEOUT)
+    AdminClient(settings.kafka_config()).list_topics(timeout=TIMEOUT)
 
 
 def sink(settings: Settings) -> None:
@@ -44,7 +49,7 @@ def sink(settings: Settings) -> None:
         client.command("SELECT 1")
     finally:
         client.close()
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient(settings.kafka_config())
     group = settings.sink.group_id
     description = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
     # Any state but EMPTY/DEAD/UNKNOWN means the group has a live member (the sink, or a replica of it).

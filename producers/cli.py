@@ -31,9 +31,10 @@ def publish(
 
     from producers.publish import publish_file
     from schemas.validation import ValidationError
-    from shekara.settings import get_settings
+    from shekara.settings import get_settings, refuse_weak_secrets
 
     settings = get_settings()
+    refuse_weak_secrets(settings, pseudonym=False, clickhouse=False, ops_page=False)  # producers hold no key
     try:
         report = publish_file(file, settings, record_type=type_, flush_timeout=flush_timeout, dead_letters=dead_letter)
     except (ValidationError, SchemaResolutionError, ValueError) as exc:

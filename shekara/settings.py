@@ -7,10 +7,13 @@ Embedded and server mode differ only here; the code path is the same.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -54,6 +57,10 @@ class FaustSettings(BaseModel):
     commit_interval: float = 1.0
     web_port: int = 6066
     web_enabled: bool = True
+    # The ops page shows alerts about people: loopback only unless a login is set (`check_secrets`).
+    web_bind: str = "127.0.0.1"
+    web_user: str = "ops"
+    web_password: SecretStr = SecretStr("")  # set: every request needs it (HTTP Basic); server mode: required
     store: str = "memory://"  # server mode: "rocksdb://"
     batch_size: int = 5000
     batch_within: float = 1.0
@@ -72,6 +79,56 @@ class SinkSettings(BaseModel):
     retry_backoff_max: float = 30.0
     query_port: int = 0  # read-only query endpoint of the process owning the chDB directory; 0 = any free port
     analyst_password: SecretStr = SecretStr("")  # server mode: password of `clickhouse_analyst_user`
+
+
+class KafkaSecurity(BaseModel):
+    """How this process's Kafka clients authenticate; each service has its own user (deploy/kafka-acls.sh).
+
+    PLAINTEXT for the embedded broker; server mode needs SASL (`check_secrets`). `Settings.kafka_config` and
+    `KafkaSecurity.faust_credentials` are the only places that turn these into client configuration.
+    """
+
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    ssl_cafile: Path | None = None  # SASL_SSL: the CA that signed the broker's certificate (default: system CAs)
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    def librdkafka(self) -> dict[str, str]:
+        """The security part of a confluent-kafka (librdkafka) client configuration."""
+        if not self.sasl:
+            return {}
+        config = {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.username,
+            "sasl.password": self.password.get_secret_value(),
+        }
+        if self.ssl_cafile is not None:
+            config["ssl.ca.location"] = str(self.ssl_cafile)
+        return config
+
+    def faust_credentials(self) -> Any:
+        """Faust's ``broker_credentials`` (aiokafka): a `faust.SASLCredentials`, or None for PLAINTEXT."""
+        if not self.sasl:
+            return None
+        import ssl
+
+        import faust
+
+        context = None
+        if self.security_protocol == "SASL_SSL":
+            context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        return faust.SASLCredentials(
+            username=self.username,
+            password=self.password.get_secret_value(),
+            mechanism=self.sasl_mechanism,
+            ssl_context=context,
+        )
 
 
 class Settings(BaseSettings):
@@ -99,6 +156,7 @@ class Settings(BaseSettings):
     topics: TopicNames = Field(default_factory=TopicNames)
     faust: FaustSettings = Field(default_factory=FaustSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
+    kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
 
     @classmethod
     def settings_customise_sources(
@@ -120,6 +178,10 @@ class Settings(BaseSettings):
         """Broker address for confluent-kafka (Faust's URL without its ``kafka://`` scheme)."""
         return ",".join(u.split("://", 1)[-1] for u in self.broker_url.split(";"))
 
+    def kafka_config(self) -> dict[str, Any]:
+        """The base of every confluent-kafka client's configuration: the broker and this process's credentials."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka.librdkafka()}
+
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
@@ -133,3 +195,115 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (tests build their own `Settings(...)` instead)."""
     return Settings()
+
+
+# --- server mode refuses weak secrets ---------------------------------------------------------------------
+
+DEVELOPMENT_PSEUDONYM_KEY = "shekara-development-key-change-me"
+MIN_PSEUDONYM_KEY_BYTES = 32
+# Every value in deploy/env.example (tests/test_settings_secrets.py keeps the two in step): the image does not
+# ship that file, and a copied example must not pass as a secret.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "change-me-to-a-long-random-secret",
+        "change-me-writer",
+        "change-me-analyst",
+        "change-me-ops",
+        "change-me-kafka-admin",
+        "change-me-kafka-producer",
+        "change-me-kafka-processors",
+        "change-me-kafka-sink",
+        "change-me-kafka-registry",
+    }
+)
+
+
+def _weakness(value: str) -> str | None:
+    """Why a password or key is not a secret, or None."""
+    if not value.strip():
+        return "is empty"
+    if value in PLACEHOLDER_SECRETS or "change-me" in value.lower() or "changeme" in value.lower():
+        return "is a placeholder (deploy/env.example)"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
+def check_secrets(
+    settings: Settings,
+    *,
+    pseudonym: bool = True,
+    clickhouse: bool = True,
+    kafka: bool = True,
+    ops_page: bool = True,
+) -> list[str]:
+    """One line per weak secret, naming its setting; empty when the process may start.
+
+    Server mode refuses the development pseudonym key, env.example placeholders, keys shorter than 32 bytes,
+    empty or placeholder ClickHouse, Kafka and ops-page passwords, and Kafka without SASL. In any mode the ops
+    page may bind beyond loopback only with a password. A command checks only the secrets it uses.
+    """
+    problems: list[str] = []
+    server = settings.mode is Mode.SERVER
+    if server and pseudonym:
+        key = settings.pseudonym_key.get_secret_value()
+        if key == DEVELOPMENT_PSEUDONYM_KEY:
+            problems.append("SHEKARA_PSEUDONYM_KEY is the built-in development key: set a random secret of 32+ bytes")
+        elif weak := _weakness(key):
+            problems.append(f"SHEKARA_PSEUDONYM_KEY {weak}: set a random secret of 32+ bytes")
+        elif len(key.encode()) < MIN_PSEUDONYM_KEY_BYTES:
+            problems.append(
+                f"SHEKARA_PSEUDONYM_KEY is {len(key.encode())} bytes: server mode needs {MIN_PSEUDONYM_KEY_BYTES}+"
+            )
+    if server and clickhouse:
+        dsn = urlsplit(settings.clickhouse_dsn)
+        if dsn.scheme in ("http", "https") and (weak := _weakness(dsn.password or "")):
+            problems.append(f"the password in SHEKARA_CLICKHOUSE_DSN (the writer) {weak}")
+        if weak := _weakness(settings.sink.analyst_password.get_secret_value()):
+            problems.append(f"SHEKARA_SINK__ANALYST_PASSWORD {weak}")
+    if server and kafka:
+        k = settings.kafka
+        if not k.sasl:
+            problems.append(f"SHEKARA_KAFKA__SECURITY_PROTOCOL is {k.security_protocol}: server mode needs SASL")
+        else:
+            if not k.username.strip():
+                problems.append("SHEKARA_KAFKA__USERNAME is empty: each service has its own Kafka user")
+            if weak := _weakness(k.password.get_secret_value()):
+                problems.append(f"SHEKARA_KAFKA__PASSWORD {weak}")
+    f = settings.faust
+    needs_login = ops_page and f.web_enabled and (server or not is_loopback(f.web_bind))
+    if needs_login and (weak := _weakness(f.web_password.get_secret_value())):
+        where = "server mode" if server else f"SHEKARA_FAUST__WEB_BIND={f.web_bind} (not loopback)"
+        problems.append(f"SHEKARA_FAUST__WEB_PASSWORD {weak}: the ops page needs a login in {where}")
+    return problems
+
+
+def refuse_weak_secrets(settings: Settings, **uses: bool) -> None:
+    """Exit 2 with one line per problem of `check_secrets` (the keywords say which secrets the command uses)."""
+    import sys
+
+    problems = check_secrets(settings, **uses)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
+
+
+def dump_with_secrets(model: BaseModel) -> dict[str, Any]:
+    """``model_dump(mode="json")`` with every SecretStr in clear: only to hand settings to a child process."""
+    data = model.model_dump(mode="json")
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            data[name] = dump_with_secrets(value)
+    return data

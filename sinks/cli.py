@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from shekara.settings import get_settings
+from shekara.settings import get_settings, refuse_weak_secrets
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +30,7 @@ def sink(
     from sinks.sink import run_sink
 
     settings = get_settings()
+    refuse_weak_secrets(settings, ops_page=False)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -24,6 +24,8 @@ MAX_POLL_RECORDS = 1000
 
 def app_config(settings: Settings, app_id: str, *, web_port: int | None = None) -> dict[str, Any]:
     """Faust settings for a processor app (`faust.App(app_id, **app_config(...))`)."""
+    from streams.web import web_config
+
     fs = settings.faust
     persistent = not fs.store.startswith("memory:")
     return {
@@ -44,8 +46,9 @@ def app_config(settings: Settings, app_id: str, *, web_port: int | None = None) 
         "broker_max_poll_records": MAX_POLL_RECORDS,
         # A standby copy only helps when state survives on disk; with the memory store it doubles memory for nothing.
         "table_standby_replicas": 1 if persistent else 0,
-        "web_enabled": fs.web_enabled,
-        "web_port": web_port or fs.web_port,
+        # Bind address, login and Faust's built-in views (off): the ops page's rules, in one place.
+        **web_config(settings, web_port=web_port),
+        "broker_credentials": settings.kafka.faust_credentials(),
         "producer_acks": -1,
         "autodiscover": False,
     }

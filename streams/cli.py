@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from shekara.logs import get_logger
-from shekara.settings import get_settings
+from shekara.settings import get_settings, refuse_weak_secrets
 from streams.app import DEFAULT_APP_ID
 
 log = get_logger(__name__)
@@ -33,6 +33,7 @@ def process(
     from streams.worker import run_worker, spawn_worker
 
     settings = get_settings()
+    refuse_weak_secrets(settings, clickhouse=False)
     if workers == 1:
         run_worker(settings, app_id=app_id, web_port=web_port, loglevel=loglevel)
         return

@@ -14,11 +14,19 @@ checkpoint, docs/alerts.md), so they need no state of their own.
 
 Run the page on its own (its own consumer group; useful without processors, and in tests):
 ``python -m streams.web [--app-id ID] [--bind 127.0.0.1]`` with the usual ``SHEKARA_*`` settings.
+
+Access (`web_config`): the page binds ``settings.faust.web_bind`` (127.0.0.1 by default); once
+``settings.faust.web_password`` is set every request needs it (HTTP Basic), and `shekara.settings.check_secrets`
+refuses to start without one in server mode or on a non-loopback address. Faust's own views (``/table/…`` reads
+table data, ``/router/…`` shows the cluster, the statistics) are off: the page needs none of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import hmac
 import json
 import math
 import socket
@@ -35,7 +43,7 @@ from schemas.records import Alert, AlertAction, AlertType, DeadLetter
 from shekara.console import SEVERITY_ORDER, parse_severities, parse_types
 from shekara.logs import get_logger
 from shekara.reference import CheckpointInfo, load_checkpoints
-from shekara.settings import Settings, get_settings
+from shekara.settings import Settings, check_secrets, get_settings, is_loopback, refuse_weak_secrets
 
 log = get_logger(__name__)
 
@@ -236,6 +244,68 @@ def graticule() -> list[dict[str, Any]]:
     return lines
 
 
+# --- access: bind address, login, Faust's built-in views ---------------------------------------------------
+
+LOGIN_REALM = "Shekara ops"
+
+
+def credentials_match(header: str, user: str, password: str) -> bool:
+    """Whether an ``Authorization`` header carries HTTP Basic `user`:`password` (compared in constant time)."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    given_user, sep, given_password = given.partition(b":")
+    # Both parts are always compared, so the time taken does not tell which one was wrong.
+    user_ok = hmac.compare_digest(given_user, user.encode())
+    password_ok = hmac.compare_digest(given_password, password.encode())
+    return bool(sep) and user_ok and password_ok
+
+
+def login_middleware(user: str, password: str) -> Any:
+    """An aiohttp middleware in front of every route: 401 with a Basic challenge unless the login matches."""
+    from aiohttp import web as aioweb
+
+    challenge = {"WWW-Authenticate": f'Basic realm="{LOGIN_REALM}", charset="UTF-8"'}
+
+    @aioweb.middleware
+    async def require_login(request: aioweb.Request, handler: Any) -> Any:
+        if credentials_match(request.headers.get("Authorization", ""), user, password):
+            return await handler(request)
+        return aioweb.Response(status=401, text="login required\n", headers=challenge)
+
+    return require_login
+
+
+def web_config(settings: Settings, *, web_port: int | None = None) -> dict[str, Any]:
+    """Faust's web settings for a processor or ops-page app: bind address, login, built-in views off.
+
+    ValueError if the page would need a login and has none (the commands refuse earlier, with the same line).
+    """
+    f = settings.faust
+    problems = check_secrets(settings, pseudonym=False, clickhouse=False, kafka=False)
+    if problems:
+        raise ValueError(problems[0])
+    password = f.web_password.get_secret_value()
+    return {
+        "web_enabled": f.web_enabled,
+        "web_port": web_port or f.web_port,
+        "web_bind": f.web_bind,
+        # The URL Faust gives other workers for this one; on a wildcard bind, the host's name.
+        "web_host": f.web_bind if is_loopback(f.web_bind) else socket.gethostname(),
+        # /table/ serves table contents (open alerts), /router/ the workers' addresses; the page uses neither.
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
+        "web_application_options": {"middlewares": [login_middleware(f.web_user, password)]} if password else {},
+    }
+
+
 # --- Faust: tables, agents and views --------------------------------------------------------------------
 
 
@@ -351,7 +421,7 @@ def install(app: faust.App, settings: Settings) -> None:
         )
 
 
-def standalone_app(settings: Settings, *, app_id: str = "shekara-ops-web", web_bind: str = "0.0.0.0") -> faust.App:
+def standalone_app(settings: Settings, *, app_id: str = "shekara-ops-web") -> faust.App:
     """A Faust app that only serves the ops page (its own consumer group, so it takes no work from processors)."""
     f = settings.faust
     datadir = settings.data_dir / "faust" / app_id
@@ -361,10 +431,8 @@ def standalone_app(settings: Settings, *, app_id: str = "shekara-ops-web", web_b
         broker=settings.broker_url,
         store=f.store,
         datadir=str(datadir),
-        web_enabled=True,
-        web_port=f.web_port,
-        web_bind=web_bind,
-        web_host=socket.gethostname() if web_bind == "0.0.0.0" else web_bind,
+        **web_config(settings),
+        broker_credentials=settings.kafka.faust_credentials(),
         broker_session_timeout=f.session_timeout,
         broker_rebalance_timeout=f.rebalance_timeout,
         broker_heartbeat_interval=f.heartbeat_interval,
@@ -379,10 +447,14 @@ def standalone_app(settings: Settings, *, app_id: str = "shekara-ops-web", web_b
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the Shekara ops page on its own.")
     parser.add_argument("--app-id", default="shekara-ops-web", help="Faust app id (= consumer group)")
-    parser.add_argument("--bind", default="0.0.0.0", help="Address the web server listens on")
+    parser.add_argument("--bind", default=None, help="Address the web server listens on (SHEKARA_FAUST__WEB_BIND)")
     parser.add_argument("--loglevel", default="warning")
     args = parser.parse_args(argv)
-    app = standalone_app(get_settings(), app_id=args.app_id, web_bind=args.bind)
+    settings = get_settings()
+    web = {"web_enabled": True} | ({"web_bind": args.bind} if args.bind else {})
+    settings = settings.model_copy(update={"faust": settings.faust.model_copy(update=web)})
+    refuse_weak_secrets(settings, pseudonym=False, clickhouse=False)
+    app = standalone_app(settings, app_id=args.app_id)
     faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 
 

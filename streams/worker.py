@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shekara import logs
-from shekara.settings import REPO_ROOT, Settings
+from shekara.settings import REPO_ROOT, Settings, dump_with_secrets, refuse_weak_secrets
 from streams.app import DEFAULT_APP_ID
 
 
@@ -26,8 +26,7 @@ def worker_env(settings: Settings, base: dict[str, str] | None = None) -> dict[s
     env = dict(os.environ if base is None else base)
     for name in [k for k in env if k.startswith("SHEKARA_")]:
         del env[name]
-    data = settings.model_dump(mode="json")
-    data["pseudonym_key"] = settings.pseudonym_key.get_secret_value()
+    data = dump_with_secrets(settings)  # masked secrets would reach the child as "**********"
     for name, value in data.items():
         if value is None:
             continue
@@ -109,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     args = parser.parse_args(argv)
     settings = Settings()
+    refuse_weak_secrets(settings, clickhouse=False)
     logs.configure(settings.log_level, settings.log_format)
     run_worker(
         settings, app_id=args.app_id, status_file=args.status_file, web_port=args.web_port, loglevel=args.loglevel
