@@ -131,6 +131,16 @@ class KafkaSecurity(BaseModel):
         )
 
 
+class Limits(BaseModel):
+    """Sizes a message or an input line may have; checked before sending, each refusal naming the field."""
+
+    # Under the 1 MB message limit of librdkafka and Kafka (message.max.bytes), with room for key and framing.
+    max_value_bytes: int = 900_000
+    # `shekara publish`: a longer line is reported and skipped without being read into memory (JSON escapes
+    # may take 6 bytes per character, so a line of a sendable event stays well under this).
+    max_line_bytes: int = 4 * 1024 * 1024
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SHEKARA_",
@@ -157,6 +167,7 @@ class Settings(BaseSettings):
     faust: FaustSettings = Field(default_factory=FaustSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)
     kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    limits: Limits = Field(default_factory=Limits)
 
     @classmethod
     def settings_customise_sources(
