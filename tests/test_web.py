@@ -4,6 +4,7 @@ broker, fed through the real topics and rendered by headless Chromium.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
@@ -52,6 +53,7 @@ from streams.web import (
     alert_change,
     checkpoint_loads,
     checkpoint_rows,
+    credentials_match,
     fold_load,
     load_key,
     minute_of,
@@ -60,6 +62,8 @@ from streams.web import (
     project,
     render_page,
     select_alerts,
+    standalone_app,
+    web_config,
 )
 
 KEY = "c0ffee" * 5 + "00"
@@ -198,19 +202,73 @@ def test_page_is_self_contained_with_its_config_inlined() -> None:
     assert render_page('x=/*CONFIG*/null;"</script>"').count("</script>") == 1  # config cannot close the script
 
 
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_login_header_must_carry_exactly_the_user_and_password() -> None:
+    assert credentials_match(basic("ops", "s3cret:with colon"), "ops", "s3cret:with colon")
+    assert credentials_match("basic " + basic("ops", "pw")[6:], "ops", "pw")  # the scheme is case-insensitive
+    for header in (
+        "",
+        basic("ops", "wrong"),
+        basic("admin", "pw"),
+        basic("ops", "pw ") + "x",
+        "Bearer " + basic("ops", "pw")[6:],
+        "Basic !!!not-base64",
+        "Basic " + base64.b64encode(b"ops-without-colon").decode(),
+    ):
+        assert not credentials_match(header, "ops", "pw"), header
+
+
+def test_page_binds_loopback_by_default_with_faust_views_off(tmp_path: Path) -> None:
+    settings = Settings()
+    config = web_config(settings, web_port=7001)
+    assert settings.faust.web_bind == "127.0.0.1" and config["web_bind"] == "127.0.0.1"
+    assert config["web_port"] == 7001 and config["web_application_options"] == {}  # no password: no login
+    off = ("web_tables_enabled", "web_router_enabled", "web_graph_enabled", "web_stats_enabled", "web_metrics_enabled")
+    assert all(config[name] is False for name in off)
+    app = standalone_app(Settings(data_dir=tmp_path))
+    assert app.conf.web_bind == "127.0.0.1" and not app.conf.web_tables_enabled and not app.conf.web_router_enabled
+    with pytest.raises(ValueError, match="SHEKARA_FAUST__WEB_PASSWORD is empty"):
+        web_config(Settings.model_validate({"faust": {"web_bind": "0.0.0.0"}}))
+    with_login = web_config(Settings.model_validate({"faust": {"web_bind": "0.0.0.0", "web_password": "pw-7c1e"}}))
+    assert len(with_login["web_application_options"]["middlewares"]) == 1
+
+
+def test_page_refuses_a_public_bind_without_a_password_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEKARA_")}
+    env |= {"SHEKARA_CONFIG": str(tmp_path / "absent.toml"), "SHEKARA_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.web", "--bind", "0.0.0.0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: SHEKARA_FAUST__WEB_PASSWORD is empty: the ops page needs a login in "
+        "SHEKARA_FAUST__WEB_BIND=0.0.0.0 (not loopback)"
+    ]
+
+
 # --- integration: the page served by a Faust worker, rendered by Chromium ----------------------------------
 
 
 class OpsServer:
-    def __init__(self, settings: Settings, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.settings, self.port, self.process, self.log = settings, port, process, log
+    def __init__(
+        self,
+        settings: Settings,
+        port: int,
+        process: subprocess.Popen[bytes],
+        log: Path,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        self.settings, self.port, self.process, self.log, self.auth = settings, port, process, log, auth
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=5)
+    def get(self, path: str, auth: tuple[str, str] | None = None) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=5, auth=auth or self.auth)
 
     def wait_for(self, path: str, condition: Any, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -241,7 +299,7 @@ def topic_settings(broker: EmbeddedBroker, data_dir: Path) -> Settings:
     return settings
 
 
-def start_page(settings: Settings, app_id: str, workdir: Path) -> OpsServer:
+def start_page(settings: Settings, app_id: str, workdir: Path, password: str | None = None) -> OpsServer:
     """`python -m streams.web` in its own process, configured only through SHEKARA_* variables."""
     port = free_port()
     env = {
@@ -252,12 +310,14 @@ def start_page(settings: Settings, app_id: str, workdir: Path) -> OpsServer:
         "SHEKARA_FAUST__WEB_PORT": str(port),
         **{f"SHEKARA_TOPICS__{k.upper()}": v for k, v in settings.topics.model_dump().items()},
     }
+    if password is not None:
+        env["SHEKARA_FAUST__WEB_PASSWORD"] = password
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "web.log"
     cmd = [sys.executable, "-m", "streams.web", "--app-id", app_id, "--bind", "127.0.0.1", "--loglevel", "info"]
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = OpsServer(settings, port, process, log)
+    server = OpsServer(settings, port, process, log, auth=("ops", password) if password else None)
     deadline = time.monotonic() + 60
     while True:
         assert process.poll() is None, log.read_text()[-3000:]
@@ -370,6 +430,38 @@ def test_ops_page_tracks_alerts_load_and_dead_letters(ops_server: OpsServer) -> 
     assert by_id["KZ-RU-KAIRAK"]["load_last_hour"] == 12  # 0..55 minutes back, not 60..70
     assert by_id["KZ-RU-ZHAISAN"]["open_overstays"] == 1
     assert ops_server.get("/api/alerts?severity=SEVERE").status_code == 400
+
+
+@pytest.mark.integration
+def test_faust_table_and_router_views_are_not_served(ops_server: OpsServer) -> None:
+    for path in ("/table/", "/table/ops-open-alerts/", "/router/", "/graph/", "/stats/", "/performance/"):
+        assert ops_server.get(path).status_code == 404, path
+    assert ops_server.get("/api/alerts").status_code == 200
+
+
+@pytest.mark.integration
+def test_with_a_password_every_request_needs_the_login(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    settings = topic_settings(broker, tmp_path / "var")
+    page = start_page(settings, f"ops-login-{uuid.uuid4().hex[:8]}", tmp_path / "var", password="0ps-l0gin-77")
+    try:
+        for path in ("/", "/api/alerts", "/api/status", "/table/ops-open-alerts/", "/router/"):
+            anonymous = httpx.get(page.url + path, timeout=5)
+            assert anonymous.status_code == 401, path
+            assert anonymous.headers["WWW-Authenticate"].startswith('Basic realm="Shekara ops"')
+            assert httpx.get(page.url + path, timeout=5, auth=("ops", "wrong")).status_code == 401, path
+        assert page.get("/api/alerts").status_code == 200 and page.get("/").status_code == 200
+        assert page.get("/table/ops-open-alerts/").status_code == 404  # off, also for the logged-in
+        # The container health check logs in with the same settings.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHEKARA_")}
+        env |= {"SHEKARA_FAUST__WEB_PORT": str(page.port), "SHEKARA_FAUST__WEB_PASSWORD": "0ps-l0gin-77"}
+        check = Path(__file__).resolve().parent.parent / "deploy" / "healthcheck.py"
+        done = subprocess.run([sys.executable, str(check), "processors"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        env["SHEKARA_FAUST__WEB_PASSWORD"] = "wrong"
+        done = subprocess.run([sys.executable, str(check), "processors"], env=env, capture_output=True, text=True)
+        assert done.returncode == 1 and "401" in done.stderr
+    finally:
+        page.stop()
 
 
 @pytest.mark.integration
