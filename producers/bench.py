@@ -151,7 +151,7 @@ def _publish_results(settings: Settings, records: list[Crossing]) -> list[BenchR
             pre = [(key_for(r, bench), serde.encode(r, baseline_topic)) for r in records]
             bare = Producer(
                 {
-                    "bootstrap.servers": bench.bootstrap_servers,
+                    **bench.kafka_config(),
                     "enable.idempotence": True,
                     "acks": "all",
                     "linger.ms": 5,

@@ -198,7 +198,7 @@ class EventProducer:
         level = logging.DEBUG if self.settings.log_level.upper() == "DEBUG" else logging.CRITICAL
         _rdkafka_log.setLevel(level)
         conf: dict[str, Any] = {
-            "bootstrap.servers": self.settings.bootstrap_servers,
+            **self.settings.kafka_config(),
             "client.id": self._client_id,
             "enable.idempotence": True,
             "acks": "all",

@@ -12,7 +12,7 @@ from shekara.topics import TopicSpec, catalogue
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    return AdminClient(settings.kafka_config())
 
 
 def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:

@@ -675,7 +675,7 @@ def _classified(topic: str, key: bytes | None, value: bytes, serde: Any, setting
 
 
 def _send_raw(settings: Settings, payloads: list[Payload]) -> Counter[str]:
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "acks": "all"})
+    producer = Producer({**settings.kafka_config(), "linger.ms": 20, "acks": "all"})
     for p in payloads:
         while True:
             try:

@@ -79,7 +79,7 @@ def tail_alerts(
     stats = TailStats()
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **settings.kafka_config(),
             # librdkafka wants a group id even for assign(); a unique one keeps consoles apart.
             "group.id": f"shekara-alerts-console-{uuid.uuid4().hex[:12]}",
             "enable.auto.commit": False,

@@ -75,7 +75,7 @@ def sink_throughput(settings: Settings, n: int) -> list[BenchResult]:
     keys = [
         traveller_key(c.traveller.document.issuing_country, c.traveller.document.number, pseudonym) for c in crossings
     ]
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 50, "batch.num.messages": 10000})
+    producer = Producer({**settings.kafka_config(), "linger.ms": 50, "batch.num.messages": 10000})
     for key, value in zip(keys, values, strict=True):
         while True:
             try:
@@ -130,7 +130,7 @@ def sink_throughput(settings: Settings, n: int) -> list[BenchResult]:
 def _bare_consume_rate(settings: Settings, topic: str, n: int) -> float:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **settings.kafka_config(),
             "group.id": f"bench-bare-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

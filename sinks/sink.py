@@ -148,7 +148,7 @@ class _SinkLoop:
         self.paused = False
         self.consumer = Consumer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
+                **settings.kafka_config(),
                 "group.id": self.group_id,
                 "client.id": "shekara-sink",
                 "enable.auto.commit": False,
@@ -167,7 +167,7 @@ class _SinkLoop:
         )
         self.producer = Producer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
+                **settings.kafka_config(),
                 "client.id": "shekara-sink-dead-letter",
                 "enable.idempotence": True,
                 "acks": "all",

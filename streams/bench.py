@@ -115,7 +115,7 @@ def simulated_messages(settings: Settings, events: int) -> list[tuple[str, bytes
 
 
 def _produce_all(settings: Settings, messages: list[tuple[str, bytes, bytes]]) -> None:
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "enable.idempotence": True})
+    p = Producer({**settings.kafka_config(), "linger.ms": 20, "enable.idempotence": True})
     for topic, key, value in messages:
         while True:
             try:
@@ -378,7 +378,7 @@ def latency(
     app_id = f"shekara-bench-latency-{uuid.uuid4().hex[:6]}"
     status = work_dir / "latency-worker.json"
     proc = spawn_worker(s, app_id=app_id, status_file=status, log_path=work_dir / "latency-worker.log")
-    producer = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 0, "enable.idempotence": True})
+    producer = Producer({**s.kafka_config(), "linger.ms": 0, "enable.idempotence": True})
     total = int(rate * seconds)
     watched = list(range(0, total, 10))  # one event in ten is by a traveller whose document was reported lost
     sent_at: dict[str, float] = {}
@@ -394,9 +394,7 @@ def latency(
 
     def consume() -> None:
         # Assigned, not subscribed: no group join to wait for, every partition read from its start.
-        c = Consumer(
-            {"bootstrap.servers": s.bootstrap_servers, "group.id": f"lat-{app_id}", "enable.auto.commit": False}
-        )
+        c = Consumer({**s.kafka_config(), "group.id": f"lat-{app_id}", "enable.auto.commit": False})
         c.assign([TopicPartition(s.topics.alerts, p, OFFSET_BEGINNING) for p in range(s.partitions)])
         while not stop.is_set():
             for m in c.consume(num_messages=1000, timeout=0.2):

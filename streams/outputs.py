@@ -64,7 +64,7 @@ class Outputs:
         self.serde = Serde.from_settings(settings)
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
+                **settings.kafka_config(),
                 "client.id": client_id,
                 "enable.idempotence": True,
                 "acks": "all",

@@ -32,7 +32,7 @@ class Raw:
 def _consumer(settings: Settings) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **settings.kafka_config(),
             "group.id": f"shekara-readback-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -149,7 +149,7 @@ class GroupProgress:
     def __init__(self, settings: Settings, group: str, topics: Iterable[str]) -> None:
         self.group = group
         self.topics = list(topics)
-        self._admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+        self._admin = AdminClient(settings.kafka_config())
         self._consumer = _consumer(settings)
         self._settings = settings
 

@@ -57,7 +57,7 @@ def publish(
     span = (w.end - w.begin).total_seconds()
     raw = Producer(
         {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **settings.kafka_config(),
             "client.id": "shekara-simulator-raw",
             "linger.ms": 20,
             "acks": "all",
