@@ -79,6 +79,14 @@ class SinkSettings(BaseModel):
     retry_backoff_max: float = 30.0
     query_port: int = 0  # read-only query endpoint of the process owning the chDB directory; 0 = any free port
     analyst_password: SecretStr = SecretStr("")  # server mode: password of `clickhouse_analyst_user`
+    # Seconds between the sink's marks of overstayed exits for 5-year retention (sinks.retention); 0: never.
+    overstay_sweep_interval: float = 3600.0
+    # Limits of every analyst query (embedded: the readonly session; server: the same values in the analyst
+    # profile, deploy/clickhouse/users.d/shekara.xml). A query over a limit fails with ClickHouse's error.
+    analyst_max_execution_time: int = 120  # seconds
+    analyst_max_memory_usage: int = 4_000_000_000  # bytes per query
+    analyst_max_result_rows: int = 10_000_000
+    analyst_max_result_bytes: int = 1_000_000_000
 
 
 class KafkaSecurity(BaseModel):

@@ -1,7 +1,9 @@
 """Analyst queries against the configured warehouse, read-only, whoever owns it right now.
 
 Server mode: the read-only analyst user. Embedded mode: a ``readonly=1`` session on the chDB directory when
-it is free or already open in this process, else the query endpoint of the process that owns it.
+it is free or already open in this process, else the query endpoint of the process that owns it. Every query
+passes the guard (`sinks.guard`) first: here on a direct session, in the owner on its endpoint; in server mode
+the analyst user's profile and grants say the same again (defence in depth).
 """
 
 from __future__ import annotations
@@ -15,11 +17,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
-
 from shekara.settings import Settings
 from sinks.clickhouse import WarehouseBusy, connect, engine_owner, is_embedded
+from sinks.guard import GuardedSession
 from sinks.query_server import QueryError, ask
 
 QUERIES_DIR = Path(__file__).resolve().parent / "queries"
@@ -58,12 +58,12 @@ class Reader:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._client: Client | None = None
+        self._session: GuardedSession | None = None
         if not (is_embedded(settings) and engine_owner(settings).other):
             try:
-                self._client = connect(settings, readonly=True)
+                self._session = GuardedSession(connect(settings, readonly=True), settings.sink.database)
             except WarehouseBusy:  # the sink started in between: use its endpoint
-                self._client = None
+                self._session = None
 
     def __enter__(self) -> Reader:
         return self
@@ -72,19 +72,16 @@ class Reader:
         self.close()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._session is not None:
+            self._session.client.close()
+            self._session = None
 
     def raw(self, sql: str, fmt: str = "pretty", params: dict[str, Any] | None = None) -> bytes:
         """ClickHouse's output of a read-only query, in `fmt` (see FORMATS). Raises QueryError if refused."""
         sql, ch_format = split_format(sql, fmt)
-        if self._client is None:
+        if self._session is None:
             return ask(self.settings, sql, ch_format, params)
-        try:
-            return bytes(self._client.raw_query(sql, parameters=params or None, fmt=ch_format))
-        except ClickHouseError as exc:
-            raise QueryError(str(exc)) from exc
+        return self._session.raw(sql, ch_format, params)
 
     def table(self, sql: str, params: dict[str, Any] | None = None) -> Table:
         """A query's result as typed Python values (numbers as int/float, the rest as ClickHouse prints them)."""

@@ -152,9 +152,10 @@ def _connect_chdb(settings: Settings, database: str, readonly: bool) -> Client:
             "analyst queries go through its query endpoint"
         )
     path.mkdir(parents=True, exist_ok=True)
-    # Output settings first: under readonly=1 a session can no longer change any setting.
+    # Output settings and limits first: under readonly=1 a session can no longer change any setting.
     client_settings: dict[str, str | int] = {"output_format_json_quote_64bit_integers": 0}
     if readonly:
+        client_settings |= analyst_limits(settings)
         client_settings["readonly"] = 1
     client = clickhouse_connect.get_client(dsn=f"chdb://{path}", settings=client_settings)
     _track(path, +1)
@@ -169,6 +170,19 @@ def _connect_chdb(settings: Settings, database: str, readonly: bool) -> Client:
         client.close()
         raise
     return client
+
+
+def analyst_limits(settings: Settings) -> dict[str, str | int]:
+    """The settings of an analyst session: its limits, and no introspection (debug symbols of the server)."""
+    sink = settings.sink
+    return {
+        "max_execution_time": sink.analyst_max_execution_time,
+        "max_memory_usage": sink.analyst_max_memory_usage,
+        "max_result_rows": sink.analyst_max_result_rows,
+        "max_result_bytes": sink.analyst_max_result_bytes,
+        "result_overflow_mode": "throw",
+        "allow_introspection_functions": 0,
+    }
 
 
 class WarehouseMissing(RuntimeError):
@@ -223,6 +237,7 @@ __all__ = [
     "EngineOwner",
     "WarehouseBusy",
     "WarehouseMissing",
+    "analyst_limits",
     "chdb_path",
     "connect",
     "engine_owner",

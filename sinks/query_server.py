@@ -1,21 +1,33 @@
 """Read-only SQL over HTTP on localhost, served by the process that owns the chDB directory.
 
 chDB allows one process per data directory, so while `shekara sink` runs, `shekara sql` and `shekara report`
-cannot open the warehouse themselves: they ask the sink, which runs their query on a separate
-``readonly=1`` session. The endpoint listens on 127.0.0.1 only and its port is written next to the data
-directory (`sinks.clickhouse.query_endpoint_file`).
+cannot open the warehouse themselves: they ask the sink, which runs their query on a separate ``readonly=1``
+session with the analyst limits (`sinks.clickhouse.analyst_limits`), each query checked by the guard first
+(`sinks.guard`: no INTO OUTFILE, KILL, other sessions' queries, files or network). The endpoint listens on
+127.0.0.1 only.
+
+Credentials: a random token, made at start. The owner writes the port and the token to the endpoint file
+next to the data directory (`sinks.clickhouse.query_endpoint_file`), created 0600 and put in place atomically,
+so only the owner's user (and root) can ask. A request carries the token as ``Authorization: Bearer <token>``,
+or as ClickHouse's HTTP clients send credentials (HTTP Basic, or ``X-ClickHouse-User`` / ``X-ClickHouse-Key``)
+with user `settings.clickhouse_analyst_user` and the token as password; anything else gets 401.
 
 Protocol: ``POST /query`` with JSON ``{"sql": ..., "format": ..., "params": {...}}``; the answer is ClickHouse's
-output in that format (200), or the error message (400). ``GET /health`` answers ``ok``.
+output in that format (200), or one line saying why not (400). ``GET /health`` answers ``ok`` without a token.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 import os
+import secrets
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +36,7 @@ from clickhouse_connect.driver.client import Client
 from shekara.logs import get_logger
 from shekara.settings import Settings
 from sinks.clickhouse import WarehouseBusy, connect, query_endpoint_file
+from sinks.guard import GuardedSession, QueryError, one_line
 
 log = get_logger(__name__)
 MAX_REQUEST_BYTES = 1 << 20
@@ -32,10 +45,11 @@ MAX_REQUEST_BYTES = 1 << 20
 class QueryServer:
     """The endpoint, running in a daemon thread of the owning process. Use `start` / `stop`."""
 
-    def __init__(self, settings: Settings, client: Client, httpd: ThreadingHTTPServer) -> None:
+    def __init__(self, settings: Settings, client: Client, httpd: ThreadingHTTPServer, token: str) -> None:
         self.settings = settings
         self.client = client
         self.httpd = httpd
+        self.token = token
         self._thread = threading.Thread(target=httpd.serve_forever, name="shekara-query-server", daemon=True)
 
     @property
@@ -45,12 +59,14 @@ class QueryServer:
     @classmethod
     def start(cls, settings: Settings) -> QueryServer:
         client = connect(settings, readonly=True)
-        run = _runner(client)
-        httpd = ThreadingHTTPServer(("127.0.0.1", settings.sink.query_port), _handler(run))
+        token = secrets.token_urlsafe(32)
+        run = _runner(GuardedSession(client, settings.sink.database))
+        check = _credentials(settings.clickhouse_analyst_user, token)
+        httpd = ThreadingHTTPServer(("127.0.0.1", settings.sink.query_port), _handler(run, check))
         httpd.daemon_threads = True
-        server = cls(settings, client, httpd)
+        server = cls(settings, client, httpd, token)
         server._thread.start()
-        _write_endpoint(settings, server.port)
+        write_private(query_endpoint_file(settings), {"port": server.port, "pid": os.getpid(), "token": token})
         log.info("query endpoint listening", port=server.port)
         return server
 
@@ -66,24 +82,59 @@ class QueryServer:
         self.client.close()
 
 
-def _write_endpoint(settings: Settings, port: int) -> None:
-    path = query_endpoint_file(settings)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}))
-    tmp.replace(path)
+def write_private(path: Path, doc: dict[str, Any]) -> None:
+    """Write `doc` as JSON readable by this user only: created 0600 (never wider, not even briefly), then renamed
+    over `path` so a reader sees the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def _runner(client: Client) -> Any:
+def _runner(session: GuardedSession) -> Any:
     lock = threading.Lock()  # one readonly session: queries take turns
 
-    def run(sql: str, fmt: str, params: dict[str, Any]) -> bytes:
+    def run(sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         with lock:
-            return bytes(client.raw_query(sql, parameters=params or None, fmt=fmt))
+            return session.raw(sql, fmt, params)
 
     return run
 
 
-def _handler(run: Any) -> type[BaseHTTPRequestHandler]:
+def _credentials(user: str, token: str) -> Any:
+    """A check of a request's headers: the token as a bearer, or as the analyst user's password."""
+    expected = token.encode()
+
+    def same(given: str | None) -> bool:
+        return given is not None and hmac.compare_digest(given.encode(), expected)
+
+    def check(headers: Any) -> bool:
+        authorization = headers.get("Authorization") or ""
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            return same(value.strip())
+        if scheme.lower() == "basic":
+            try:
+                name, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            return name == user and same(password)
+        if headers.get("X-ClickHouse-User") is not None:
+            return headers.get("X-ClickHouse-User") == user and same(headers.get("X-ClickHouse-Key"))
+        return False
+
+    return check
+
+
+def _handler(run: Any, authorized: Any) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # http.server's naming
             if self.path == "/health":
@@ -95,24 +146,38 @@ def _handler(run: Any) -> type[BaseHTTPRequestHandler]:
             if self.path != "/query":
                 self._reply(HTTPStatus.NOT_FOUND, b"not found")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_REQUEST_BYTES:
+            if not authorized(self.headers):
+                self._reply(HTTPStatus.UNAUTHORIZED, b"unauthorized: the query endpoint wants its token")
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self._reply(HTTPStatus.BAD_REQUEST, b"bad request: Content-Length is not a number")
+                return
+            if length > MAX_REQUEST_BYTES or length < 0:
                 self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too large")
                 return
             try:
                 request = json.loads(self.rfile.read(length))
-                fmt = str(request.get("format") or "TabSeparated")
-                body = run(str(request["sql"]), fmt, request.get("params") or {})
-            except (ValueError, KeyError) as exc:
-                self._reply(HTTPStatus.BAD_REQUEST, f"bad request: {exc}".encode())
-            except Exception as exc:  # the query's own error, for the analyst to read
+                if not isinstance(request, dict) or "sql" not in request:
+                    raise ValueError('want a JSON object {"sql": ..., "format": ..., "params": {...}}')
+                fmt = request.get("format") or "TabSeparated"
+                body = run(request["sql"], fmt, request.get("params") or None)
+            except ValueError as exc:
+                self._reply(HTTPStatus.BAD_REQUEST, f"bad request: {one_line(str(exc))}".encode())
+            except QueryError as exc:  # the guard's or ClickHouse's one line, for the analyst to read
                 self._reply(HTTPStatus.BAD_REQUEST, str(exc).encode())
+            except Exception as exc:  # anything else still gets one line, and the log has it
+                log.warning("query endpoint failed", error=repr(exc))
+                self._reply(HTTPStatus.BAD_REQUEST, f"query failed: {one_line(str(exc))}".encode())
             else:
                 self._reply(HTTPStatus.OK, body)
 
         def _reply(self, status: HTTPStatus, body: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")
+            if status == HTTPStatus.UNAUTHORIZED:
+                self.send_header("WWW-Authenticate", 'Basic realm="shekara"')
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -123,16 +188,18 @@ def _handler(run: Any) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class QueryError(RuntimeError):
-    """ClickHouse refused the query (syntax, unknown table, write under readonly...): the message says why."""
-
-
 def ask(settings: Settings, sql: str, fmt: str, params: dict[str, Any] | None = None, timeout: float = 300.0) -> bytes:
     """Run a read-only query through the endpoint of the process that owns the chDB directory."""
     path = query_endpoint_file(settings)
     try:
-        port = int(json.loads(path.read_text())["port"])
-    except (OSError, ValueError, KeyError) as exc:
+        endpoint = json.loads(path.read_text())
+        port, token = int(endpoint["port"]), str(endpoint["token"])
+    except PermissionError as exc:
+        raise WarehouseBusy(
+            f"the ClickHouse directory is owned by another user's process; its query endpoint file {path} "
+            "is readable by that user only"
+        ) from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WarehouseBusy(
             f"the ClickHouse directory is owned by another process that serves no queries ({path} missing)"
         ) from exc
@@ -140,6 +207,7 @@ def ask(settings: Settings, sql: str, fmt: str, params: dict[str, Any] | None = 
         response = httpx.post(
             f"http://127.0.0.1:{port}/query",
             json={"sql": sql, "format": fmt, "params": params or {}},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
         )
     except httpx.TransportError as exc:
@@ -147,3 +215,6 @@ def ask(settings: Settings, sql: str, fmt: str, params: dict[str, Any] | None = 
     if response.status_code != HTTPStatus.OK:
         raise QueryError(response.text)
     return response.content
+
+
+__all__ = ["QueryError", "QueryServer", "ask", "write_private"]
