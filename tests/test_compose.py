@@ -333,7 +333,9 @@ def test_analyst_user_is_read_only_and_writer_owns_the_database(
     assert analyst is not None, "the analyst user the code connects as is not defined"
     profile = root.find(f"profiles/{analyst.findtext('profile')}")
     assert profile is not None and profile.findtext("readonly") == "1"
-    assert [q.text for q in analyst.findall("grants/query")] == [f"GRANT SELECT ON {database}.*"]
+    grants = [q.text for q in analyst.findall("grants/query")]
+    assert grants[0] == f"GRANT SELECT ON {database}.*"
+    assert all(g and g.startswith("GRANT SELECT ON ") for g in grants)  # the rest: see the test below
 
     writer_name = urlsplit(sink_env["SHEKARA_CLICKHOUSE_DSN"]).username
     writer = root.find(f"users/{writer_name}")
@@ -348,6 +350,38 @@ def test_analyst_user_is_read_only_and_writer_owns_the_database(
         assert password.get("from_env") in ch_env
     assert ch_env["CLICKHOUSE_ANALYST_PASSWORD"] == sink_env["SHEKARA_SINK__ANALYST_PASSWORD"]
     assert ch_env["CLICKHOUSE_WRITER_PASSWORD"] == urlsplit(sink_env["SHEKARA_CLICKHOUSE_DSN"]).password
+
+
+def test_analyst_profile_and_grants_give_the_embedded_guarantees(
+    compose: dict[str, Any], host_env: dict[str, str]
+) -> None:
+    """Server mode's analyst: the embedded session's limits, no introspection, SELECT on the warehouse and the
+    guard's catalogue tables only (no KILL QUERY, no system.processes or query_log), system tables behind grants."""
+    from shekara.settings import SinkSettings
+    from sinks.clickhouse import analyst_limits
+    from sinks.guard import INFORMATION_SCHEMA_TABLES, SYSTEM_TABLES
+
+    root = clickhouse_users()
+    database = container_env(compose, "sink", host_env)["SHEKARA_SINK__DATABASE"]
+    analyst = root.find(f"users/{Settings.model_fields['clickhouse_analyst_user'].default}")
+    assert analyst is not None
+    profile = root.find(f"profiles/{analyst.findtext('profile')}")
+    assert profile is not None
+    wanted = {name: str(value) for name, value in analyst_limits(Settings(sink=SinkSettings())).items()}
+    assert {child.tag: (child.text or "").strip() for child in profile} == {**wanted, "readonly": "1"}
+
+    grants = {q.text for q in analyst.findall("grants/query")}
+    allowed = {f"GRANT SELECT ON {database}.*"}
+    allowed |= {f"GRANT SELECT ON system.{t}" for t in SYSTEM_TABLES}
+    allowed |= {f"GRANT SELECT ON information_schema.{t}" for t in INFORMATION_SCHEMA_TABLES}
+    assert grants == allowed
+    assert not any("KILL" in (g or "") or "*.*" in (g or "") for g in grants)
+
+    config = ET.parse(REPO / "deploy" / "clickhouse" / "config.d" / "shekara.xml").getroot()
+    improvements = config.find("access_control_improvements")
+    assert improvements is not None
+    assert improvements.findtext("select_from_system_db_requires_grant") == "true"
+    assert improvements.findtext("select_from_information_schema_requires_grant") == "true"
 
 
 def test_mounted_files_exist(compose: dict[str, Any]) -> None:
