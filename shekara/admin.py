@@ -1,14 +1,18 @@
-"""Topic administration with confluent-kafka's AdminClient: create the catalogue, idempotently."""
+"""Topic administration with confluent-kafka's AdminClient: create the catalogue, idempotently, and keep the
+retention of topics that exist already to the catalogue's (a lowered `source_retention_days` applies to them)."""
 
 from __future__ import annotations
 
 import time
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
+from shekara.logs import get_logger
 from shekara.settings import Settings
 from shekara.topics import TopicSpec, catalogue
+
+log = get_logger(__name__)
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -31,10 +35,14 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Safe to run twice."""
+    """Create the topics that do not exist yet; returns the names created. Safe to run twice.
+
+    Topics that exist get the catalogue's ``retention.ms`` if theirs differs (see `align_retention`).
+    """
     client = admin_client(settings)
     specs = specs if specs is not None else catalogue(settings)
     existing = set(client.list_topics(timeout=10).topics)
+    align_retention(client, [s for s in specs if s.name in existing])
     wanted = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=_replication(settings), config=s.config)
         for s in specs
@@ -51,6 +59,27 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> l
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return created
+
+
+def align_retention(client: AdminClient, specs: list[TopicSpec]) -> list[str]:
+    """Set ``retention.ms`` of the existing topics `specs` to the catalogue's where it differs; returns their names.
+
+    A topic created when the sources kept 5 years would otherwise keep its clear personal data that long.
+    """
+    wanted = {s.name: s.config["retention.ms"] for s in specs if "retention.ms" in s.config}
+    if not wanted:
+        return []
+    described = client.describe_configs([ConfigResource("topic", name) for name in wanted])
+    changes = []
+    for resource, future in described.items():
+        entry = future.result().get("retention.ms")
+        if entry is None or entry.value != wanted[resource.name]:
+            entries = [ConfigEntry("retention.ms", wanted[resource.name], incremental_operation=AlterConfigOpType.SET)]
+            changes.append(ConfigResource("topic", resource.name, incremental_configs=entries))
+    for resource, future in client.incremental_alter_configs(changes).items() if changes else ():
+        future.result()
+        log.info("topic retention set", topic=resource.name, retention_ms=wanted[resource.name])
+    return sorted(r.name for r in changes)
 
 
 def _replication(settings: Settings) -> int:

@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     log_format: str = "console"  # or "json"
     allowed_lateness_seconds: int = 6 * 3600
     max_future_skew_seconds: int = 300
+    # Days the source topics keep events, in clear, for replay and late uploads; the pseudonymised warehouse is
+    # the long-term record (docs/warehouse.md, "Retention"). `shekara topics` sets it on new and existing topics.
+    source_retention_days: int = Field(default=30, ge=1, le=5 * 366)
     topics: TopicNames = Field(default_factory=TopicNames)
     faust: FaustSettings = Field(default_factory=FaustSettings)
     sink: SinkSettings = Field(default_factory=SinkSettings)

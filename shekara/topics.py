@@ -23,19 +23,22 @@ class TopicSpec:
 
 def catalogue(settings: Settings) -> list[TopicSpec]:
     t, n = settings.topics, settings.partitions
-    # Sources keep 5 years: the retention of a stay with no exit (EES Art. 34 analogue in domain.md).
-    source = {"cleanup.policy": "delete", "retention.ms": str(5 * 366 * DAY_MS)}
+    # The source topics hold personal data in clear (document numbers, names, addresses); the warehouse holds it
+    # pseudonymised and is the long-term record that the EES periods (3 and 5 years) apply to. So the sources
+    # keep only what replay and late uploads need: `source_retention_days` (default 30, docs/warehouse.md). The
+    # topics that copy source messages (address re-keying, dead letters with the rejected payload) keep no longer.
+    clear = {"cleanup.policy": "delete", "retention.ms": str(settings.source_retention_days * DAY_MS)}
     return [
-        TopicSpec(t.crossings, n, source, "Crossing events from checkpoints and airports, keyed by traveller"),
-        TopicSpec(t.registrations, n, source, "Registration events from hotels, hosts and employers"),
-        TopicSpec(t.status_changes, n, source, "Visa, permit, refugee, expulsion and lost-document events"),
+        TopicSpec(t.crossings, n, clear, "Crossing events from checkpoints and airports, keyed by traveller"),
+        TopicSpec(t.registrations, n, clear, "Registration events from hotels, hosts and employers"),
+        TopicSpec(t.status_changes, n, clear, "Visa, permit, refugee, expulsion and lost-document events"),
         TopicSpec(t.stays, n, {"cleanup.policy": "compact"}, "Closed stays, keyed by stay id (latest revision)"),
         TopicSpec(t.alerts, n, {"cleanup.policy": "delete"}, "Alerts raised, resolved or retracted"),
-        TopicSpec(t.dead_letter, n, {"cleanup.policy": "delete"}, "Rejected input with the reason"),
+        TopicSpec(t.dead_letter, n, clear, "Rejected input with the reason"),
         TopicSpec(
             t.address_registrations,
             n,
-            {"cleanup.policy": "delete"},
+            clear,
             "Registrations re-keyed by address, for the fictitious-address check",
         ),
     ]
