@@ -261,6 +261,9 @@ class Rejected:
     stage: str  # "decode" (cannot be read) or "sink" (read, but cannot be stored)
     reason: str
     field: str | None = None
+    # The sink's copy of a check the processors' intake makes too (a wrong record type, the rejects SQL): on a
+    # source topic such a message is the processors' to dead-letter (see `sinks.sink.owner`).
+    mirrors_intake: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +465,10 @@ class _Planner:
                     continue
                 if writer.record_name != route.record_name:
                     self.reject(
-                        index, "sink", f"a {writer.record_name} record on {topic}, which carries {route.record_name}"
+                        index,
+                        "sink",
+                        f"a {writer.record_name} record on {topic}, which carries {route.record_name}",
+                        mirrors_intake=True,
                     )
                     continue
                 group = self._group(route, topic, writer)
@@ -481,8 +487,8 @@ class _Planner:
                 + (zz[len(key)] + key if key and len(key) < cached else key_field(key))
             )
 
-    def reject(self, index: int, stage: str, reason: str) -> None:
-        self.rejected.append(Rejected(self.messages[index], stage, reason))
+    def reject(self, index: int, stage: str, reason: str, *, mirrors_intake: bool = False) -> None:
+        self.rejected.append(Rejected(self.messages[index], stage, reason, mirrors_intake=mirrors_intake))
 
 
 def schema_json(raw: Mapping[str, object]) -> str:
