@@ -41,6 +41,7 @@ TABLE_RECORDS = {
     "status_changes": "StatusChange",
     "stays": "Stay",
     "alerts": "Alert",
+    "dead_letters": "DeadLetter",
 }
 _MAX_MSG = 2**63 - 1
 # Bisection isolates a few bad rows. When a batch needs more queries than this, the "data error" is likely
@@ -64,6 +65,7 @@ def routes(settings: Settings) -> dict[str, Route]:
         t.status_changes: "status_changes",
         t.stays: "stays",
         t.alerts: "alerts",
+        t.dead_letter: "dead_letters",
     }
     return {topic: Route(table, TABLE_RECORDS[table]) for topic, table in topics.items()}
 
@@ -121,6 +123,10 @@ class Warehouse:
         self._skew = settings.max_future_skew_seconds
         self._explain = explain
         self._bisect_left = BISECT_BUDGET
+        # For dead_letters: the record type each topic carries, as two aligned arrays (ClickHouse `transform`).
+        carried = {topic: r.record_name for topic, r in routes(settings).items() if r.table != "dead_letters"}
+        carried[settings.topics.address_registrations] = "Registration"
+        self._topics, self._types = list(carried), list(carried.values())
 
     # --- set-up -------------------------------------------------------------------------------------------
 
@@ -162,6 +168,30 @@ class Warehouse:
             parameters={"g": group_id, "n": limit},
         ).result_rows
         return [Intent(tok, tuple(_range(r) for r in ranges)) for tok, ranges in rows]
+
+    # --- the sink's own dead letters ----------------------------------------------------------------------
+
+    def dead_lettered(self, group_id: str, messages: Sequence[Message]) -> set[tuple[str, int, int]]:
+        """Source coordinates among `messages` that the sink has already dead-lettered (`record_dead_lettered`)."""
+        if not messages:
+            return set()
+        rows = self.client.query(
+            "SELECT source_topic, source_partition, source_offset FROM sink_dead_lettered"
+            " WHERE group_id = {g:String} AND source_topic IN {t:Array(String)}"
+            " AND source_offset IN {o:Array(UInt64)}",
+            parameters={"g": group_id, "t": sorted({m.topic for m in messages}), "o": [m.offset for m in messages]},
+        ).result_rows
+        wanted = {(m.topic, m.partition, m.offset) for m in messages}
+        return {(str(t), int(p), int(o)) for t, p, o in rows} & wanted
+
+    def record_dead_lettered(self, group_id: str, coordinates: Sequence[tuple[str, int, int]]) -> None:
+        """Remember dead letters the broker acknowledged, so a retry or replay of their batch skips them."""
+        if coordinates:
+            self.client.insert(
+                "sink_dead_lettered",
+                [[group_id, t, p, o] for t, p, o in coordinates],
+                column_names=["group_id", "source_topic", "source_partition", "source_offset"],
+            )
 
     # --- writing ------------------------------------------------------------------------------------------
 
@@ -208,7 +238,8 @@ class Warehouse:
         skip: list[int] = []
         for msg, fld, reason in self._rejects(tplan.table):
             skip.append(int(msg))
-            rejected.append(Rejected(plan.messages[int(msg)], "sink", f"{tplan.table}: {reason}", fld))
+            message = plan.messages[int(msg)]
+            rejected.append(Rejected(message, "sink", f"{tplan.table}: {reason}", fld, mirrors_intake=True))
         out.rejected += len(skip)
         rows = sorted(set(chain.from_iterable(g.indexes for g in tplan.groups.values())) - unstaged - set(skip))
         return _StagedTable(rows, skip)
@@ -222,6 +253,8 @@ class Warehouse:
             "opad": self._opad,
             "skip": table.skip,
             "bases": [tplan.first_offsets.get(p, 0) for p in range(max(tplan.first_offsets, default=-1) + 1)],
+            "topics": self._topics,
+            "types": self._types,
         }
         for msg, reason in self._transform(tplan.table, token, params, table.rows, whole=True):
             staged.rejected.append(Rejected(plan.messages[msg], "sink", f"{tplan.table}: {reason}"))
