@@ -90,7 +90,7 @@ class SinkSettings(BaseModel):
 
 
 class KafkaSecurity(BaseModel):
-    """How this process's Kafka clients authenticate; each service has its own user (deploy/kafka-acls.sh).
+    """How this process's Kafka clients authenticate; each service has its own user (deploy/kafka_acls.py).
 
     PLAINTEXT for the embedded broker; server mode needs SASL (`check_secrets`). `Settings.kafka_config` and
     `KafkaSecurity.faust_credentials` are the only places that turn these into client configuration.

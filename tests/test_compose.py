@@ -30,6 +30,10 @@ from shekara.settings import FaustSettings, Settings
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
 PROJECT_SERVICES = ("processors", "sink", "simulator")
+# Run once and exit 0; the services after them wait with `service_completed_successfully`.
+ONE_SHOT_SERVICES = ("kafka-init",)
+# Which Kafka user (deploy/kafka_acls.py) each Shekara service logs in as.
+KAFKA_USERS = {"processors": "processors", "sink": "sink", "simulator": "producer", "kafka-init": "admin"}
 INFRA_IMAGES = {
     "kafka": "apache/kafka:",
     "schema-registry": "confluentinc/cp-schema-registry:",
@@ -149,7 +153,11 @@ def test_images_are_official_and_pinned_to_exact_versions(compose: dict[str, Any
 
 
 def test_every_service_has_a_healthcheck_and_a_restart_policy(compose: dict[str, Any]) -> None:
+    for name in ONE_SHOT_SERVICES:
+        assert compose["services"][name]["restart"] == "on-failure", name  # done is done; a failure is retried
     for name, spec in compose["services"].items():
+        if name in ONE_SHOT_SERVICES:
+            continue
         check = spec.get("healthcheck", {})
         assert check.get("test") and check["test"][0] in ("CMD", "CMD-SHELL"), f"{name} has no health check"
         assert not check.get("disable"), name
@@ -166,11 +174,16 @@ def test_dependencies_wait_for_healthy_services(compose: dict[str, Any]) -> None
         assert isinstance(depends, dict), f"{name}: depends_on must name conditions, not a list"
         for dep, condition in depends.items():
             assert dep in services, f"{name} depends on unknown {dep}"
+            if dep in ONE_SHOT_SERVICES:
+                assert condition == {"condition": "service_completed_successfully"}, (name, dep)
+                continue
             assert condition == {"condition": "service_healthy"} or condition.get("condition") == "service_healthy"
             assert "healthcheck" in services[dep]
-    # Who waits for whom: the pipeline cannot start before the broker and registry, the sink before ClickHouse.
+    # Who waits for whom: the pipeline cannot start before the broker, its users and ACLs, and the registry,
+    # the sink before ClickHouse; the registry needs its Kafka user too.
     for name in PROJECT_SERVICES:
-        assert {"kafka", "schema-registry"} <= set(services[name]["depends_on"]), name
+        assert {"kafka", "kafka-init", "schema-registry"} <= set(services[name]["depends_on"]), name
+    assert "kafka-init" in services["schema-registry"]["depends_on"]
     assert "clickhouse" in services["sink"]["depends_on"]
     assert "kafka" in services["schema-registry"]["depends_on"]
 
@@ -214,7 +227,7 @@ def test_server_mode_uses_kafka_timeouts_not_the_embedded_ones(
 # --- settings: names and values the code reads ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("service", PROJECT_SERVICES)
+@pytest.mark.parametrize("service", (*PROJECT_SERVICES, "kafka-init"))
 def test_every_shekara_variable_is_a_settings_field(
     compose: dict[str, Any], host_env: dict[str, str], service: str, clean_env: pytest.MonkeyPatch
 ) -> None:
@@ -275,8 +288,8 @@ def test_host_names_and_ports_agree_between_services(compose: dict[str, Any], ho
 
     broker = urlsplit(sink_env["SHEKARA_BROKER_URL"])
     assert broker.scheme == "kafka" and broker.hostname == "kafka" == services["kafka"]["hostname"]
-    assert f"PLAINTEXT://{broker.hostname}:{broker.port}" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    assert f"PLAINTEXT://:{broker.port}" in kafka["KAFKA_LISTENERS"].split(",")
+    assert f"CLIENTS://{broker.hostname}:{broker.port}" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert f"CLIENTS://:{broker.port}" in kafka["KAFKA_LISTENERS"].split(",")
     # KRaft single node: broker and controller, the quorum is this node on the controller listener.
     assert set(kafka["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     controller_port = next(
@@ -296,7 +309,7 @@ def test_host_names_and_ports_agree_between_services(compose: dict[str, Any], ho
     reg_env = services["schema-registry"]["environment"]
     assert registry.hostname == services["schema-registry"]["hostname"]
     assert reg_env["SCHEMA_REGISTRY_LISTENERS"].endswith(f":{registry.port}")
-    assert reg_env["SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"] == f"PLAINTEXT://kafka:{broker.port}"
+    assert reg_env["SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS"] == f"SASL_PLAINTEXT://kafka:{broker.port}"
 
     warehouse = urlsplit(sink_env["SHEKARA_CLICKHOUSE_DSN"])
     assert warehouse.scheme == "http" and warehouse.hostname == services["clickhouse"]["hostname"]
@@ -311,6 +324,169 @@ def test_processors_health_check_and_web_port_agree(compose: dict[str, Any], hos
     assert processors["healthcheck"]["test"][-2:] == ["/app/deploy/healthcheck.py", "processors"]
     env = container_env(compose, "processors", host_env)
     assert env["SHEKARA_FAUST__WEB_ENABLED"] == "true"  # the health check and the ops page need it
+
+
+# --- Kafka: authenticated listeners, one user per service, ACLs --------------------------------------------
+
+
+def kafka_acls() -> Any:
+    """deploy/kafka_acls.py as a module (it is a script in the image, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kafka_acls", REPO / "deploy" / "kafka_acls.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kafka_acls"] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kafka_listeners_authenticate_and_deny_by_default(compose: dict[str, Any], host_env: dict[str, str]) -> None:
+    kafka = container_env(compose, "kafka", host_env)
+    protocols = dict(x.split(":") for x in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols and all(p in ("SASL_PLAINTEXT", "SASL_SSL") for p in protocols.values()), protocols
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert kafka["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-512"
+    assert protocols[kafka["KAFKA_INTER_BROKER_LISTENER_NAME"]].startswith("SASL_")
+    # Every listener has its login module; the broker's own logins use the admin's password from .env.
+    admin_password = host_env["KAFKA_ADMIN_PASSWORD"]
+    for listener in protocols:
+        mechanism = "PLAIN" if listener == kafka["KAFKA_CONTROLLER_LISTENER_NAMES"] else "SCRAM___SHA___512"
+        assert f"KAFKA_LISTENER_NAME_{listener}_{mechanism}_SASL_JAAS_CONFIG" in kafka, listener
+    assert f'password="{admin_password}"' in kafka["KAFKA_LISTENER_NAME_CLIENTS_SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_SUPER_USERS"] == "User:admin"
+    # The admin's SCRAM credential exists from the first start: the storage is formatted with it.
+    assert compose["services"]["kafka"]["command"] == ["bash", "/opt/shekara/kafka-start.sh"]
+    start = (REPO / "deploy" / "kafka-start.sh").read_text()
+    assert "--add-scram" in start and "SCRAM-SHA-512=[name=admin" in start and "exec /etc/kafka/docker/run" in start
+    assert "--command-config /tmp/admin.properties" in " ".join(compose["services"]["kafka"]["healthcheck"]["test"])
+    assert kafka["ADMIN_PASSWORD"] == admin_password
+    # The registry logs in as its own user.
+    registry = container_env(compose, "schema-registry", host_env)
+    assert registry["SCHEMA_REGISTRY_KAFKASTORE_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert registry["SCHEMA_REGISTRY_KAFKASTORE_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    jaas = registry["SCHEMA_REGISTRY_KAFKASTORE_SASL_JAAS_CONFIG"]
+    assert 'username="schema-registry"' in jaas and f'password="{host_env["KAFKA_REGISTRY_PASSWORD"]}"' in jaas
+
+
+def test_kafka_init_sets_users_topics_and_acls(compose: dict[str, Any], host_env: dict[str, str]) -> None:
+    acls = kafka_acls()
+    init = compose["services"]["kafka-init"]
+    assert init["command"] == ["python", "/app/deploy/kafka_acls.py"]
+    assert "./deploy/kafka_acls.py:/app/deploy/kafka_acls.py:ro" in init["volumes"]
+    env = container_env(compose, "kafka-init", host_env)
+    assert (
+        env["SHEKARA_KAFKA__USERNAME"] == "admin" and env["SHEKARA_KAFKA__PASSWORD"] == host_env["KAFKA_ADMIN_PASSWORD"]
+    )
+    assert set(acls.passwords(env)) == set(acls.USERS)  # every user's password is there
+    with pytest.raises(ValueError, match="KAFKA_SINK_PASSWORD is not set"):
+        acls.passwords({k: v for k, v in env.items() if k != "KAFKA_SINK_PASSWORD"})
+    # Each Shekara service logs in as its own user, with that user's password.
+    for service, user in KAFKA_USERS.items():
+        service_env = container_env(compose, service, host_env)
+        assert service_env["SHEKARA_KAFKA__USERNAME"] == user, service
+        variable = "KAFKA_ADMIN_PASSWORD" if user == "admin" else acls.USERS[user]
+        assert service_env["SHEKARA_KAFKA__PASSWORD"] == host_env[variable], service
+        assert service_env["SHEKARA_KAFKA__SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert service_env["SHEKARA_KAFKA__SASL_MECHANISM"] == "SCRAM-SHA-512"
+    # Only kafka-init creates topics: the services start their process directly.
+    for service in PROJECT_SERVICES:
+        assert "topics" not in compose["services"][service]["command"], service
+    registry = compose["services"]["schema-registry"]["environment"]
+    assert registry["SCHEMA_REGISTRY_KAFKASTORE_TOPIC"] == acls.REGISTRY_TOPIC
+    assert registry["SCHEMA_REGISTRY_KAFKASTORE_GROUP_ID"] == acls.REGISTRY_GROUP
+
+
+def test_acls_give_each_user_only_what_its_service_does() -> None:
+    from streams.app import DEFAULT_APP_ID
+
+    acls = kafka_acls()
+    settings = Settings()
+    t = settings.topics
+    sources = {t.crossings, t.registrations, t.status_changes}
+    grants = acls.grants(settings)
+    assert acls.PROCESSORS_APP_ID == DEFAULT_APP_ID
+    assert len(grants) == len(set(grants))
+
+    def allowed(user: str) -> set[tuple[str, str, str, bool]]:
+        return {(g.resource, g.name, g.operation, g.prefixed) for g in grants if g.user == user}
+
+    # Producers write the source topics and nothing else: no reading, no alerts, no dead letters, no groups.
+    assert allowed("producer") == {("topic", n, op, False) for n in sources for op in ("WRITE", "DESCRIBE")}
+    # Analysts have no Kafka user; every user has a password variable.
+    assert {g.user for g in grants} == set(acls.USERS) and not any("analyst" in u for u in acls.USERS)
+    processors = allowed("processors")
+    assert {n for r, n, op, _ in processors if op == "READ" and r == "topic"} == sources | {
+        t.address_registrations,
+        t.alerts,
+        f"{DEFAULT_APP_ID}-",
+    }
+    assert {n for r, n, op, _ in processors if op == "WRITE"} == {
+        t.alerts,
+        t.stays,
+        t.dead_letter,
+        t.address_registrations,
+        f"{DEFAULT_APP_ID}-",
+    }
+    assert ("group", DEFAULT_APP_ID, "READ", False) in processors
+    assert ("topic", f"{DEFAULT_APP_ID}-", "CREATE", True) in processors  # its changelogs, nothing else
+    assert {n for r, n, op, _ in processors if op == "CREATE"} == {f"{DEFAULT_APP_ID}-"}
+    sink = allowed("sink")
+    assert {n for r, n, op, _ in sink if op == "READ" and r == "topic"} == sources | {t.alerts, t.stays, t.dead_letter}
+    assert {n for r, n, op, _ in sink if op == "WRITE"} == {t.dead_letter}
+    assert {n for r, n, op, _ in sink if r == "group"} == {settings.sink.group_id}
+    # Every grant converts to a valid confluent-kafka ACL binding.
+    bindings = {acls.acl_binding(g) for g in grants}
+    assert len(bindings) == len(grants)
+    assert all(b.principal.startswith("User:") and b.host == "*" for b in bindings)
+
+
+def test_every_credential_comes_from_env_and_is_required(compose: dict[str, Any], host_env: dict[str, str]) -> None:
+    text = "\n".join(line for line in COMPOSE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    referenced = {m["name"] for m in _VAR.finditer(text)}
+    assert referenced == set(host_env), "compose and deploy/env.example must list the same variables"
+    for m in _VAR.finditer(text):
+        assert m["op"] == ":?", f"${{{m['name']}}} must use :? so compose refuses to start without it"
+    secretish = re.compile(r"PASSWORD|_KEY$|JAAS_CONFIG|CLICKHOUSE_DSN")
+    for name, spec in compose["services"].items():
+        for key, value in (spec.get("environment") or {}).items():
+            if secretish.search(key) and key != "SHEKARA_FAUST__WEB_BIND":
+                value = str(value)
+                if key.endswith("JAAS_CONFIG") and "password=" not in value:
+                    continue  # a listener that only verifies logins holds no password
+                assert _VAR.search(value), f"{name}: {key} is not taken from .env"
+    for service in PROJECT_SERVICES:
+        with pytest.raises(KeyError, match="KAFKA_"):
+            container_env(compose, service, {k: v for k, v in host_env.items() if not k.startswith("KAFKA_")})
+
+
+def test_host_ports_listen_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, spec in compose["services"].items():
+        for mapping in spec.get("ports", []):
+            assert isinstance(mapping, str) and mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping}"
+
+
+def test_server_mode_accepts_real_secrets_and_refuses_the_example(
+    compose: dict[str, Any], host_env: dict[str, str], clean_env: pytest.MonkeyPatch
+) -> None:
+    from shekara.settings import check_secrets
+
+    real = {k: f"{k.lower().replace('_', '-')}-9d8c7b6a5f4e3d2c1b0a" for k in host_env}
+    uses = {
+        "processors": {"clickhouse": False},
+        "sink": {"ops_page": False},
+        "simulator": {"pseudonym": False, "clickhouse": False, "ops_page": False},
+    }
+    for service, needs in uses.items():
+        for values, expect_ok in ((real, True), (host_env, False)):
+            with pytest.MonkeyPatch.context() as mp:
+                for key, value in container_env(compose, service, values).items():
+                    if key.startswith("SHEKARA_"):
+                        mp.setenv(key, value)
+                problems = check_secrets(Settings(), **needs)
+            assert (problems == []) is expect_ok, (service, problems)
 
 
 # --- ClickHouse users ----------------------------------------------------------------------------------------
