@@ -199,10 +199,12 @@ def ask(settings: Settings, sql: str, fmt: str, params: dict[str, Any] | None = 
             f"the ClickHouse directory is owned by another user's process; its query endpoint file {path} "
             "is readable by that user only"
         ) from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except FileNotFoundError as exc:
         raise WarehouseBusy(
             f"the ClickHouse directory is owned by another process that serves no queries ({path} missing)"
         ) from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise WarehouseBusy(f"the query endpoint file {path} is unreadable or has no port and token: {exc}") from exc
     try:
         response = httpx.post(
             f"http://127.0.0.1:{port}/query",
