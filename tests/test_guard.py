@@ -6,14 +6,16 @@ The trees in `TREES` are `EXPLAIN AST … FORMAT TabSeparatedRaw` as chDB 26.9 p
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from shekara.settings import Settings
-from sinks.clickhouse import connect
+from sinks.clickhouse import analyst_limits, connect
 from sinks.guard import (
     DENIED_FUNCTIONS,
     SYSTEM_TABLES,
@@ -24,6 +26,7 @@ from sinks.guard import (
     parse_ast,
     verdict,
 )
+from sinks.query_server import write_private
 
 DB = "shekara"
 VIEWS = frozenset({"overstay_rates_at", "daily_flows"})
@@ -650,3 +653,39 @@ def test_the_real_parser_refuses(
     with pytest.raises(QueryError, match=re.escape(message)) as caught:
         session.raw(sql, "TabSeparatedRaw", params)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.integration
+def test_the_readonly_session_carries_the_limits_and_cannot_lift_them(session: GuardedSession) -> None:
+    """The limits are set before readonly=1 takes effect, and from then on no query can change them."""
+    client = session.client  # the raw client: what the session holds, not what the guard lets through
+    rows = client.query(
+        "SELECT name, value FROM system.settings WHERE name IN {names:Array(String)}",
+        parameters={"names": [*analyst_limits(Settings()), "readonly"]},
+    ).result_rows
+    wanted = {name: str(value) for name, value in analyst_limits(Settings()).items()}
+    assert {str(name): str(value) for name, value in rows} == {**wanted, "readonly": "1"}
+    with pytest.raises(ClickHouseError, match="readonly"):
+        client.raw_query("SELECT 1 SETTINGS max_execution_time = 0")
+    with pytest.raises(ClickHouseError, match="readonly"):
+        client.command("SET max_result_rows = 0")
+    with pytest.raises(ClickHouseError, match="TOO_MANY_ROWS_OR_BYTES"):
+        client.raw_query(f"SELECT number FROM numbers({Settings().sink.analyst_max_result_rows + 1})")
+
+
+def test_the_endpoint_file_is_written_private_and_whole(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "clickhouse.query.json"
+    path.write_text("old")
+    path.chmod(0o644)
+    (tmp_path / f".{path.name}.{os.getpid()}.tmp").symlink_to(tmp_path / "elsewhere")  # a stale or planted temp
+    old = os.umask(0)
+    try:
+        write_private(path, {"port": 1, "token": "t"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text()) == {"port": 1, "token": "t"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
