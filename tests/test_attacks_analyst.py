@@ -23,7 +23,7 @@ import pytest
 
 from shekara.embedded import EmbeddedBroker
 from shekara.settings import Settings, SinkSettings
-from sinks import samples
+from sinks import samples, writer
 from sinks.analyst import QueryError
 from sinks.clickhouse import query_endpoint_file
 from sinks.query_server import ask
@@ -214,6 +214,12 @@ def test_the_key_pads_do_not_show_while_the_sink_inserts(sink: Sink) -> None:
         for query in ("SELECT query FROM system.processes", "SELECT * FROM system.query_log"):
             seen.append(refused(sink, query, "is not readable"))
     assert sink.count("crossings") == before + 300
+    # The writer's session keeps the pads in a temporary table: no other session sees it, by any name.
+    pads = getattr(writer, "PADS_TABLE", "_pseudonym_pads")
+    refused(sink, f"SELECT * FROM {pads}", "UNKNOWN_TABLE")
+    refused(sink, f"SELECT * FROM _temporary_and_external_tables.{pads}", "only the shekara database is")
+    assert sink.sql("SELECT count() FROM system.tables WHERE is_temporary") == b"0\n"
+    assert sink.sql(f"SELECT count() FROM system.tables WHERE name = '{pads}'") == b"0\n"
 
 
 # --- writing files, reaching the network -----------------------------------------------------------------------
