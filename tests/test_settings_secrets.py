@@ -230,3 +230,16 @@ def test_the_worker_refuses_too(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: SHEKARA_KAFKA__SECURITY_PROTOCOL is PLAINTEXT: server mode needs SASL"
+
+
+def test_every_kafka_client_gets_its_config_from_the_one_helper() -> None:
+    """A client built with a bare ``bootstrap.servers`` would connect without credentials in server mode."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{n}"
+        for package in ("shekara", "streams", "sinks", "producers", "schemas", "deploy")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path != REPO / "shekara" / "settings.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if '"bootstrap.servers"' in line
+    ]
+    assert not offenders, f"build confluent-kafka configs with Settings.kafka_config(): {offenders}"
