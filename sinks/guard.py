@@ -83,7 +83,7 @@ SHOW_ALLOWED = re.compile(r"^SHOW\s+(?:FULL\s+)?(?:TEMPORARY\s+)?(?:TABLES|DATAB
 EXPLAIN_FORMAT = "TabSeparatedRaw"
 _FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CHILDREN = re.compile(r" \(children \d+\)$")
+_CHILDREN = re.compile(r" \(children (\d+)\)$")
 _ALIAS = re.compile(r" \(alias .*\)$")
 _READONLY_HINT = "the analyst path is readonly"
 _ALLOWED_TABLE_FUNCTIONS = ", ".join(sorted(TABLE_FUNCTIONS - {"generateseries"}))
@@ -116,26 +116,40 @@ class Node:
 
 
 def parse_ast(text: str) -> Node:
-    """The tree `EXPLAIN AST` prints, one node a line, indented one space per level. ValueError if malformed."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    """The tree `EXPLAIN AST` prints, one node a line, indented one space per level. ValueError if malformed.
+
+    Names are printed as written, so an identifier holding a line break adds lines of its own making. Every
+    node's line states how many children it has ("(children N)", none when absent) and the tree must agree:
+    an added line always makes some real node's count wrong, or starts a second root.
+    """
+    lines = text.split("\n")
+    while lines and not lines[-1]:
+        lines.pop()
     if not lines or lines[0].startswith(" "):
         raise ValueError("empty or unindented tree")
     stack: list[Node] = []
+    declared: list[tuple[Node, int]] = []
     root: Node | None = None
     for line in lines:
-        depth = len(line) - len(line.lstrip(" "))
-        kind, _, header = _CHILDREN.sub("", line.strip()).partition(" ")
+        body = line.lstrip(" ")
+        depth = len(line) - len(body)
+        stated = _CHILDREN.search(body)
+        kind, _, header = body[: stated.start() if stated else len(body)].partition(" ")
         node = Node(kind, header)
+        declared.append((node, int(stated.group(1)) if stated else 0))
         if depth == 0:
             if root is not None:
                 raise ValueError("more than one statement")
             root = node
         elif depth > len(stack):
-            raise ValueError(f"unexpected indentation at {line.strip()!r}")
+            raise ValueError(f"unexpected indentation at {body!r}")
         else:
             stack[depth - 1].children.append(node)
         del stack[depth:]
         stack.append(node)
+    for node, count in declared:
+        if len(node.children) != count:
+            raise ValueError(f"{node.kind} {node.header!r} states {count} children and has {len(node.children)}")
     assert root is not None
     return root
 

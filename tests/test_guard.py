@@ -395,7 +395,7 @@ def test_every_tree_has_its_query_and_expectation() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_verdict_on_real_trees(name: str) -> None:
-    reason, expected = verdict(TREES[name], QUERIES[name], DB, VIEWS), EXPECTED[name]
+    reason, expected = verdict(TREES[name].lstrip("\n"), QUERIES[name], DB, VIEWS), EXPECTED[name]
     if expected is None:
         assert reason is None, reason
     else:
@@ -414,7 +414,10 @@ def select_calling(function: str, in_from: bool = False) -> str:
         )
     else:
         body = "   ExpressionList (children 1)\n    " + call.format(f=function, i="    ")
-    return f"SelectWithUnionQuery (children 2)\n ExpressionList (children 1)\n  SelectQuery (children 2)\n{body}\n"
+    parts = 2 if in_from else 1
+    return (
+        f"SelectWithUnionQuery (children 1)\n ExpressionList (children 1)\n  SelectQuery (children {parts})\n{body}\n"
+    )
 
 
 def select_from(table: str) -> str:
@@ -556,6 +559,24 @@ def test_show_is_told_apart_by_its_text(canonical: str, allowed: bool) -> None:
     assert (reason is None) is allowed, reason
 
 
+def test_a_name_with_a_line_break_cannot_forge_the_tree() -> None:
+    """EXPLAIN AST prints names raw: `SELECT * FROM \u0060t\\n Function url\u0060` adds a line of its own."""
+    forged = (
+        "SelectWithUnionQuery (children 2)\n ExpressionList (children 1)\n  SelectQuery (children 2)\n"
+        "   ExpressionList (children 1)\n    Asterisk\n   TablesInSelectQuery (children 1)\n"
+        "    TablesInSelectQueryElement (children 1)\n     TableExpression (children 1)\n      TableIdentifier t\n"
+        " Function url\n Identifier TabSeparatedRaw\n"
+    )
+    assert "states 2 children and has 3" in (verdict(forged, "SELECT", DB) or "")
+    # An alias broken over two lines: the first half states no children, and the second cannot be placed.
+    split = (
+        "SelectWithUnionQuery (children 1)\n ExpressionList (children 1)\n  SelectQuery (children 1)\n"
+        "   ExpressionList (children 1)\n    Function file (alias x\n    y) (children 1)\n"
+        "     ExpressionList (children 1)\n      Literal \\'a\\'\n"
+    )
+    assert "cannot read" in (verdict(split, "SELECT", DB) or "")
+
+
 def test_a_tree_that_cannot_be_read_is_refused() -> None:
     assert "cannot read" in (verdict("", "SELECT 1", DB) or "")
     assert "cannot read" in (verdict(" SelectQuery\n", "SELECT 1", DB) or "")
@@ -645,6 +666,10 @@ def test_the_real_parser_lets_reading_through(
         ("SELECT * FROM (SELECT 1 SETTINGS max_threads = 1)", None, "a SETTINGS clause is not allowed"),
         ("EXPLAIN AST SELECT 1", None, "EXPLAIN is not allowed"),
         ("SELEC 1", None, "Syntax error"),
+        ("SELECT * FROM `t\n Function url`", None, "cannot read the query's syntax tree"),
+        ("SELECT 1 AS `x\n    Literal 1`", None, "cannot read the query's syntax tree"),
+        ("SELECT * FROM url('http://127.0.0.1:9/', CSV, 'a String') AS `u\n     `", None, "cannot read"),
+        ("SELECT * FROM {t:Identifier}", {"t": "`x\n Function url`"}, "cannot read the query's syntax tree"),
     ],
 )
 def test_the_real_parser_refuses(
