@@ -25,32 +25,54 @@ def publish(
     dead_letter: Annotated[
         bool, typer.Option(help="Also write each rejected line, with its reason, to the dead-letter topic")
     ] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every line as publishing would, send nothing (no broker needed)")
+    ] = False,
 ) -> None:
-    """Validate and publish every event in FILE; print counts accepted/rejected and why each was rejected."""
+    """Validate and publish every event in FILE, reading it to the end whatever it holds.
+
+    Prints one line per rejected line (`line N: FIELD: REASON`) as it is found, then what became of every
+    line: sent (acknowledged by the broker), rejected, spooled (the broker was unreachable: kept on disk and
+    sent, in order, by the next run). Exit code: 0 all sent; 1 a line was rejected; 2 the file cannot be read
+    at all (or a bad option); 3 nothing rejected, but messages still wait in the spool.
+    """
     from fastavro.read import SchemaResolutionError
 
     from producers.publish import publish_file
+    from producers.spool import SpoolBusyError
     from schemas.validation import ValidationError
     from shekara.settings import get_settings, refuse_weak_secrets
 
     settings = get_settings()
     refuse_weak_secrets(settings, pseudonym=False, clickhouse=False, ops_page=False)  # producers hold no key
     try:
-        report = publish_file(file, settings, record_type=type_, flush_timeout=flush_timeout, dead_letters=dead_letter)
-    except (ValidationError, SchemaResolutionError, ValueError) as exc:
+        report = publish_file(
+            file,
+            settings,
+            record_type=type_,
+            flush_timeout=flush_timeout,
+            dead_letters=dead_letter,
+            dry_run=dry_run,
+            on_reject=lambda rejection: typer.echo(str(rejection)),
+        )
+    except (ValidationError, SchemaResolutionError, ValueError, OSError, SpoolBusyError) as exc:
         typer.secho(f"error: {file}: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
-    for rejection in report.rejected:
-        typer.echo(f"rejected {rejection}")
-    typer.echo(
-        f"accepted {report.accepted}, rejected {len(report.rejected)}"
-        + (f" (sent to {settings.topics.dead_letter})" if report.dead_lettered else "")
-    )
-    typer.echo(f"sent {report.sent}, spooled {report.spooled}, pending {report.pending}")
-    if report.pending:
+    rejected = len(report.rejected)
+    if report.dry_run:
+        typer.echo(f"read {report.read}: valid {report.valid}, rejected {rejected} (dry run: nothing sent)")
+        raise typer.Exit(1 if rejected else 0)
+    typer.echo(f"read {report.read}: sent {report.sent}, rejected {rejected}, spooled {report.spooled}")
+    if report.dead_lettered:
+        typer.echo(f"{report.dead_lettered} rejected lines also written to {settings.topics.dead_letter}")
+    if report.spool_left:
         typer.echo(
-            f"{report.pending} accepted events are kept in the spool at {report.spool_dir}; "
+            f"{report.spool_left} messages wait in the spool at {report.spool_dir} (the broker did not take them); "
             "the next `shekara publish` sends them first, in order."
         )
-    if report.rejected:
+    elif report.drained:
+        typer.echo(f"the spool sent {report.drained} messages during this run and is empty")
+    if rejected:
         raise typer.Exit(1)
+    if report.spool_left:
+        raise typer.Exit(3)

@@ -19,15 +19,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import ClusterMetadata
 
 from producers.spool import Spool, SpooledMessage
+from schemas.convert import to_avro
 from schemas.records import Alert, Crossing, DeadLetter, Registration, StatusChange, Stay
 from schemas.serde import Serde
 from schemas.validation import ValidationError, validate
@@ -36,6 +38,10 @@ from shekara.pseudonym import traveller_key
 from shekara.settings import Settings
 
 SourceEvent = Crossing | Registration | StatusChange
+# What became of one published message: acknowledged by the broker, written to the spool (the broker was
+# unreachable: it is sent from there, in order), or refused for good (the reason says why).
+Outcome = Literal["sent", "spooled", "refused"]
+OnOutcome = Callable[[Outcome, str], None]
 
 log = get_logger(__name__)
 # librdkafka retries a refused connection every few hundred ms and logs each one; keep that out of the way
@@ -82,6 +88,38 @@ def key_for(record: SourceEvent, settings: Settings, *, key: bytes | None = None
     return traveller_key(doc.issuing_country, doc.number, key or settings.pseudonym_key_bytes).encode()
 
 
+def prepare(record: SourceEvent, settings: Settings, serde: Serde) -> tuple[str, bytes, bytes]:
+    """Validate, key and encode a source event: its (topic, key, value). Raises `ValidationError` naming the
+    field, also when the event cannot be encoded or its message would pass `settings.limits.max_value_bytes`."""
+    validate(record, now=datetime.now(UTC), max_future_skew_s=settings.max_future_skew_seconds)
+    topic = topic_for(record, settings)
+    try:
+        value = serde.encode(record, topic)
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. text that is not valid Unicode
+        raise ValidationError("(message)", f"cannot be encoded: {exc}") from None
+    limit = settings.limits.max_value_bytes
+    if len(value) > limit:
+        where, text = max(strings(to_avro(record)), key=lambda s: len(s[1]), default=("(message)", ""))
+        raise ValidationError(
+            where, f"is {len(text):,} characters: the message would be {len(value):,} bytes; the limit is {limit:,}"
+        )
+    return topic, key_for(record, settings), value
+
+
+def strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string in a plain (JSON or Avro dict) value, keys included, with the dotted path holding it."""
+    if isinstance(value, str):
+        yield path or "(message)", value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            yield where, str(k)
+            yield from strings(v, where)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from strings(v, f"{path}[{i}]")
+
+
 class EventProducer:
     """Validates, encodes and publishes source events; spools to disk while the broker is unreachable.
 
@@ -98,8 +136,6 @@ class EventProducer:
             ("accepted", "rejected", "dead_lettered", "sent", "spooled", "drained", "failed"), 0
         )
         self._client_id = client_id
-        self._pseudonym_key = settings.pseudonym_key_bytes
-        self._skew_s = settings.max_future_skew_seconds
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -118,24 +154,26 @@ class EventProducer:
             log.info("resuming non-empty spool", pending=len(self._spool or ()), spool=str(self.spool_dir))
         self._producer = self._new_producer()
         self._closed = False
+        self.spool_left = 0  # set by close(): messages kept in the spool for the next run (this one's and older)
         self._thread = threading.Thread(target=self._run, name=f"{client_id}-io", daemon=True)
         self._thread.start()
 
     # --- public API -------------------------------------------------------------------------------------
 
-    def publish(self, record: SourceEvent) -> None:
-        """Validate (raises `ValidationError`), then send or spool. Returns once the event is accepted."""
+    def publish(self, record: SourceEvent, *, on_outcome: OnOutcome | None = None) -> None:
+        """Validate (raises `ValidationError`), then send or spool. Returns once the event is accepted.
+
+        `on_outcome` is called once, later and from the io thread, with what became of it (see `Outcome`); a
+        message spooled is not reported again when the spool sends it.
+        """
         if self._closed:
             raise RuntimeError("publish on a closed EventProducer")
         try:
-            validate(record, now=datetime.now(UTC), max_future_skew_s=self._skew_s)
+            topic, key, value = prepare(record, self.settings, self.serde)
         except ValidationError:
             self.stats["rejected"] += 1
             raise
-        topic = topic_for(record, self.settings)
-        key = key_for(record, self.settings, key=self._pseudonym_key)
-        value = self.serde.encode(record, topic)
-        self._enqueue(topic, key, value)
+        self._enqueue(topic, key, value, on_outcome=on_outcome)
 
     def publish_dead_letter(self, letter: DeadLetter) -> None:
         """Send a refused input to the dead-letter topic (same delivery guarantees, no validation, no key)."""
@@ -182,6 +220,7 @@ class EventProducer:
             if left:
                 log.warning("closing with events not yet delivered", pending=left, spooled=self._spool is not None)
             if self._spool is not None:
+                self.spool_left = len(self._spool)
                 self._spool.close()
 
     def __enter__(self) -> EventProducer:
@@ -213,39 +252,55 @@ class EventProducer:
         }
         return Producer(conf)
 
-    def _enqueue(self, topic: str, key: bytes | None, value: bytes, count: str = "accepted") -> None:
+    def _enqueue(
+        self, topic: str, key: bytes | None, value: bytes, count: str = "accepted", on_outcome: OnOutcome | None = None
+    ) -> None:
+        report = self._on_delivery if on_outcome is None else partial(self._on_delivery, on_outcome=on_outcome)
         while True:
             with self._lock:
                 if self._spooling and self._spool is not None:
                     self._spool.put(SpooledMessage(topic, key, value))
                     self.stats["spooled"] += 1
                     self.stats[count] += 1
+                    if on_outcome is not None:
+                        on_outcome("spooled", "")
                     return
                 try:
-                    self._producer.produce(topic, value, key, on_delivery=self._on_delivery)
+                    self._producer.produce(topic, value, key, on_delivery=report)
                     self._in_flight += 1
                     self.stats[count] += 1
                     return
                 except BufferError:
                     pass  # librdkafka's queue is full: let the io thread serve delivery reports, then retry
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if not isinstance(error, KafkaError) or error.code() not in _PERMANENT:
+                        raise
+                    # Refused before sending (e.g. larger than the client's message.max.bytes): this message's fault.
+                    self.stats["rejected"] += 1
+                    raise ValidationError("(message)", f"refused by the Kafka client: {error.str()}") from None
             self._wake.set()
             time.sleep(0.005)
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+    def _on_delivery(self, err: KafkaError | None, msg: Message, on_outcome: OnOutcome | None = None) -> None:
         """Delivery report of a directly produced message (runs on the io thread, inside poll)."""
-        with self._lock:
-            self._in_flight -= 1
+        outcome: Outcome = "sent"
         if err is None:
             self.stats["sent"] += 1
-            return
-        if err.code() in _PERMANENT or self._spool is None:
+        elif err.code() in _PERMANENT or self._spool is None:
+            outcome = "refused"
             self.stats["failed"] += 1
             log.error("event not delivered", topic=msg.topic(), error=err.str(), permanent=err.code() in _PERMANENT)
-            return
-        # Kept in memory until _move_to_spool runs (moments later, same thread), so these earliest failures
-        # are written before the messages purged after them: the spool keeps each key's order.
-        self._undelivered.append(SpooledMessage(msg.topic() or "", msg.key(), msg.value() or b""))
-        self._outage = True
+        else:
+            outcome = "spooled"
+            # Kept in memory until _move_to_spool runs (moments later, same thread), so these earliest failures
+            # are written before the messages purged after them: the spool keeps each key's order.
+            self._undelivered.append(SpooledMessage(msg.topic() or "", msg.key(), msg.value() or b""))
+            self._outage = True
+        if on_outcome is not None:
+            on_outcome(outcome, "" if err is None else f"{err.name()} ({err.str()})")
+        with self._lock:
+            self._in_flight -= 1  # last: flush() sees the message settled only once its outcome is reported
 
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():

@@ -6,24 +6,28 @@ goes through the same client integrators use, so the same validation, keying and
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fastavro
 
-from producers.client import EventProducer, SourceEvent
+from producers.client import EventProducer, Outcome, SourceEvent, prepare, strings
 from schemas.convert import RECORD_TYPES
 from schemas.records import DeadLetter
-from schemas.serde import Record, schema_for
+from schemas.serde import Record, Serde, schema_for
 from schemas.validation import ValidationError, from_json, parse_record
 from shekara.settings import Settings
 
 AVRO_MAGIC = b"Obj\x01"
 PUBLISHABLE = ("Crossing", "Registration", "StatusChange")
+# A refused line goes to the dead-letter topic cut to this: enough for ops to see it, never too large to send.
+DEAD_LETTER_LINE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +52,24 @@ class Rejection:
 
 @dataclass
 class PublishReport:
-    accepted: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
+    """What became of every event of a file: read = sent + spooled + rejected + pending."""
+
+    read: int = 0  # events read: non-blank lines of a JSON-lines file, or records of an Avro file
+    valid: int = 0  # passed every check before sending (a dry run stops here)
+    sent: int = 0  # acknowledged by the broker
+    spooled: int = 0  # written to the on-disk spool (broker unreachable): the spool sends them, in order
+    rejected: list[Rejection] = field(default_factory=list)  # refused by a check, the Kafka client or the broker
+    refused_by_broker: int = 0  # of `rejected`: refused in a delivery report, after passing every check
     dead_lettered: int = 0  # rejections also written to the dead-letter topic
-    sent: int = 0
-    spooled: int = 0
-    pending: int = 0  # accepted but not yet acknowledged by the broker when publishing ended (kept in the spool)
+    spool_left: int = 0  # messages waiting in the spool when publishing ended (this run's and earlier ones)
+    drained: int = 0  # messages the spool sent during this run (earlier runs' first)
     spool_dir: Path | None = None
+    dry_run: bool = False
+
+    @property
+    def pending(self) -> int:
+        """Valid events with no outcome yet (only with a caller's producer, still open, after a flush timeout)."""
+        return 0 if self.dry_run else self.valid - self.sent - self.spooled - self.refused_by_broker
 
 
 def record_type_name(name: str) -> str:
@@ -66,8 +81,14 @@ def record_type_name(name: str) -> str:
     raise ValidationError("record_type", f"must be one of {', '.join(PUBLISHABLE)}; got {name!r}")
 
 
-def read_events(path: Path, record_type: str | None = None, *, now: datetime | None = None) -> Iterator[FileEvent]:
+def read_events(
+    path: Path, record_type: str | None = None, *, now: datetime | None = None, max_line_bytes: int = 4 << 20
+) -> Iterator[FileEvent]:
     """Every event in a JSON-lines or Avro container file, each as its record or the error refusing it.
+
+    Nothing in a line stops the reading: a line that is too long (`max_line_bytes`, not read into memory), not
+    UTF-8, not JSON, or not valid Unicode text (a lone surrogate escape) is yielded with its error, and the next
+    line is read. A corrupt Avro block ends the reading of an Avro file (nothing after it can be located).
 
     File-level problems (unknown --type, an Avro file of another record) raise `ValidationError` at once,
     before anything is read or published.
@@ -76,7 +97,7 @@ def read_events(path: Path, record_type: str | None = None, *, now: datetime | N
     forced = record_type_name(record_type) if record_type else None
     with path.open("rb") as fo:
         if fo.read(len(AVRO_MAGIC)) != AVRO_MAGIC:
-            return _read_json_lines(path, forced, now)
+            return _read_json_lines(path, forced, now, max_line_bytes)
         fo.seek(0)
         writer_schema = fastavro.reader(fo).writer_schema
     written = writer_schema.get("name", "") if isinstance(writer_schema, dict) else ""
@@ -84,28 +105,76 @@ def read_events(path: Path, record_type: str | None = None, *, now: datetime | N
     return _read_avro(path, name)
 
 
-def _read_json_lines(path: Path, forced: str | None, now: datetime) -> Iterator[FileEvent]:
+def _read_json_lines(path: Path, forced: str | None, now: datetime, max_line_bytes: int) -> Iterator[FileEvent]:
     with path.open("rb") as fo:
-        for number, raw in enumerate(fo, start=1):
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                why = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                yield FileEvent(number, line, forced, ValidationError("(line)", f"not valid JSON: {why}"))
-                continue
-            if not isinstance(obj, dict):
-                error = ValidationError("(line)", f"must be a JSON object; got {type(obj).__name__}")
+        for number, line, size in _bounded_lines(fo, max_line_bytes):
+            if size > max_line_bytes:
+                error = ValidationError("(line)", f"is {size:,} bytes; the limit is {max_line_bytes:,} (not read)")
                 yield FileEvent(number, line, forced, error)
                 continue
+            if not line.strip():
+                continue
+            obj, unreadable = _json_object(line, first=number == 1)
+            if unreadable is not None:
+                yield FileEvent(number, line, forced, unreadable)
+                continue
+            assert obj is not None
             name = forced
             try:
                 name = forced or _type_from_field(obj)
                 yield FileEvent(number, line, name, from_json(name, obj, now=now))
             except ValidationError as exc:
                 yield FileEvent(number, line, name, exc)
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # bad input, never a traceback
+                yield FileEvent(number, line, name, ValidationError("(line)", f"cannot be read: {exc}"))
+
+
+def _bounded_lines(fo: BinaryIO, limit: int) -> Iterator[tuple[int, bytes, int]]:
+    """(number, line without its end, size in bytes) of each line. A line over `limit` bytes is read in chunks
+    and dropped, never held whole: only its first `limit` bytes come back, with its full size."""
+    number = 0
+    while raw := fo.readline(limit + 1):
+        number += 1
+        if raw.endswith(b"\n") or len(raw) <= limit:  # the whole line (the last one may have no end)
+            line = raw.rstrip(b"\r\n")
+            yield number, line, len(line)
+            continue
+        size, tail = len(raw), raw[-2:]
+        while not tail.endswith(b"\n") and (more := fo.readline(1 << 20)):
+            size, tail = size + len(more), (tail + more)[-2:]
+        size -= len(tail) - len(tail.rstrip(b"\r\n"))
+        yield number, raw[:limit].rstrip(b"\r"), size
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]", re.ASCII)
+
+
+def _json_object(line: bytes, *, first: bool) -> tuple[dict[str, Any] | None, ValidationError | None]:
+    """The line as a JSON object, or why it is not one: invalid UTF-8, invalid JSON, lone surrogates."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, ValidationError("(line)", f"not valid UTF-8: byte 0x{line[exc.start]:02x} at byte {exc.start + 1}")
+    if first:
+        text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, ValidationError("(line)", f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return None, ValidationError("(line)", "not valid JSON: nested too deeply")
+    if not isinstance(obj, dict):
+        return None, ValidationError("(line)", f"must be a JSON object; got {type(obj).__name__}")
+    # A \ud800 escape is valid JSON but not text: it could never be encoded (UTF-8, Avro, ClickHouse).
+    if _SURROGATE_ESCAPE.search(line):
+        for where, value in strings(obj):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return None, ValidationError(
+                    where, "contains a lone surrogate (\\ud800-\\udfff): not valid Unicode text"
+                )
+    return obj, None
 
 
 def _type_from_field(obj: dict[str, Any]) -> str:
@@ -119,7 +188,16 @@ def _read_avro(path: Path, name: str) -> Iterator[FileEvent]:
     cls = RECORD_TYPES[name]
     with path.open("rb") as fo:
         # Resolve whatever version the file was written with to the latest schema (same rules as the topics).
-        for number, d in enumerate(fastavro.reader(fo, reader_schema=schema_for(cls)), start=1):
+        records = iter(fastavro.reader(fo, reader_schema=schema_for(cls)))
+        for number in itertools.count(1):
+            try:
+                d = next(records)
+            except StopIteration:
+                return
+            except Exception as exc:  # a corrupt block: fastavro cannot find the records after it
+                error = ValidationError("(file)", f"unreadable Avro from this record on, reading stopped: {exc!r}")
+                yield FileEvent(number, b"", name, error)
+                return
             raw = json.dumps(d, default=str, sort_keys=True).encode()
             if not isinstance(d, dict):
                 error = ValidationError("(record)", f"must be an Avro record; got {type(d).__name__}")
@@ -129,15 +207,41 @@ def _read_avro(path: Path, name: str) -> Iterator[FileEvent]:
                 yield FileEvent(number, raw, name, parse_record(cls, d))
             except ValidationError as exc:
                 yield FileEvent(number, raw, name, exc)
+            except (ValueError, TypeError, OverflowError) as exc:  # bad input, never a traceback
+                yield FileEvent(number, raw, name, ValidationError("(record)", f"cannot be read: {exc}"))
 
 
 def dead_letter_for(event: FileEvent, error: ValidationError, path: Path, settings: Settings) -> DeadLetter:
-    """The dead letter of a refused line: the raw line, the reason and the field, for ops to see."""
+    """The dead letter of a refused line: the line (its first DEAD_LETTER_LINE_BYTES), the reason and the field."""
     topics = {"Crossing": settings.topics.crossings, "Registration": settings.topics.registrations}
     topics["StatusChange"] = settings.topics.status_changes
     meant_for = topics.get(event.record_type or "", f"file:{path.name}")
     reason = f"{path.name} line {event.line}: {error.message}"
-    return DeadLetter(meant_for, None, None, None, event.raw, "validate", reason, error.field, datetime.now(UTC))
+    if len(event.raw) > DEAD_LETTER_LINE_BYTES:  # an oversize line must not make an oversize dead letter
+        reason += f" (line cut to its first {DEAD_LETTER_LINE_BYTES:,} bytes)"
+    value = event.raw[:DEAD_LETTER_LINE_BYTES]
+    return DeadLetter(meant_for, None, None, None, value, "validate", reason, error.field, datetime.now(UTC))
+
+
+class _Outcomes:
+    """What became of each valid line, as the producer reports it (from its io thread)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.spooled = 0
+        self.refused: list[tuple[FileEvent, ValidationError]] = []  # by the broker, or the Kafka client
+
+    def of(self, event: FileEvent) -> Callable[[Outcome, str], None]:
+        def report(outcome: Outcome, reason: str) -> None:
+            # One call per message, from one thread at a time (the producer's lock), after which flush sees it.
+            if outcome == "sent":
+                self.sent += 1
+            elif outcome == "spooled":
+                self.spooled += 1
+            else:
+                self.refused.append((event, ValidationError("(message)", f"refused by the broker: {reason}")))
+
+        return report
 
 
 def publish_file(
@@ -147,25 +251,40 @@ def publish_file(
     record_type: str | None = None,
     flush_timeout: float = 30.0,
     dead_letters: bool = True,
+    dry_run: bool = False,
     producer: EventProducer | None = None,
+    on_reject: Callable[[Rejection], None] | None = None,
 ) -> PublishReport:
-    """Publish every valid event in `path`; refused ones are reported with their line and field, and (unless
-    `dead_letters` is False) written to the dead-letter topic with the reason."""
-    report = PublishReport()
-    events = read_events(path, record_type)  # file-level problems raise here, before connecting
-    own = producer is None
-    client = producer or EventProducer(settings, client_id="shekara-publish")
-    sent0, spooled0 = client.stats["sent"], client.stats["spooled"]
-    report.spool_dir = client.spool_dir
+    """Publish every valid event in `path`, reading the whole file whatever it holds.
 
-    def refuse(event: FileEvent, error: ValidationError) -> None:
-        report.rejected.append(Rejection(event.line, error.field, error.message))
-        if dead_letters:
+    Each refused line (unreadable, invalid, oversize, or refused by the broker) becomes a `Rejection` with its
+    line number and field, passed to `on_reject` as it is found and (unless `dead_letters` is False) written to
+    the dead-letter topic with the reason. `dry_run`: check every line as publishing would (validation,
+    encoding, size) and send nothing; no broker needed.
+    """
+    report = PublishReport(dry_run=dry_run)
+    events = read_events(path, record_type, max_line_bytes=settings.limits.max_line_bytes)  # raises before connecting
+    outcomes = _Outcomes()
+    own = producer is None and not dry_run
+    client = None if dry_run else producer or EventProducer(settings, client_id="shekara-publish")
+    serde = client.serde if client is not None else Serde.from_settings(settings)
+    if client is not None:
+        report.spool_dir = client.spool_dir
+        drained0 = client.stats["drained"]
+
+    def refuse(event: FileEvent, error: ValidationError, *, dead_letter: bool = dead_letters) -> None:
+        rejection = Rejection(event.line, error.field, error.message)
+        report.rejected.append(rejection)
+        if on_reject is not None:
+            on_reject(rejection)
+        if dead_letter and client is not None:
             client.publish_dead_letter(dead_letter_for(event, error, path, settings))
             report.dead_lettered += 1
 
+    handled = 0  # refusals from delivery reports already reported
     try:
         for event in events:
+            report.read += 1
             item = event.result
             if isinstance(item, ValidationError):
                 refuse(event, item)
@@ -173,15 +292,29 @@ def publish_file(
             if not isinstance(item, SourceEvent):  # read_events only yields PUBLISHABLE types
                 raise TypeError(f"not a source event: {type(item).__name__}")
             try:
-                client.publish(item)
+                if client is None:
+                    prepare(item, settings, serde)
+                else:
+                    client.publish(item, on_outcome=outcomes.of(event))
             except ValidationError as exc:
                 refuse(event, exc)
                 continue
-            report.accepted += 1
-        report.pending = client.flush(flush_timeout)
+            report.valid += 1
+        if client is not None:
+            client.flush(flush_timeout)
+            # Refused in a delivery report, after the line was read: report and dead-letter them now.
+            handled = len(outcomes.refused)
+            for event, error in outcomes.refused[:handled]:
+                refuse(event, error)
+            if handled and dead_letters:
+                client.flush(flush_timeout)
     finally:
-        if own:
+        if own and client is not None:
             client.close(timeout=0)
-    report.sent = client.stats["sent"] - sent0
-    report.spooled = client.stats["spooled"] - spooled0
+    if client is not None:
+        for event, error in outcomes.refused[handled:]:  # refused after the flush timed out: the client is closed
+            refuse(event, error, dead_letter=False)
+        report.sent, report.spooled, report.refused_by_broker = outcomes.sent, outcomes.spooled, len(outcomes.refused)
+        report.spool_left = client.spool_left if own else client.pending()
+        report.drained = client.stats["drained"] - drained0
     return report
