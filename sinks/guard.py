@@ -86,6 +86,9 @@ _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _ALIAS = re.compile(r" \(alias .*\)$")
 _READONLY_HINT = "the analyst path is readonly"
+_MULTI_STATEMENT = "one statement at a time (chDB would run every statement of a multi-statement query)"
+# A syntax error found by the one-statement check names the check's own query: the analyst did not write it.
+_IN_SCOPE = re.compile(r":? In scope SELECT formatQuerySingleLine\(.*\)\.")
 _ALLOWED_TABLE_FUNCTIONS = ", ".join(sorted(TABLE_FUNCTIONS - {"generateseries"}))
 _ALLOWED_SYSTEM_TABLES = ", ".join(f"system.{t}" for t in sorted(SYSTEM_TABLES))
 
@@ -279,12 +282,12 @@ class GuardedSession:
 
     def check(self, text: str, params: dict[str, Any] | None) -> str | None:
         """The guard's verdict on one query: None to allow, else why not."""
-        canonical = self._run(
-            "SELECT formatQuerySingleLine({q:String})",
-            EXPLAIN_FORMAT,
-            {"q": text},
-            prefix="cannot parse the query as one statement",
-        ).decode()
+        try:
+            canonical = self._run("SELECT formatQuerySingleLine({q:String})", EXPLAIN_FORMAT, {"q": text}).decode()
+        except QueryError as exc:  # not one statement: nothing more may run, not even EXPLAIN
+            if "Multi-statements are not allowed" in str(exc):
+                raise QueryRefused(f"refused: {_MULTI_STATEMENT}") from exc
+            raise QueryError(_IN_SCOPE.sub("", str(exc))) from exc
         ast = self._run(f"EXPLAIN AST {text}", EXPLAIN_FORMAT, params).decode()
         return verdict(ast, canonical, self.database, self.views())
 
@@ -299,12 +302,11 @@ class GuardedSession:
             self._views = frozenset(out.decode().split())
         return self._views
 
-    def _run(self, sql: str, fmt: str, params: dict[str, Any] | None, prefix: str = "") -> bytes:
+    def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         try:
             return bytes(self.client.raw_query(sql, parameters=params or None, fmt=fmt))
         except ClickHouseError as exc:
-            message = one_line(str(exc))
-            raise QueryError(f"{prefix}: {message}" if prefix else message) from exc
+            raise QueryError(one_line(str(exc))) from exc
 
     @staticmethod
     def _validated(sql: str, fmt: str, params: dict[str, Any] | None) -> tuple[str, dict[str, Any] | None]:
