@@ -81,8 +81,8 @@ EXISTS_ROOTS = frozenset({"ExistsTableQuery", "ExistsViewQuery", "ExistsDatabase
 SHOW_ALLOWED = re.compile(r"^SHOW\s+(?:FULL\s+)?(?:TEMPORARY\s+)?(?:TABLES|DATABASES)\b", re.IGNORECASE)
 # The guard explains every query with this output format; the tree shows it as the root's last child.
 EXPLAIN_FORMAT = "TabSeparatedRaw"
-_FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FORMAT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHILDREN = re.compile(r" \(children (\d+)\)$")
 _ALIAS = re.compile(r" \(alias .*\)$")
 _READONLY_HINT = "the analyst path is readonly"
@@ -315,12 +315,12 @@ class GuardedSession:
         text = sql.strip().rstrip(";").strip()
         if not text:
             raise QueryRefused("bad request: empty query")
-        if not isinstance(fmt, str) or not _FORMAT_NAME.match(fmt):
+        if not isinstance(fmt, str) or not _FORMAT_NAME.fullmatch(fmt):
             raise QueryRefused(f"bad request: {fmt!r} is not a format name")
         if params is not None and not isinstance(params, dict):
             raise QueryRefused("bad request: params must be an object of name: value")
         for name, value in (params or {}).items():
-            if not isinstance(name, str) or not _PARAM_NAME.match(name):
+            if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
                 raise QueryRefused(f"bad request: {name!r} is not a parameter name")
             if not isinstance(value, str | int | float | bool):
                 raise QueryRefused(f"bad request: parameter {name} must be a string or a number")

@@ -591,6 +591,8 @@ def test_a_tree_that_cannot_be_read_is_refused() -> None:
         ("  ;  ", "CSV", None, "empty query"),
         ("SELECT 1", "CSV; KILL QUERY WHERE 1", None, "is not a format name"),
         ("SELECT 1", "", None, "is not a format name"),
+        ("SELECT 1", "CSV\n", None, "is not a format name"),
+        ("SELECT 1", "CSV", {"a\n": 1}, "is not a parameter name"),
         ("SELECT 1", "CSV", {"a b": 1}, "is not a parameter name"),
         ("SELECT 1", "CSV", {"a": [1, 2]}, "must be a string or a number"),
         ("SELECT 1", "CSV", [1], "params must be an object"),
