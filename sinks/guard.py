@@ -225,7 +225,7 @@ def _node_reason(node: Node, parent: Node | None, database: str, views: frozense
         return None
     name = node.name
     if parent is not None and parent.kind == "TableExpression":
-        if name.lower() in TABLE_FUNCTIONS or name in views:
+        if name.lower() in TABLE_FUNCTIONS or name in views or name.removeprefix(f"{database}.") in views:
             return None
         return f"table function {name}() is not allowed (allowed: {_ALLOWED_TABLE_FUNCTIONS})"
     lowered = name.lower()

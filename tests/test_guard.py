@@ -457,7 +457,9 @@ def test_ordinary_scalar_functions_are_allowed(name: str) -> None:
     assert verdict(select_calling(name), "SELECT", DB) is None
 
 
-@pytest.mark.parametrize("name", [*sorted(TABLE_FUNCTIONS), "Numbers", "overstay_rates_at"])
+@pytest.mark.parametrize(
+    "name", [*sorted(TABLE_FUNCTIONS), "Numbers", "overstay_rates_at", "shekara.overstay_rates_at"]
+)
 def test_allowed_table_functions_and_parameterized_views(name: str) -> None:
     assert verdict(select_calling(name, in_from=True), "SELECT", DB, VIEWS) is None
 
@@ -489,6 +491,8 @@ def test_allowed_table_functions_and_parameterized_views(name: str) -> None:
         "mergeTreeIndex",
         "fuzzQuery",
         "icebergLocal",
+        "system.overstay_rates_at",
+        "other.overstay_rates_at",
         "filesystem",
     ],
 )
