@@ -148,7 +148,7 @@ def _publish_results(settings: Settings, records: list[Crossing]) -> list[BenchR
         ensure_topics(bench, specs)
         try:
             serde = Serde.from_settings(bench)
-            pre = [(key_for(r, bench), serde.encode(r, baseline_topic)) for r in records]
+            pre = [(key_for(r), serde.encode(r, baseline_topic)) for r in records]
             bare = Producer(
                 {
                     **bench.kafka_config(),

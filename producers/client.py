@@ -2,7 +2,8 @@
 
 `EventProducer.publish` validates a source event (raising `ValidationError` naming the field), encodes it with
 the project's `Serde`, and hands it to an idempotent confluent-kafka producer (``acks=all``), keyed by the
-pseudonymous traveller key so one traveller's events stay in order on one partition.
+public partition key of the traveller's document (`shekara.pseudonym.partition_key`) so one traveller's events
+stay in order on one partition. Producers hold no secret: the keyed traveller key is computed downstream.
 
 When the broker becomes unreachable (librdkafka reports all brokers down, a delivery fails, or the producer hits
 a fatal error) every message still inside librdkafka is purged and written, in order, to a durable on-disk
@@ -34,7 +35,7 @@ from schemas.records import Alert, Crossing, DeadLetter, Registration, StatusCha
 from schemas.serde import Serde
 from schemas.validation import ValidationError, validate
 from shekara.logs import get_logger
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key
 from shekara.settings import Settings
 
 SourceEvent = Crossing | Registration | StatusChange
@@ -82,10 +83,10 @@ def topic_for(record: Any, settings: Settings) -> str:
     raise TypeError(f"not a record of the event contract: {type(record).__name__}")
 
 
-def key_for(record: SourceEvent, settings: Settings, *, key: bytes | None = None) -> bytes:
-    """Partition key of a source event: the pseudonymous traveller key of its document."""
+def key_for(record: SourceEvent) -> bytes:
+    """Message key of a source event: the public partition key of its document (no secret needed)."""
     doc = record.traveller.document
-    return traveller_key(doc.issuing_country, doc.number, key or settings.pseudonym_key_bytes).encode()
+    return partition_key(doc.issuing_country, doc.number).encode()
 
 
 def prepare(record: SourceEvent, settings: Settings, serde: Serde) -> tuple[str, bytes, bytes]:
@@ -103,7 +104,7 @@ def prepare(record: SourceEvent, settings: Settings, serde: Serde) -> tuple[str,
         raise ValidationError(
             where, f"is {len(text):,} characters: the message would be {len(value):,} bytes; the limit is {limit:,}"
         )
-    return topic, key_for(record, settings), value
+    return topic, key_for(record), value
 
 
 def strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:

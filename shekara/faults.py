@@ -629,7 +629,7 @@ def _key(record: Any, settings: Settings) -> bytes | None:
     from producers.client import key_for
 
     try:
-        return key_for(record, settings)
+        return key_for(record)
     except Exception:
         return b"no-key"
 

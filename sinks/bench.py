@@ -26,7 +26,7 @@ from schemas.serde import Serde
 from shekara.admin import ensure_topics, wait_for_broker
 from shekara.bench import BenchResult
 from shekara.logs import get_logger
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key
 from shekara.settings import Settings, TopicNames, get_settings
 from sinks import samples
 from sinks.analyst import Reader, saved_queries
@@ -70,11 +70,8 @@ def sink_throughput(settings: Settings, n: int) -> list[BenchResult]:
     serde = Serde.from_settings(settings)
     crossings = list(samples.traffic(n, start=datetime.now(UTC) - timedelta(days=1)))
     values = [serde.encode(c, topic) for c in crossings]
-    # Keyed as the producers key them: the sink dead-letters a source event whose key is not its traveller key.
-    pseudonym = settings.pseudonym_key_bytes
-    keys = [
-        traveller_key(c.traveller.document.issuing_country, c.traveller.document.number, pseudonym) for c in crossings
-    ]
+    # Keyed as the producers key them: the sink dead-letters a source event whose key is not its partition key.
+    keys = [partition_key(c.traveller.document.issuing_country, c.traveller.document.number) for c in crossings]
     producer = Producer({**settings.kafka_config(), "linger.ms": 50, "batch.num.messages": 10000})
     for key, value in zip(keys, values, strict=True):
         while True:

@@ -94,7 +94,8 @@ class WarehouseSpec:
     start: date | None = None  # None: the `days` days before this week's Monday (Asia/Almaty calendar)
 
     def config(self, today: date, pseudonym_key: bytes) -> SimulationConfig:
-        """The simulation, keying travellers with `pseudonym_key`: the sink's, or it rejects every source event."""
+        """The simulation, keying travellers with `pseudonym_key`: the sink's, so the alerts and stays computed here
+        carry the traveller keys the sink derives for the facts."""
         return SimulationConfig(
             days=self.days,
             seed=self.seed,

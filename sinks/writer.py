@@ -10,6 +10,12 @@ Failures: a data error (see `sinks.clickhouse.DATA_ERROR_CODES`) is narrowed dow
 messages that cause it, which are rejected with ClickHouse's reason while the rest is stored. Any other
 failure raises `TransientWriteError`: the caller retries the whole batch, which is safe because staging
 starts afresh and the inserts are idempotent.
+
+Secrets: the transforms store the keyed traveller key, HMAC-SHA256 of the message key (the public partition key,
+checked in the rejects SQL). They read the HMAC pads from the session's temporary table ``_pseudonym_pads``,
+filled with an insert (the pads travel in the request body, never in query text or parameters), so neither
+``system.processes`` nor ``system.query_log`` shows them to an analyst. A temporary table lives as long as the
+writer's session, like the staging tables: `Warehouse.stage` creates it again on a new session.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ _MAX_MSG = 2**63 - 1
 # systematic (a broken transform, a schema mismatch): retrying beats dead-lettering every row.
 BISECT_BUDGET = 1000
 DEADLINES_FROM = date(2015, 1, 1)
+PADS_TABLE = "_pseudonym_pads"  # session temporary table: the HMAC pads the transforms read (module doc)
 
 log = get_logger(__name__)
 
@@ -70,12 +77,12 @@ def routes(settings: Settings) -> dict[str, Route]:
     return {topic: Route(table, TABLE_RECORDS[table]) for topic, table in topics.items()}
 
 
-def hmac_pads(key: bytes) -> tuple[str, str]:
-    """HMAC-SHA256 inner and outer pads of `key` (RFC 2104), hex: what shekara_hmac32() takes."""
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC-SHA256 inner and outer pads of `key` (RFC 2104): what shekara_hmac32() takes."""
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key.ljust(64, b"\0")
-    return bytes(b ^ 0x36 for b in key).hex(), bytes(b ^ 0x5C for b in key).hex()
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
 @lru_cache(maxsize=16)
@@ -129,6 +136,19 @@ class Warehouse:
         self._topics, self._types = list(carried), list(carried.values())
 
     # --- set-up -------------------------------------------------------------------------------------------
+
+    def _ensure_pads(self) -> None:
+        """Put the HMAC pads in this session's temporary table unless it already holds them (a new session).
+
+        Called before each batch's staging tables are created on the session, so a session that has staging
+        tables has the pads too: a restarted server loses both, and the transform then fails on a missing table
+        (retried, staging afresh) instead of hashing with empty pads.
+        """
+        self.client.command(f"CREATE TEMPORARY TABLE IF NOT EXISTS {PADS_TABLE} (ipad String, opad String)")
+        if self.client.query(f"SELECT count() FROM {PADS_TABLE}").result_rows[0][0] == 1:
+            return
+        self.client.command(f"TRUNCATE TABLE {PADS_TABLE}")
+        self.client.insert(PADS_TABLE, [[self._ipad, self._opad]], column_names=["ipad", "opad"])
 
     def load_rules(self, rules: RuleBook, rules_text: bytes) -> bool:
         """Reload the registration deadlines if the rules file changed; True if reloaded."""
@@ -207,6 +227,8 @@ class Warehouse:
         batch while this one stores (`sinks.sink`): staging is mostly ClickHouse's single-threaded Avro reader.
         """
         staged = Staged(plan)
+        with _retried_on_failure(PADS_TABLE):
+            self._ensure_pads()
         for table, tplan in sorted(plan.tables.items()):
             with _retried_on_failure(table):
                 staged.tables[table] = self._stage_table(staged, tplan)
@@ -249,8 +271,6 @@ class Warehouse:
         self._bisect_left = BISECT_BUDGET
         token = f"{plan.intent.token}:{tplan.table}"
         params: dict[str, Any] = {
-            "ipad": self._ipad,
-            "opad": self._opad,
             "skip": table.skip,
             "bases": [tplan.first_offsets.get(p, 0) for p in range(max(tplan.first_offsets, default=-1) + 1)],
             "topics": self._topics,
@@ -329,13 +349,9 @@ class Warehouse:
     def _rejects(self, table: str) -> list[tuple[int, str, str]]:
         """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
         sql = transform_sql(f"{table}.rejects")
-        # Source events: ipad/opad to check the message key is the traveller key, skew for event times.
-        params = _named_in(sql, {"ipad": self._ipad, "opad": self._opad, "skew": self._skew})
-        return self.client.query(
-            sql,
-            parameters=params or None,
-            settings={"log_queries": 0},  # the HMAC pads must not land in a server's query log
-        ).result_rows  # type: ignore[return-value]
+        # Source events: skew for event times (the message key is checked against the public partition key).
+        params = _named_in(sql, {"skew": self._skew})
+        return self.client.query(sql, parameters=params or None).result_rows  # type: ignore[return-value]
 
     def _stage(
         self, stage: str, schema_json: str, group: Group, messages: Sequence[Message], *, screened: bool = False
@@ -391,13 +407,11 @@ class Warehouse:
         try:
             self.client.command(
                 sql,
-                # Only what the SQL names: the HMAC pads go to the transforms that pseudonymise, no others.
                 parameters=_named_in(sql, {**params, "batch": token, "lo": lo, "hi": hi}),
-                # log_queries=0: the HMAC pads must not land in a server's query log. optimize_on_insert=0: the
-                # transform already keeps one row per id and the views aggregate their block, so collapsing each
-                # block again on insert (Replacing/Summing) is redundant; it doubled the insert's CPU (0.59 against
-                # 0.28 s per 100,000 crossings, measured).
-                settings={"insert_deduplication_token": token, "log_queries": 0, "optimize_on_insert": 0},
+                # optimize_on_insert=0: the transform already keeps one row per id and the views aggregate their
+                # block, so collapsing each block again on insert (Replacing/Summing) is redundant; it doubled the
+                # insert's CPU (0.59 against 0.28 s per 100,000 crossings, measured).
+                settings={"insert_deduplication_token": token, "optimize_on_insert": 0},
             )
             return []
         except Exception as exc:

@@ -60,7 +60,7 @@ from schemas.serde import Serde
 from shekara.admin import ensure_topics
 from shekara.bench import BenchResult
 from shekara.logs import get_logger
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key, traveller_key
 from shekara.reference import load_checkpoints
 from shekara.settings import REPO_ROOT, Settings, TopicNames
 from streams.worker import read_status, spawn_worker, worker_env
@@ -390,7 +390,7 @@ def latency(
         return Document(DocumentType.PASSPORT, f"LT{i:08d}", "UZB")
 
     def key_of(i: int) -> bytes:
-        return traveller_key("UZB", doc(i).number, s.pseudonym_key_bytes).encode()
+        return partition_key("UZB", doc(i).number).encode()
 
     def consume() -> None:
         # Assigned, not subscribed: no group join to wait for, every partition read from its start.

@@ -12,16 +12,20 @@ from datetime import datetime
 from schemas.records import Crossing, Registration, StatusChange
 from schemas.serde import DecodeError, Serde
 from schemas.validation import ValidationError, validate
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key, traveller_key_of
 from shekara.settings import Settings
 
 SourceEvent = Crossing | Registration | StatusChange
+KEY_REASON = (
+    "message key is not the partition key of traveller.document (key with shekara.pseudonym.partition_key)"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
     event: SourceEvent
-    traveller_key: str
+    partition_key: str  # the message key (public, no secret): what the state store is keyed by
+    traveller_key: str  # keyed pseudonym (HMAC of the partition key): what every output carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +70,9 @@ class Intake:
         except Exception as exc:
             return Rejected("validate", f"cannot validate: {exc!r}", None)
         doc = record.traveller.document
-        tkey = traveller_key(doc.issuing_country, doc.number, self.pseudonym_key)
-        if key != tkey.encode():
+        pkey = partition_key(doc.issuing_country, doc.number)
+        if key != pkey.encode():
             # Co-partitioning rests on the key: an event keyed otherwise may sit on another traveller's partition,
             # where the worker holding this traveller's state never sees it.
-            return Rejected(
-                "validate",
-                "message key is not the traveller key of traveller.document (key with shekara.pseudonym.traveller_key)",
-                "key",
-            )
-        return Accepted(record, tkey)
+            return Rejected("validate", KEY_REASON, "key")
+        return Accepted(record, pkey, traveller_key_of(pkey, self.pseudonym_key))

@@ -7,8 +7,9 @@ the deadline index, offsets) and hands over what a chunk needs:
 - `work(messages, stored, watermarks, now)`: decode, validate and key-check every message (`streams.intake`),
   group the accepted ones by partition and traveller, move each partition's watermark on by the chunk's latest
   event time (`streams.watermark` rule), and step each traveller with its events at that watermark. `stored`
-  holds the stored values of the chunk's message keys: a valid message's key *is* its traveller key (the intake
-  rejects any other), so the shell finds the states without decoding anything.
+  holds the stored values of the chunk's message keys: states are stored under the public partition key, which
+  a valid message's key *is* (the intake rejects any other), so the shell finds the states without decoding
+  anything. The state itself, and every alert and stay, carry the keyed traveller key (HMAC of the partition key).
 - `step(requests, now)`: step travellers without events, whose deadline the watermark has passed (the shell
   pops them from its deadline index once it knows the new watermarks).
 - `check_addresses(messages, stored, now)`: the address-crowding stage's chunk (registrations re-keyed by address
@@ -33,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas.records import Registration
 from schemas.serde import DecodeError, Serde
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import traveller_key, traveller_key_of
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from shekara.settings import Settings
@@ -43,7 +44,7 @@ from streams.stored import pack, unpack
 
 # (topic, partition, offset, key, value, timestamp in seconds): a source message as the shell hands it over.
 RawMessage = tuple[str, int, int, bytes | None, bytes | None, float]
-# partition -> (watermark, [(traveller key, stored value or None)]): deadline-only steps
+# partition -> (watermark, [(partition key, stored value or None)]): deadline-only steps
 StepRequest = dict[int, tuple[datetime, list[tuple[str, bytes | None]]]]
 AHEAD_LIMIT = 50_000  # verdicts kept for messages admitted ahead, at most (the oldest go first)
 
@@ -52,7 +53,8 @@ AHEAD_LIMIT = 50_000  # verdicts kept for messages admitted ahead, at most (the 
 class Stepped:
     """The values to store and the records to send; indices are positions in the chunk."""
 
-    states: list[tuple[int, str, bytes, datetime | None]] = field(default_factory=list)  # partition, key, value, due
+    # partition, store key (the partition key), value, due
+    states: list[tuple[int, str, bytes, datetime | None]] = field(default_factory=list)
     alerts: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, encoded Alert)
     stays: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, encoded Stay)
     # dead letters: index, stage ("decode", "validate" or "process"), reason, field
@@ -72,7 +74,7 @@ class Stepped:
 class Worked(Stepped):
     """What `work` made of a chunk: `Stepped`, and what the shell needs to move its clocks and forward."""
 
-    travellers: dict[int, list[str]] = field(default_factory=dict)  # partition -> travellers with accepted events
+    travellers: dict[int, list[str]] = field(default_factory=dict)  # partition -> store keys with accepted events
     latest: dict[int, datetime] = field(default_factory=dict)  # partition -> latest event time accepted
     accepted: int = 0
     address_keys: list[tuple[int, str]] = field(default_factory=list)  # accepted registration, its address key
@@ -133,7 +135,8 @@ class Matching:
         """`stored`: (partition, key) -> stored value; `watermarks`: each partition's before the chunk (or None)."""
         out = Worked()
         records: dict[int, SourceEvent] = {}
-        groups: dict[int, dict[str, list[int]]] = {}
+        groups: dict[int, dict[str, list[int]]] = {}  # partition -> partition key -> indices
+        tkeys: dict[str, str] = {}  # partition key -> traveller key
         ahead = self._ahead
         for index, (topic, partition, offset, key, value, timestamp) in enumerate(messages):
             kept = ahead.pop((topic, partition, offset), None) if ahead else None
@@ -146,7 +149,8 @@ class Matching:
                 continue
             record = verdict.event
             records[index] = record
-            groups.setdefault(partition, {}).setdefault(verdict.traveller_key, []).append(index)
+            groups.setdefault(partition, {}).setdefault(verdict.partition_key, []).append(index)
+            tkeys[verdict.partition_key] = verdict.traveller_key
             latest = out.latest.get(partition)
             if latest is None or record.event_time > latest:
                 out.latest[partition] = record.event_time
@@ -160,10 +164,10 @@ class Matching:
             if before is not None and before > watermark:
                 watermark = before
             out.travellers[partition] = list(travellers)
-            for traveller, indices in travellers.items():
+            for pkey, indices in travellers.items():
                 events = [records[i] for i in indices]
-                state = stored.get((partition, traveller.encode()))
-                self._step(out, partition, traveller, state, events, indices, watermark, now)
+                state = stored.get((partition, pkey.encode()))
+                self._step(out, partition, pkey, tkeys[pkey], state, events, indices, watermark, now)
         return out
 
     def check_addresses(
@@ -215,8 +219,9 @@ class Matching:
         """Step travellers without events at their partition's watermark; `now` is the outputs' emitted time."""
         out = Stepped()
         for partition, (watermark, items) in requests.items():
-            for key, stored in items:
-                self._step(out, partition, key, stored, [], [], watermark, now)
+            for pkey, stored in items:
+                tkey = traveller_key_of(pkey, self.pseudonym_key) if stored is None else None
+                self._step(out, partition, pkey, tkey, stored, [], [], watermark, now)
         return out
 
     def _step(
@@ -224,14 +229,20 @@ class Matching:
         out: Stepped,
         partition: int,
         key: str,
+        tkey: str | None,
         stored: bytes | None,
         events: list[SourceEvent],
         indices: list[int],
         watermark: datetime,
         now: datetime,
     ) -> None:
+        # `key`: the store key (partition key); `tkey`: the traveller key of a new state (a stored one has its own).
         try:
-            state = TravellerState.empty(key) if stored is None else TravellerState.from_bytes(unpack(stored)[2])
+            if stored is None:
+                assert tkey is not None
+                state = TravellerState.empty(tkey)
+            else:
+                state = TravellerState.from_bytes(unpack(stored)[2])
             result = step(
                 state, events, watermark=watermark, emitted_time=now, rules=self.rules, checkpoints=self.checkpoints
             )

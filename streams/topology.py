@@ -7,8 +7,8 @@ status-changes ─┘        │ (registrations re-keyed by address)
                          └─> address-registrations ─> address-checker [store: address-state] ──> alerts, dead-letter
 ```
 
-The three sources are co-partitioned by traveller key, so partition *p* of each lands on the same worker and
-the matcher sees a traveller's whole history. Each processor takes batches of raw messages (`streams.raw`)
+The three sources are co-partitioned by the public partition key, so partition *p* of each lands on the same
+worker and the matcher sees a traveller's whole history. Each processor takes batches of raw messages (`streams.raw`)
 straight from its channel (`streams.drain`). The matcher hands a batch, with the stored states of its keys and
 the partitions' watermarks, to `streams.matching` (decode, validate, `streams.core.step` once per traveller),
 which runs in a child process (`streams.offload`) so that a worker uses two cores; the shell sends what comes
@@ -347,7 +347,7 @@ class TravellerMatcher:
         now = datetime.now(UTC)
         wall = time.monotonic()
         messages = _raw(events)
-        # A valid message's key is its traveller's key (streams.matching): the states it needs, found undecoded.
+        # States are stored under the message key (the partition key, streams.matching): found undecoded.
         stored = self.store.get_many({(m[1], m[3]) for m in messages if m[3] is not None})
         watermarks = {p: self.watermarks.get(p) for p in {m[1] for m in messages}}
         worked = await self.matching.work(messages, stored, watermarks, now)

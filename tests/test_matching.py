@@ -31,12 +31,12 @@ from schemas.records import (
     Traveller,
 )
 from schemas.serde import Serde
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key, traveller_key
 from shekara.reference import load_checkpoints
 from shekara.rules import load_rules
 from shekara.settings import Settings
 from streams import drain
-from streams.core import AddressState, address_key, address_step
+from streams.core import AddressState, TravellerState, address_key, address_step
 from streams.drain import batches
 from streams.intake import Accepted, Rejected
 from streams.matching import Matching, RawMessage, StepRequest
@@ -90,9 +90,9 @@ def serde(settings: Settings) -> Serde:
 
 
 def _chunk(settings: Settings, serde: Serde) -> list[RawMessage]:
-    t, k = settings.topics, settings.pseudonym_key_bytes
-    lost_key = traveller_key("UZB", "LOST12345", k).encode()
-    ok_key = traveller_key("UZB", "GOOD12345", k).encode()
+    t = settings.topics
+    lost_key = partition_key("UZB", "LOST12345").encode()
+    ok_key = partition_key("UZB", "GOOD12345").encode()
     return [
         (t.status_changes, P, 0, lost_key, serde.encode(_lost("LOST12345"), t.status_changes), SENT),
         (t.crossings, P, 0, lost_key, serde.encode(_entry("LOST12345", "in-lost"), t.crossings), SENT),
@@ -120,6 +120,11 @@ def test_work_admits_steps_and_rejects_with_stages(settings: Settings, serde: Se
     assert {(p, key) for p, key, _, _ in worked.states} == {(P, m[3].decode()) for m in chunk[:3:2]}  # type: ignore[union-attr]
     for p, _, value, due in worked.states:
         assert unpack(value)[:2] == (p, due)
+    # stored under the public partition key, but the state and every output carry the keyed traveller key
+    lost = traveller_key("UZB", "LOST12345", settings.pseudonym_key_bytes)
+    assert {a.traveller_key for a in alerts if isinstance(a, Alert)} == {lost}
+    keyed = {TravellerState.from_bytes(unpack(v)[2]).traveller_key for _, _, v, _ in worked.states}
+    assert keyed == {lost, traveller_key("UZB", "GOOD12345", settings.pseudonym_key_bytes)}
 
 
 def test_work_steps_at_the_watermark_the_shell_will_reach(settings: Settings, serde: Serde) -> None:
@@ -145,6 +150,11 @@ def test_step_fires_deadlines_of_travellers_without_events(settings: Settings, s
     assert not early.alerts and early.states[0][2] == value  # nothing due: the state is unchanged
     fired = m.step({P: (due, [(key, value)])}, T0)
     assert fired.alerts and fired.states[0][3] != due
+    good = traveller_key("UZB", "GOOD12345", settings.pseudonym_key_bytes)
+    assert {serde.decode(v, settings.topics.alerts).traveller_key for _, v in fired.alerts} == {good}  # type: ignore[union-attr]
+    # a deadline step without a stored state still keys the new state with the keyed traveller key
+    empty = m.step({P: (due, [(key, None)])}, T0)
+    assert TravellerState.from_bytes(unpack(empty.states[0][2])[2]).traveller_key == good
 
 
 def test_verdicts_admitted_ahead_serve_work_for_the_same_message_only(settings: Settings, serde: Serde) -> None:
@@ -183,7 +193,7 @@ def test_a_core_failure_dead_letters_that_travellers_events_only(
     worked = _matching(settings, serde).work(_chunk(settings, serde), {}, {P: None}, T0)
     assert [(i, stage) for i, stage, _, _ in worked.rejected if stage == "process"] == [(2, "process")]
     assert "core bug" in next(r for i, _, r, _ in worked.rejected if i == 2)
-    assert [key for _, key, _, _ in worked.states] == [traveller_key("UZB", "LOST12345", settings.pseudonym_key_bytes)]
+    assert [key for _, key, _, _ in worked.states] == [partition_key("UZB", "LOST12345")]  # stored by partition key
     assert worked.failures == [(P, "RuntimeError('core bug')", 1)]
 
 
@@ -282,13 +292,13 @@ def test_the_child_process_gives_what_the_worker_itself_gives(settings: Settings
 def test_calls_in_flight_together_are_answered_each_with_its_own_result(settings: Settings, serde: Serde) -> None:
     # Chunks of thousands of travellers: requests and answers of megabytes, more than the pipe holds at once, so
     # a sender and a receiver that waited on each other (a first version did) would hang here.
-    t, k = settings.topics, settings.pseudonym_key_bytes
+    t = settings.topics
     chunks: list[list[RawMessage]] = []
     for c in range(3):
         numbers = [f"C{c}N{i:06d}" for i in range(3000)]
         chunks.append(
             [
-                (t.crossings, c, i, traveller_key("UZB", n, k).encode(), serde.encode(_entry(n, n), t.crossings), SENT)
+                (t.crossings, c, i, partition_key("UZB", n).encode(), serde.encode(_entry(n, n), t.crossings), SENT)
                 for i, n in enumerate(numbers)
             ]
         )

@@ -19,6 +19,7 @@ from schemas.serde import Serde
 from schemas.validation import ValidationError
 from shekara.admin import ensure_topics, wait_for_broker
 from shekara.embedded import EmbeddedBroker, free_port, launch
+from shekara.pseudonym import partition_key
 from shekara.settings import Settings, TopicNames
 from tests.test_serde import _consume_all, sample_crossing, sample_registration, sample_status_change
 
@@ -87,17 +88,17 @@ def test_round_trip_of_each_source_event(settings: Settings) -> None:
     for record in records:
         topic = topic_for(record, settings)
         [msg] = _consume_all(settings, topic, 1)
-        assert msg.key() == key_for(record, settings)
+        assert msg.key() == key_for(record)
         assert serde.decode(msg.value(), topic) == record
 
 
-def test_key_is_the_pseudonymous_traveller_key(settings: Settings) -> None:
+def test_key_is_the_public_partition_key_of_the_document() -> None:
     a, b = crossing(1, 7), crossing(2, 7)
-    key = key_for(a, settings)
-    assert key == key_for(b, settings) and len(key) == 32
+    key = key_for(a)
+    assert key == key_for(b) and len(key) == 32
+    assert key == partition_key(a.traveller.document.issuing_country, "ac 000-0007").encode()  # normalised
     assert b"AC0000007" not in key  # the document number never travels in clear in the key
-    other = Settings(pseudonym_key="another-key")
-    assert key_for(a, other) != key
+    assert key != key_for(crossing(1, 8))
 
 
 def test_invalid_event_is_rejected_with_the_field(settings: Settings) -> None:

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 
 from schemas.records import DeadLetter
 from schemas.serde import Serde
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key
 from shekara.settings import Settings
 from sinks import samples
 from sinks.batch import BatchPlan
@@ -48,12 +48,12 @@ def publish(settings: Settings, records: list, extra: list[tuple[str, bytes]] = 
 
 
 def _key(settings: Settings, record: object) -> bytes:
-    """Source events are keyed by their traveller key (or the sink dead-letters them, as the processors do)."""
+    """Source events are keyed by their partition key (or the sink dead-letters them, as the processors do)."""
     traveller = getattr(record, "traveller", None)
     if traveller is None:
         return b"k"
     doc = traveller.document
-    return traveller_key(doc.issuing_country, doc.number, settings.pseudonym_key_bytes).encode()
+    return partition_key(doc.issuing_country, doc.number).encode()
 
 
 def counts(settings: Settings, *tables: str) -> dict[str, int]:
@@ -127,7 +127,7 @@ def test_sink_lands_every_topic_once_and_dead_letters_bad_input(settings: Settin
 
 
 def test_sink_dead_letters_what_the_processors_refuse(settings: Settings):
-    # Judged like `streams.intake`: against the message's Kafka timestamp, and keyed by the traveller key.
+    # Judged like `streams.intake`: against the message's Kafka timestamp, and keyed by the partition key.
     s = fast(settings)
     ahead = samples.crossing("ahead", event_time=datetime.now(UTC) + timedelta(hours=1))
     badly_keyed = Serde.from_settings(s).encode(samples.crossing("badly-keyed"), s.topics.crossings)

@@ -159,7 +159,7 @@ def test_stage_columns_follow_the_latest_schema():
 def test_hmac_pads_long_keys_are_hashed_first():
     short_i, short_o = hmac_pads(b"k")
     long_i, _ = hmac_pads(b"k" * 100)
-    assert len(bytes.fromhex(short_i)) == 64 == len(bytes.fromhex(long_i))
+    assert len(short_i) == 64 == len(long_i)
     assert short_i != short_o and short_i != long_i
 
 

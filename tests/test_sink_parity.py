@@ -34,7 +34,7 @@ from schemas.records import (
     Traveller,
 )
 from schemas.serde import Serde
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key, traveller_key
 from shekara.rules import load_rules
 from shekara.settings import Settings
 from sinks import samples
@@ -72,7 +72,7 @@ class Parity:
     offsets: Iterator[int]
 
     def key(self, record: Any) -> bytes:
-        return _traveller_key(record)
+        return _partition_key(record)
 
     def topic(self, record: Any) -> str:
         return getattr(self.settings.topics, TABLES[type(record)])
@@ -120,7 +120,12 @@ class Parity:
         return sink
 
 
-def _traveller_key(record: Any) -> bytes:
+def _partition_key(record: Any) -> bytes:
+    doc = record.traveller.document
+    return partition_key(doc.issuing_country, doc.number).encode()
+
+
+def _keyed(record: Any) -> bytes:
     doc = record.traveller.document
     return traveller_key(doc.issuing_country, doc.number, PSEUDONYM_KEY).encode()
 
@@ -259,13 +264,15 @@ def test_each_listed_problem_is_dead_lettered_on_its_field(parity: Parity) -> No
     cases = [Case(record, parity.key(record), T_MS) for _, record, _ in named]
     cases += [
         Case(named[0][1], None, T_MS),  # no key
-        Case(named[0][1], b"k", T_MS),  # not the traveller key
-        Case(named[1][1], parity.key(named[1][1]).upper(), T_MS),  # the traveller key in upper case
+        Case(named[0][1], b"k", T_MS),  # not the partition key
+        Case(named[1][1], parity.key(named[1][1]).upper(), T_MS),  # the partition key in upper case
         Case(named[2][1], parity.key(replace(named[2][1], traveller=_traveller(number="OTHER123"))), T_MS),
+        Case(named[0][1], _keyed(named[0][1]), T_MS),  # the keyed traveller key: producers never hold it
     ]
-    expected = [field for _, _, field in named] + ["key", "key", "key", "key"]
+    expected = [field for _, _, field in named] + ["key", "key", "key", "key", "key"]
     verdicts = parity.check(cases)
-    names = [name for name, _, _ in named] + ["no key", "wrong key", "upper-case key", "another traveller's key"]
+    names = [name for name, _, _ in named]
+    names += ["no key", "wrong key", "upper-case key", "another traveller's key", "keyed traveller key"]
     assert {n: v and v[0] for n, v in zip(names, verdicts, strict=True)} == dict(zip(names, expected, strict=True))
 
 
@@ -395,10 +402,10 @@ def cases(draw: st.DrawFn) -> Case:
 
     if change == "field":
         record = _set(record, *draw(st.one_of(*_field_changes(record, today))))
-    key = _traveller_key(record)
+    key = _partition_key(record)
     if change == "key":
-        other = traveller_key(nationality, "OTHER1234", PSEUDONYM_KEY).encode()
-        wrong: list[bytes | None] = [None, b"", b"k", key.upper(), key + b" ", other, key[:-1]]
+        other = partition_key(nationality, "OTHER1234").encode()
+        wrong: list[bytes | None] = [None, b"", b"k", key.upper(), key + b" ", other, key[:-1], _keyed(record)]
         return Case(record, draw(st.sampled_from(wrong)), timestamp)
     return Case(record, key, timestamp)
 

@@ -12,7 +12,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.records import Checkpoint, CheckpointKind, Crossing, Direction, HostKind, Stay
 from schemas.serde import Serde
-from shekara.pseudonym import pseudonymise, traveller_key
+from shekara.pseudonym import partition_key, pseudonymise, traveller_key
 from shekara.rules import load_rules
 from shekara.settings import Settings
 from sinks import samples
@@ -34,7 +34,7 @@ class Env:
     offsets: dict[tuple[str, int], int]
 
     def messages(self, records: list, partition: int = 0) -> list[Message]:
-        """Messages as producers send them: source events keyed by their traveller key (see `key_of`)."""
+        """Messages as producers send them: source events keyed by their partition key (see `key_of`)."""
         out = []
         for r in records:
             topic = _topic_of(self.settings, r)
@@ -48,7 +48,7 @@ class Env:
         if traveller is None:
             return None
         doc = traveller.document
-        return traveller_key(doc.issuing_country, doc.number, self.settings.pseudonym_key_bytes).encode()
+        return partition_key(doc.issuing_country, doc.number).encode()
 
     def write(self, messages: list[Message], group: str = "test") -> tuple[BatchPlan, WriteResult]:
         a = Assembler(len(messages) or 1, 0.0)

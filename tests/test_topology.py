@@ -37,7 +37,7 @@ from schemas.records import (
     Traveller,
 )
 from schemas.serde import Serde
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key, traveller_key
 from shekara.settings import Settings
 from streams import readback
 from streams.core import address_key
@@ -69,7 +69,13 @@ def crossing(event_id: str, number: str, when: datetime, direction: Direction, *
 
 
 def key_of(settings: Settings, number: str) -> bytes:
-    return traveller_key("UZB", number, settings.pseudonym_key_bytes).encode()
+    """The message key a producer sends: the public partition key."""
+    return partition_key("UZB", number).encode()
+
+
+def tkey_of(settings: Settings, number: str) -> str:
+    """The keyed traveller key the processors' outputs carry."""
+    return traveller_key("UZB", number, settings.pseudonym_key_bytes)
 
 
 def publish(settings: Settings, items: list[tuple[str, bytes | None, bytes]]) -> None:
@@ -190,13 +196,17 @@ def test_matcher_emits_alerts_stays_dead_letters_and_fires_deadlines_on_ticks(
     assert transit[0].due_time == transit_due.replace(microsecond=transit_due.microsecond)
     assert transit[0].emitted_time >= transit[0].due_time
     assert worker_status["deadline_fired"] >= 1
+    # Outputs carry the keyed traveller key, a deadline-only step's too; never the public partition key.
+    assert transit[0].traveller_key == tkey_of(s, "DD0000001")
+    partition_keys = {key_of(s, n).decode() for n in ("AA0000001", "BB0000001", "CC0000001", "DD0000001")}
+    assert not partition_keys & ({a.traveller_key for a in alerts} | {st.traveller_key for st in stays.values()})
 
     by_type = {(a.type, a.action) for a in alerts}
-    lost_id = alert_id(AlertType.LOST_STOLEN_DOCUMENT, key_of(s, "AA0000001").decode(), "a-in")
+    lost_id = alert_id(AlertType.LOST_STOLEN_DOCUMENT, tkey_of(s, "AA0000001"), "a-in")
     assert lost_id in {a.alert_id for a in alerts if a.type == AlertType.LOST_STOLEN_DOCUMENT}
     assert (AlertType.IN_COUNTRY_OVERSTAY, AlertAction.RAISED) in by_type
     # C registered in time and left: no unregistered-stay alert for C.
-    c_key = key_of(s, "CC0000001").decode()
+    c_key = tkey_of(s, "CC0000001")
     assert not [a for a in alerts if a.traveller_key == c_key]
 
     (c_stay,) = [st for st in stays.values() if st.traveller_key == c_key]

@@ -30,7 +30,7 @@ from schemas.records import (
     StatusChangeKind,
     Traveller,
 )
-from shekara.pseudonym import normalise_document_number
+from shekara.pseudonym import partition_key
 from shekara.reference import CheckpointInfo
 
 
@@ -39,14 +39,15 @@ class Person:
     """One travel document and its holder (a cloned document is the same Person used by someone else)."""
 
     avro: dict[str, Any]  # the Avro form of the traveller, built once and shared by all its events
-    key: str  # traveller key (keyed hash of the document)
+    key: str  # traveller key (keyed hash of the document): what the ground truth's alerts carry
     nationality: str
+    partition: str  # public partition key of the document: the Kafka message key
     _traveller: Traveller | None = None
 
     @property
     def key_bytes(self) -> bytes:
-        """The Kafka key."""
-        return self.key.encode()
+        """The Kafka key: the public partition key, as a producer computes it (no secret)."""
+        return self.partition.encode()
 
     @property
     def traveller(self) -> Traveller:
@@ -60,15 +61,17 @@ class Person:
 
 
 class TravellerKeys:
-    """`shekara.pseudonym.traveller_key`, with the keyed hash set up once (the key's pads are reused)."""
+    """(partition key, traveller key) of a document, as `shekara.pseudonym` computes them, with the keyed hash
+    set up once (the key's pads are reused). Tooling: the simulator's ground truth needs the keyed traveller key."""
 
     def __init__(self, pseudonym_key: bytes) -> None:
         self._base = hmac.new(pseudonym_key, digestmod=hashlib.sha256)
 
-    def __call__(self, issuing_country: str, document_number: str) -> str:
+    def __call__(self, issuing_country: str, document_number: str) -> tuple[str, str]:
+        partition = partition_key(issuing_country, document_number)
         h = self._base.copy()
-        h.update(f"{issuing_country.upper()}|{normalise_document_number(document_number)}".encode())
-        return h.hexdigest()[:32]
+        h.update(partition.encode())
+        return partition, h.hexdigest()[:32]
 
 
 _KEYS: dict[bytes, TravellerKeys] = {}
@@ -86,14 +89,14 @@ def new_person(
     keys = _KEYS.get(pseudonym_key)
     if keys is None:
         keys = _KEYS[pseudonym_key] = TravellerKeys(pseudonym_key)
-    key = keys(issuing_country, number)
+    partition, key = keys(issuing_country, number)
     avro = {
         "document": {"type": doc_type, "number": number, "issuing_country": issuing_country},
         "nationality": nationality,
         "birth_date": birth_date,
         "sex": sex,
     }
-    return Person(avro, key, nationality)
+    return Person(avro, key, nationality, partition)
 
 
 def make_person(traveller: Traveller, pseudonym_key: bytes) -> Person:

@@ -64,10 +64,10 @@ CREATE OR REPLACE FUNCTION shekara_traveller_problem AS (number, issuing_country
     ('', '')
 );
 
--- streams.intake: the message key must be the traveller key (shekara.pseudonym.traveller_key), which puts all of
--- a traveller's events on one partition. number: normalised, as above; ipad/opad: the HMAC pads in hex.
-CREATE OR REPLACE FUNCTION shekara_key_problem AS (message_key, issuing_country, number, ipad, opad) -> if(
-    message_key != shekara_hmac32(unhex(ipad), unhex(opad), concat(upperUTF8(issuing_country), '|', number)),
-    ('key', 'message key is not the traveller key of traveller.document (key with shekara.pseudonym.traveller_key)'),
+-- streams.intake: the message key must be the public partition key (shekara.pseudonym.partition_key: SHA-256,
+-- no secret), which puts all of a traveller's events on one partition. number: normalised, as above.
+CREATE OR REPLACE FUNCTION shekara_key_problem AS (message_key, issuing_country, number) -> if(
+    message_key != lower(left(hex(SHA256(concat(upperUTF8(issuing_country), '|', number))), 32)),
+    ('key', 'message key is not the partition key of traveller.document (key with shekara.pseudonym.partition_key)'),
     ('', '')
 );

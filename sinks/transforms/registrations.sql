@@ -1,5 +1,5 @@
--- Staged Registration records (stage_registrations) -> registrations. Parameters as in crossings.sql, and
--- ipad/opad (HMAC pads, hex) for the host and address keys.
+-- Staged Registration records (stage_registrations) -> registrations. Parameters as in crossings.sql; the HMAC
+-- pads (traveller, host and address keys) come from the session table _pseudonym_pads, as in crossings.sql.
 -- Host id and address are pseudonymised like document numbers (keyed hash with a purpose label). The filing
 -- deadline comes from registration_deadlines (computed from the rules file by sinks/deadlines.py) for the
 -- traveller's nationality group and the first day of the registration (the arrival at the address).
@@ -10,8 +10,9 @@ INSERT INTO registrations
     source_system, source_partition, source_offset, _batch
 )
 WITH
-    unhex({ipad:String}) AS ipad,
-    unhex({opad:String}) AS opad,
+    -- The HMAC pads from the writer session's temporary table (sinks.writer): never in the query text.
+    (SELECT ipad FROM _pseudonym_pads) AS ipad,
+    (SELECT opad FROM _pseudonym_pads) AS opad,
     staged AS (
         SELECT *, toDate(event_time, 'Asia/Almaty') AS day
         FROM stage_registrations
@@ -29,9 +30,9 @@ SELECT
     r.day,
     r.action,
     r.registration_id,
-    -- The message key: registrations.rejects.sql skips every row whose key is not this traveller's key (the HMAC
-    -- of issuing country and normalised number), so the hash is not computed a second time here.
-    r._key,
+    -- The keyed traveller key: HMAC of the message key, which registrations.rejects.sql checked is the public
+    -- partition key of issuing country and normalised number (shekara.pseudonym.traveller_key).
+    shekara_hmac32(ipad, opad, r._key),
     r.traveller.nationality,
     toYear(r.traveller.birth_date),
     r.traveller.sex,

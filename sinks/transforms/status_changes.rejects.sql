@@ -2,11 +2,11 @@
 --
 -- A source event is stored only if the stream processors admit it (streams.intake.Intake.admit), so this is
 -- schemas.validation in SQL, check for check and in its order (one row per record: its first problem, with the
--- same field path and message), then the message key against the traveller key. Enums need no check: decoding
+-- same field path and message), then the message key against the partition key. Enums need no check: decoding
 -- the Avro enforces them. Besides the body, the checks read the trailer (sinks.stage): _ts, the message's
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
--- Parameters: ipad/opad (HMAC pads, hex, as for the transform), skew (settings.max_future_skew_seconds).
+-- Parameter: skew (settings.max_future_skew_seconds). The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
 SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
@@ -18,9 +18,7 @@ FROM
         shekara_traveller_problem(
             number, traveller.document.issuing_country, traveller.nationality, traveller.birth_date, on_day
         ) AS traveller_problem,
-        shekara_key_problem(
-            _key, traveller.document.issuing_country, number, {ipad:String}, {opad:String}
-        ) AS key_problem
+        shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem
     SELECT
         _msg,
         multiIf(

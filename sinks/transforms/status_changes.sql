@@ -6,6 +6,9 @@ INSERT INTO status_changes
     valid_from, valid_until, source_system, source_partition, source_offset, _batch
 )
 WITH
+    -- The HMAC pads from the writer session's temporary table (sinks.writer): never in the query text.
+    (SELECT ipad FROM _pseudonym_pads) AS ipad,
+    (SELECT opad FROM _pseudonym_pads) AS opad,
     staged AS (
         SELECT *, toDate(event_time, 'Asia/Almaty') AS day
         FROM stage_status_changes
@@ -17,9 +20,9 @@ SELECT
     received_time,
     day,
     kind,
-    -- The message key: status_changes.rejects.sql skips every row whose key is not this traveller's key (the HMAC
-    -- of issuing country and normalised number), so the hash is not computed a second time here.
-    _key,
+    -- The keyed traveller key: HMAC of the message key, which status_changes.rejects.sql checked is the public
+    -- partition key of issuing country and normalised number (shekara.pseudonym.traveller_key).
+    shekara_hmac32(ipad, opad, _key),
     traveller.nationality,
     toYear(traveller.birth_date),
     traveller.sex,
