@@ -24,7 +24,7 @@ from schemas.records import (
     Traveller,
 )
 from schemas.serde import Serde
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key, traveller_key
 from shekara.settings import Settings
 from streams.align import Aligner, in_record_order
 from streams.deadlines import DeadlineIndex, Deadlines
@@ -163,17 +163,22 @@ def _crossing(number: str = "AB1234567") -> Crossing:
     )
 
 
-def test_admission_accepts_a_valid_event_under_its_traveller_key() -> None:
+def test_admission_accepts_an_event_under_its_partition_key_and_gives_its_keyed_traveller_key() -> None:
     s = Settings()
     serde = Serde.from_settings(s)
     intake = Intake(s, serde)
     rec = _crossing()
+    pkey = partition_key("UZB", "AB1234567")
     tkey = traveller_key("UZB", "AB1234567", s.pseudonym_key_bytes)
     verdict = intake.admit(
-        s.topics.crossings, tkey.encode(), serde.encode(rec, s.topics.crossings), now=datetime.now(UTC)
+        s.topics.crossings, pkey.encode(), serde.encode(rec, s.topics.crossings), now=datetime.now(UTC)
     )
     assert isinstance(verdict, Accepted)
-    assert verdict.traveller_key == tkey
+    assert (verdict.partition_key, verdict.traveller_key) == (pkey, tkey)
+    keyed = intake.admit(
+        s.topics.crossings, tkey.encode(), serde.encode(rec, s.topics.crossings), now=datetime.now(UTC)
+    )
+    assert isinstance(keyed, Rejected) and keyed.field == "key"  # the secret key is not a message key
     assert verdict.event == rec
 
 
@@ -182,7 +187,7 @@ def test_admission_rejects_with_stage_reason_and_field() -> None:
     serde = Serde.from_settings(s)
     intake = Intake(s, serde)
     now = datetime.now(UTC)
-    tkey = traveller_key("UZB", "AB1234567", s.pseudonym_key_bytes).encode()
+    tkey = partition_key("UZB", "AB1234567").encode()
 
     garbage = intake.admit(s.topics.crossings, tkey, b"\x07not avro", now=now)
     assert isinstance(garbage, Rejected) and garbage.stage == "decode" and "magic" in garbage.reason
