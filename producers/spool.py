@@ -16,7 +16,6 @@ import io
 import os
 import pickle
 import sqlite3
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,9 @@ import persistqueue.serializers.msgpack
 from persistqueue import SQLiteAckQueue
 from persistqueue.exceptions import Empty
 
+from shekara.files import FILE_MODE, private_dir, private_files
 from shekara.logs import get_logger
 
-DIR_MODE, FILE_MODE = 0o700, 0o600
 DB_FILE = "spool.db"
 # What versions before msgpack wrote (persist-queue's defaults): pickled tuples in this table.
 LEGACY_DB_FILE, LEGACY_TABLE = "data.db", "ack_queue_default"
@@ -149,20 +148,6 @@ class Spool:
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{legacy}{suffix}").unlink(missing_ok=True)
         log.warning("legacy pickle spool converted", spool=str(self.directory), messages=len(rows))
-
-
-def private_dir(directory: Path) -> None:
-    """Create `directory` 0700 (and any missing parent), or tighten it to 0700 if it exists looser."""
-    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    if stat.S_IMODE(directory.stat().st_mode) != DIR_MODE:
-        os.chmod(directory, DIR_MODE)
-
-
-def private_files(directory: Path) -> None:
-    """Tighten every file directly in `directory` to 0600 (those an older version created with the umask's mode)."""
-    for path in directory.iterdir():
-        if path.is_file() and stat.S_IMODE(path.stat().st_mode) != FILE_MODE:
-            os.chmod(path, FILE_MODE)
 
 
 class _NoGlobals(pickle.Unpickler):

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from shekara.files import emptied, private_dir
+from shekara.logs import get_logger
 from shekara.settings import Settings
+
+log = get_logger(__name__)
 
 # Error codes that say the data of a batch is wrong, so retrying the same rows cannot help: such rows are
 # isolated and dead-lettered. Every other failure (server down, too many parts, memory, a table being
@@ -79,6 +85,16 @@ def chdb_path(settings: Settings) -> Path:
     """The chDB data directory of an embedded DSN (``chdb:///abs/dir`` or ``chdb://relative/dir``)."""
     parsed = urlparse(settings.clickhouse_dsn)
     return Path(parsed.netloc + parsed.path).resolve()
+
+
+def scratch_dir(settings: Settings) -> Path:
+    """Where the chDB driver writes an insert's data for the engine to read (``INSERT ... FROM INFILE``).
+
+    Those files hold clear source events (the sink's Avro containers) and the pseudonym pads: owner-only, next to
+    the warehouse instead of in the shared temp directory, and emptied when the engine starts (`_use_scratch`).
+    """
+    path = chdb_path(settings)
+    return path.with_name(path.name + ".scratch")
 
 
 def query_endpoint_file(settings: Settings) -> Path:
@@ -146,12 +162,14 @@ def connect(settings: Settings, *, readonly: bool = False) -> Client:
 
 def _connect_chdb(settings: Settings, database: str, readonly: bool) -> Client:
     path = chdb_path(settings)
-    if engine_owner(settings).other:
+    owner = engine_owner(settings)
+    if owner.other:
         raise WarehouseBusy(
             f"the ClickHouse directory {path} is in use by another process (a running `shekara sink`?); "
             "analyst queries go through its query endpoint"
         )
-    path.mkdir(parents=True, exist_ok=True)
+    # Pseudonymised, but personal data still: no other local user reads the warehouse's files.
+    private_dir(path)
     # Output settings and limits first: under readonly=1 a session can no longer change any setting.
     client_settings: dict[str, str | int] = {"output_format_json_quote_64bit_integers": 0}
     if readonly:
@@ -160,6 +178,8 @@ def _connect_chdb(settings: Settings, database: str, readonly: bool) -> Client:
     client = clickhouse_connect.get_client(dsn=f"chdb://{path}", settings=client_settings)
     _track(path, +1)
     _untrack_on_close(client, path)
+    if not owner.here:  # the engine just started in this process: nobody else can be using its scratch files
+        _use_scratch(scratch_dir(settings))
     try:
         if not readonly:
             client.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
@@ -187,6 +207,36 @@ def analyst_limits(settings: Settings) -> dict[str, str | int]:
 
 class WarehouseMissing(RuntimeError):
     """The warehouse has not been created yet."""
+
+
+def _use_scratch(directory: Path) -> None:
+    """Empty `directory` (0700) of what a killed process left and send the chDB driver's temp files there.
+
+    clickhouse-connect's chDB backend writes every insert to a ``tempfile.NamedTemporaryFile`` (0600) and deletes
+    it once the engine has read it; a kill in between left it in the shared temp directory for good (a sink's
+    staged batch: thousands of clear records). One engine per process, so one scratch directory per process.
+    ClickHouse itself removes its own leftovers at start (``tmp_*`` parts, files in ``<dir>/tmp``).
+    """
+    private_dir(directory)
+    left = emptied(directory)
+    if left:
+        log.warning("deleted temp files of a process that died", directory=str(directory), files=len(left))
+    from clickhouse_connect.driver._backend import chdb_backend
+
+    chdb_backend.tempfile = _ScratchTempfile(directory)  # type: ignore[assignment]
+
+
+class _ScratchTempfile:
+    """Stands in for the `tempfile` module inside the chDB backend: its temp files go to one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def NamedTemporaryFile(self, *args: Any, **kwargs: Any) -> Any:
+        return tempfile.NamedTemporaryFile(*args, **{**kwargs, "dir": self.directory})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(tempfile, name)
 
 
 def _track(path: Path, delta: int) -> None:

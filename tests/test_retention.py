@@ -4,18 +4,26 @@ crossings of overstays (the sink's sweep), and TTLs that land in the future for 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
+from confluent_kafka import Producer
 
+from schemas.records import Direction
+from schemas.serde import Serde
+from shekara.pseudonym import partition_key
 from shekara.settings import Settings
+from sinks import samples
 from sinks.clickhouse import connect
 from sinks.migrate import migrate
 from sinks.retention import mark_overstay_exits
+from sinks.sink import run_sink
 
 pytestmark = pytest.mark.integration
 
@@ -219,7 +227,49 @@ def test_the_sweep_since_a_time_looks_only_at_stays_ingested_since(client: Clien
         "INSERT INTO stays (stay_id, revision, anchor_date, exit_event_id, exit_time, days_over, outcome,"
         " ingested_time, _batch) VALUES ('s', 1, today(), 'x', now(), 3, 'LATE', now() - INTERVAL 3 HOUR, 'b')"
     )
-    from datetime import UTC, datetime, timedelta
-
     assert mark_overstay_exits(client, datetime.now(UTC) - timedelta(hours=1)) == 0
     assert mark_overstay_exits(client, datetime.now(UTC) - timedelta(hours=4)) == 1
+
+
+@pytest.mark.slow
+def test_the_running_sink_marks_the_exit_of_an_overstay(settings: Settings) -> None:
+    """End to end: the exit crossing and its late stay through Kafka; the sink's sweep marks the exit."""
+    exit_time = datetime.now(UTC) - timedelta(days=2)
+    entry_time = exit_time - timedelta(days=40)
+    exit_crossing = samples.crossing(direction=Direction.EXIT, event_time=exit_time)
+    on_time_exit = samples.crossing(direction=Direction.EXIT, event_time=exit_time, number="N7654321")
+    late = samples.stay(
+        "late", 1, entry_time=entry_time, exit_time=exit_time, exit_event_id=exit_crossing.event_id, days_over=10
+    )
+    serde = Serde.from_settings(settings)
+    producer = Producer(settings.kafka_config())
+    for c in (exit_crossing, on_time_exit):
+        doc = c.traveller.document
+        key = partition_key(doc.issuing_country, doc.number).encode()
+        producer.produce(settings.topics.crossings, key=key, value=serde.encode(c, settings.topics.crossings))
+    producer.produce(settings.topics.stays, key=b"late", value=serde.encode(late, settings.topics.stays))
+    assert producer.flush(30) == 0
+
+    fast = settings.model_copy(
+        update={"sink": settings.sink.model_copy(update={"flush_interval": 0.2, "overstay_sweep_interval": 0.3})}
+    )
+    stop = threading.Event()
+    sink = threading.Thread(target=run_sink, args=(fast,), kwargs={"stop": stop})
+    sink.start()
+    try:
+        deadline = time.monotonic() + 60
+        marked: set[str] = set()
+        while time.monotonic() < deadline and not marked:
+            time.sleep(0.3)
+            client = connect(settings)
+            try:
+                rows = client.query("SELECT event_id FROM crossings WHERE overstay").result_rows
+            except DatabaseError:  # the sink has not migrated the warehouse yet
+                rows = []
+            finally:
+                client.close()
+            marked = {r[0] for r in rows}
+        assert marked == {exit_crossing.event_id}
+    finally:
+        stop.set()
+        sink.join()
