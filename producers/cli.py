@@ -31,10 +31,9 @@ def publish(
 ) -> None:
     """Validate and publish every event in FILE, reading it to the end whatever it holds.
 
-    Prints one line per rejected line (`line N: FIELD: REASON`) as it is found, then what became of every
-    line: sent (acknowledged by the broker), rejected, spooled (the broker was unreachable: kept on disk and
-    sent, in order, by the next run). Exit code: 0 all sent; 1 a line was rejected; 2 the file cannot be read
-    at all (or a bad option); 3 nothing rejected, but messages still wait in the spool.
+    Each rejected line prints `line N: FIELD: REASON`; then the counts: sent, rejected, spooled (on disk).
+
+    Exit code: 0 all sent, 1 a line rejected, 2 the file cannot be read, 3 messages still wait in the spool.
     """
     from fastavro.read import SchemaResolutionError
 
