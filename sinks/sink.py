@@ -41,6 +41,7 @@ from sinks.clickhouse import connect, is_embedded
 from sinks.framing import Framer
 from sinks.migrate import migrate
 from sinks.query_server import QueryServer
+from sinks.retention import OverstaySweep
 from sinks.writer import Staged, TransientWriteError, Warehouse, WriteResult, routes
 
 log = get_logger(__name__)
@@ -99,6 +100,7 @@ def _run(
 ) -> None:
     clients = [connect(settings)]
     server: QueryServer | None = None
+    sweep: OverstaySweep | None = None
     try:
         migrate(clients[0])
         clients += [connect(settings) for _ in range(WRITERS - 1)]
@@ -107,8 +109,12 @@ def _run(
         warehouses[0].load_rules(load_rules(settings.rules_file), settings.rules_file.read_bytes())
         if is_embedded(settings):
             server = QueryServer.start(settings)
+        if settings.sink.overstay_sweep_interval > 0:  # exits of overstays: 5-year retention
+            sweep = OverstaySweep(lambda: connect(settings), settings.sink.overstay_sweep_interval).start()
         _SinkLoop(settings, warehouses, framer, stats, after_write).run(stop, once)
     finally:
+        if sweep is not None:
+            sweep.stop()
         if server is not None:
             server.stop()
         for client in clients:
