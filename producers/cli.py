@@ -63,7 +63,10 @@ def publish(
         raise typer.Exit(1 if rejected else 0)
     typer.echo(f"read {report.read}: sent {report.sent}, rejected {rejected}, spooled {report.spooled}")
     if report.dead_lettered:
-        typer.echo(f"{report.dead_lettered} rejected lines also written to {settings.topics.dead_letter}")
+        typer.echo(
+            f"dead letters to {settings.topics.dead_letter}: "
+            f"sent {report.dead_letters_sent}, spooled {report.dead_letters_spooled}"
+        )
     if report.spool_left:
         typer.echo(
             f"{report.spool_left} messages wait in the spool at {report.spool_dir} (the broker did not take them); "

@@ -176,12 +176,13 @@ class EventProducer:
             raise
         self._enqueue(topic, key, value, on_outcome=on_outcome)
 
-    def publish_dead_letter(self, letter: DeadLetter) -> None:
+    def publish_dead_letter(self, letter: DeadLetter, *, on_outcome: OnOutcome | None = None) -> None:
         """Send a refused input to the dead-letter topic (same delivery guarantees, no validation, no key)."""
         if self._closed:
             raise RuntimeError("publish on a closed EventProducer")
         topic = self.settings.topics.dead_letter
-        self._enqueue(topic, letter.key, self.serde.encode(letter, topic), count="dead_lettered")
+        value = self.serde.encode(letter, topic)
+        self._enqueue(topic, letter.key, value, count="dead_lettered", on_outcome=on_outcome)
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait until everything accepted is acknowledged by the broker; returns how many are still pending."""

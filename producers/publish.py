@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,7 +62,9 @@ class PublishReport:
     spooled: int = 0  # written to the on-disk spool (broker unreachable): the spool sends them, in order
     rejected: list[Rejection] = field(default_factory=list)  # refused by a check, the Kafka client or the broker
     refused_by_broker: int = 0  # of `rejected`: refused in a delivery report, after passing every check
-    dead_lettered: int = 0  # rejections also written to the dead-letter topic
+    dead_lettered: int = 0  # rejections passed to the dead-letter topic, of which:
+    dead_letters_sent: int = 0  # acknowledged by the broker
+    dead_letters_spooled: int = 0  # written to the spool
     spool_left: int = 0  # messages waiting in the spool when publishing ended (this run's and earlier ones)
     drained: int = 0  # messages the spool sent during this run (earlier runs' first)
     spool_dir: Path | None = None
@@ -224,24 +228,26 @@ def dead_letter_for(event: FileEvent, error: ValidationError, path: Path, settin
 
 
 class _Outcomes:
-    """What became of each valid line, as the producer reports it (from its io thread)."""
+    """What became of each valid line and each dead letter, as the producer reports it."""
 
     def __init__(self) -> None:
-        self.sent = 0
-        self.spooled = 0
-        self.refused: list[tuple[FileEvent, ValidationError]] = []  # by the broker, or the Kafka client
+        self._lock = threading.Lock()  # reports come from the io thread and, when spooling, the publishing one
+        self.lines: Counter[Outcome] = Counter()
+        self.letters: Counter[Outcome] = Counter()
+        self.refused: list[tuple[FileEvent, ValidationError]] = []  # lines refused by the broker
 
     def of(self, event: FileEvent) -> Callable[[Outcome, str], None]:
         def report(outcome: Outcome, reason: str) -> None:
-            # One call per message, from one thread at a time (the producer's lock), after which flush sees it.
-            if outcome == "sent":
-                self.sent += 1
-            elif outcome == "spooled":
-                self.spooled += 1
-            else:
-                self.refused.append((event, ValidationError("(message)", f"refused by the broker: {reason}")))
+            with self._lock:
+                self.lines[outcome] += 1
+                if outcome == "refused":
+                    self.refused.append((event, ValidationError("(message)", f"refused by the broker: {reason}")))
 
         return report
+
+    def of_letter(self, outcome: Outcome, _reason: str) -> None:
+        with self._lock:
+            self.letters[outcome] += 1
 
 
 def publish_file(
@@ -278,7 +284,7 @@ def publish_file(
         if on_reject is not None:
             on_reject(rejection)
         if dead_letter and client is not None:
-            client.publish_dead_letter(dead_letter_for(event, error, path, settings))
+            client.publish_dead_letter(dead_letter_for(event, error, path, settings), on_outcome=outcomes.of_letter)
             report.dead_lettered += 1
 
     handled = 0  # refusals from delivery reports already reported
@@ -314,7 +320,9 @@ def publish_file(
     if client is not None:
         for event, error in outcomes.refused[handled:]:  # refused after the flush timed out: the client is closed
             refuse(event, error, dead_letter=False)
-        report.sent, report.spooled, report.refused_by_broker = outcomes.sent, outcomes.spooled, len(outcomes.refused)
+        report.sent, report.spooled = outcomes.lines["sent"], outcomes.lines["spooled"]
+        report.refused_by_broker = outcomes.lines["refused"]
+        report.dead_letters_sent, report.dead_letters_spooled = outcomes.letters["sent"], outcomes.letters["spooled"]
         report.spool_left = client.spool_left if own else client.pending()
         report.drained = client.stats["drained"] - drained0
     return report

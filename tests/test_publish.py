@@ -97,7 +97,7 @@ def test_publish_file_accepts_good_lines_and_reports_bad_ones(settings: Settings
         (8, "record_type"),
     ]
     assert str(report.rejected[2]) == "line 6: valid_until: is before valid_from"
-    assert report.dead_lettered == 5
+    assert report.dead_lettered == report.dead_letters_sent == 5
     letters = [Serde().decode(m.value(), m.topic()) for m in _consume_all(settings, settings.topics.dead_letter, 5)]
     by_field = {letter.field: letter for letter in letters if isinstance(letter, DeadLetter)}
     assert set(by_field) == {"(line)", "direction", "valid_until", "event_time", "record_type"}
@@ -176,7 +176,7 @@ def test_cli_prints_counts_and_reasons(settings: Settings, tmp_path: Path, monke
     assert result.stdout.splitlines() == [
         "line 2: traveller.document.type: is required",
         "read 2: sent 1, rejected 1, spooled 0",
-        f"1 rejected lines also written to {settings.topics.dead_letter}",
+        f"dead letters to {settings.topics.dead_letter}: sent 1, spooled 0",
     ]
     [msg] = _consume_all(settings, settings.topics.crossings, 1)
     assert isinstance(Serde().decode(msg.value(), msg.topic()), Crossing)
@@ -233,7 +233,7 @@ def test_cli_reports_every_bad_line_and_sends_the_good_ones(
     assert_hostile_rejections(out[:-2])
     assert out[-2:] == [
         "read 9: sent 3, rejected 6, spooled 0",
-        f"6 rejected lines also written to {settings.topics.dead_letter}",
+        f"dead letters to {settings.topics.dead_letter}: sent 6, spooled 0",
     ]
     # Exactly the good lines reached their topics, each once.
     crossings = _consume_all(settings, settings.topics.crossings, 3, timeout=5)
@@ -289,12 +289,19 @@ def test_unreachable_broker_spools_and_the_next_run_sends(
         f"2 messages wait in the spool at {spool} (the broker did not take them); the next `shekara publish` "
         "sends them first, in order.",
     ]
+    bad = write_lines(tmp_path / "bad.jsonl", ["{"])  # its dead letter waits in the spool too
+    down = run_publish(settings, monkeypatch, str(bad), "--flush-timeout", "1", broker_url="kafka://127.0.0.1:9")
+    assert down.exit_code == 1 and down.stdout.splitlines()[1:3] == [
+        "read 1: sent 0, rejected 1, spooled 0",
+        f"dead letters to {settings.topics.dead_letter}: sent 0, spooled 1",
+    ]
     up = run_publish(settings, monkeypatch, str(write_lines(tmp_path / "none.jsonl", [])), "--flush-timeout", "15")
     assert (up.exit_code, up.stdout.splitlines()) == (
         0,
-        ["read 0: sent 0, rejected 0, spooled 0", "the spool sent 2 messages during this run and is empty"],
+        ["read 0: sent 0, rejected 0, spooled 0", "the spool sent 3 messages during this run and is empty"],
     )
     assert len(_consume_all(settings, settings.topics.crossings, 3, timeout=4)) == 2
+    assert len(_consume_all(settings, settings.topics.dead_letter, 2, timeout=3)) == 1
 
 
 @pytest.mark.integration
