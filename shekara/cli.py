@@ -7,6 +7,7 @@ import threading
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from shekara import logs
 from shekara.settings import Settings, get_settings
@@ -22,7 +23,15 @@ app = typer.Typer(
 def _main(
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING (default), ERROR")] = None,
 ) -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a bad SHEKARA_* variable or shekara.toml entry: one line each, no traceback
+        for err in exc.errors():
+            name = "SHEKARA_" + "__".join(str(part) for part in err["loc"]).upper()
+            secret = any(word in name for word in ("KEY", "PASSWORD", "SECRET", "TOKEN"))
+            value = "(not shown)" if secret else repr(err.get("input"))
+            typer.echo(f"bad setting {name}={value}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
     logs.configure(log_level or settings.log_level, settings.log_format)
 
 

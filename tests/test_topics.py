@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 from pydantic import ValidationError
@@ -49,3 +53,12 @@ def test_existing_topics_get_the_new_retention(settings: Settings) -> None:
     for field in CLEAR:  # ...but the retention of every clear topic lowered
         assert broker_retention_days(settings, getattr(settings.topics, field)) == 3
     assert align_retention(admin_client(shorter), catalogue(shorter)) == []  # and a second run alters nothing
+
+
+def test_a_bad_setting_is_one_line_not_a_traceback() -> None:
+    env = {**os.environ, "SHEKARA_SOURCE_RETENTION_DAYS": "0"}
+    done = subprocess.run([sys.executable, "-m", "shekara.cli", "topics"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "bad setting SHEKARA_SOURCE_RETENTION_DAYS='0': Input should be greater than or equal to 1"
+    ]
