@@ -4,6 +4,7 @@ crossings of overstays (the sink's sweep), and TTLs that land in the future for 
 from __future__ import annotations
 
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from shekara.pseudonym import partition_key
 from shekara.settings import Settings
 from sinks import samples
 from sinks.clickhouse import connect
-from sinks.migrate import migrate
+from sinks.migrate import MIGRATIONS_DIR, migrate
 from sinks.retention import mark_overstay_exits
 from sinks.sink import run_sink
 
@@ -273,3 +274,30 @@ def test_the_running_sink_marks_the_exit_of_an_overstay(settings: Settings) -> N
     finally:
         stop.set()
         sink.join()
+
+
+def test_migration_008_upgrades_a_warehouse_that_has_data(tmp_path: Path) -> None:
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("00[1-7]_*.sql")):
+        shutil.copy(path, older / path.name)
+    c = connect(Settings(clickhouse_dsn=f"chdb://{tmp_path / 'ch'}"))
+    try:
+        migrate(c, older)
+        c.command(
+            "INSERT INTO crossings (event_id, event_time, received_time, event_date, direction, traveller_key, _batch)"
+            " VALUES ('old-exit', now() - INTERVAL 2 YEAR, now(), today() - INTERVAL 2 YEAR, 'EXIT', 'k', 'b')"
+        )
+        c.command(
+            "INSERT INTO registrations (event_id, event_time, received_time, event_date, action, traveller_key,"
+            " valid_from, valid_until, _batch) VALUES ('r', now(), now(), today(), 'REGISTERED', 'k', today(),"
+            " toDate32('2140-01-01'), 'b')"
+        )
+        assert 8 in [m.version for m in migrate(c)]
+        _wait_for_mutations(c)  # MODIFY TTL re-judges the existing parts in the background
+        assert c.query("SELECT event_id, overstay FROM crossings").result_rows == [("old-exit", False)]
+        assert ttl_days(c, "registrations", "event_id") == {"r": date(2143, 1, 1)}
+        c.command("OPTIMIZE TABLE registrations FINAL")
+        assert c.query("SELECT count() FROM registrations").result_rows == [(1,)]
+    finally:
+        c.close()
