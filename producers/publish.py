@@ -103,7 +103,10 @@ def read_events(
         if fo.read(len(AVRO_MAGIC)) != AVRO_MAGIC:
             return _read_json_lines(path, forced, now, max_line_bytes)
         fo.seek(0)
-        writer_schema = fastavro.reader(fo).writer_schema
+        try:
+            writer_schema = fastavro.reader(fo).writer_schema
+        except Exception as exc:  # a damaged header: fastavro raises anything from KeyError to its own errors
+            raise ValidationError("(file)", f"not a readable Avro container file: {exc!r}") from None
     written = writer_schema.get("name", "") if isinstance(writer_schema, dict) else ""
     name = forced or record_type_name(str(written).rsplit(".", 1)[-1])
     return _read_avro(path, name)

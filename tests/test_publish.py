@@ -339,6 +339,22 @@ def test_read_events_survives_every_kind_of_bad_line(tmp_path: Path) -> None:
     assert len(events[1].raw) == 4096  # an oversize line is never held whole
 
 
+def test_a_damaged_avro_file_is_reported_not_raised(tmp_path: Path) -> None:
+    rows = [to_avro(sample_crossing(event_id=f"a{i}")) for i in range(200)]
+    path = tmp_path / "c.avro"
+    with path.open("wb") as fo:
+        fastavro.writer(fo, schema_versions()["Crossing"][-1].parsed, rows, sync_interval=2000)
+    data = path.read_bytes()
+    path.write_bytes(data[:-50])  # cut inside the last block
+    events = list(read_events(path))
+    assert all(isinstance(e.result, Crossing) for e in events[:-1]) and len(events) > 1
+    last = events[-1].result
+    assert isinstance(last, ValidationError) and last.field == "(file)" and "reading stopped" in last.message
+    path.write_bytes(data[:4] + b"\x02" + data[5:300])  # the header's metadata map broken
+    with pytest.raises(ValidationError, match="not a readable Avro container file"):
+        read_events(path)
+
+
 def test_cli_refuses_an_unknown_type(tmp_path: Path) -> None:
     from shekara.cli import app
 
