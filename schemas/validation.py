@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -39,10 +39,23 @@ from schemas.records import (
 )
 from schemas.serde import Record, latest_version
 from shekara.pseudonym import normalise_document_number
+from shekara.settings import Limits
 
-COUNTRY = re.compile(r"^[A-Z]{3}$")  # ISO 3166-1 alpha-3, as in a document's machine-readable zone
-DOCUMENT_NUMBER = re.compile(r"^[A-Z0-9]{5,20}$")  # after normalise_document_number
-REGION = re.compile(r"^KZ-[A-Z0-9]{2,3}$")  # ISO 3166-2:KZ, e.g. KZ-75 or KZ-ALA
+# Whole-string patterns (`fullmatch`): a trailing newline is not part of a code.
+COUNTRY = re.compile(r"[A-Z]{3}")  # ISO 3166-1 alpha-3, as in a document's machine-readable zone
+DOCUMENT_NUMBER = re.compile(r"[A-Z0-9]{5,20}")  # after normalise_document_number
+REGION = re.compile(r"KZ-[A-Z0-9]{2,3}")  # ISO 3166-2:KZ, e.g. KZ-75 or KZ-ALA
+# Control characters (C0, DEL, C1) and the bidirectional embeddings, overrides and isolates: in a text field
+# they hide or reorder what an operator reads. The sink refuses the same (shekara_text_problem, migration 007).
+HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+HIDDEN_REASON = (
+    "contains a control character or a bidirectional override (U+0000-001F, U+007F-009F, U+202A-202E, U+2066-2069)"
+)
+# A document number is Latin letters and digits, as in the machine-readable zone (ICAO 9303), besides the
+# separators normalising removes. A letter that upper-cases into Latin ones ("ß" -> "SS", dotless i -> "I") or a
+# fullwidth one is refused rather than folded: the sink (RE2, upperUTF8) could not fold it the same way.
+NOT_LATIN = re.compile(r"[^\x00-\x7f\s]")
+NOT_LATIN_REASON = "must be Latin letters A-Z and digits (besides separators); got other letters or symbols"
 MAX_AGE_YEARS = 125
 SOURCE_RECORDS = (Crossing, Registration, StatusChange)
 
@@ -58,16 +71,20 @@ class ValidationError(ValueError):
 
 # --- meaning ------------------------------------------------------------------------------------------------
 
+DEFAULT_LIMITS = Limits()
 
-def validate(record: Any, *, now: datetime, max_future_skew_s: int) -> None:
+
+def validate(record: Any, *, now: datetime, max_future_skew_s: int, limits: Limits = DEFAULT_LIMITS) -> None:
     """Raise the first problem found in a source event (Crossing, Registration, StatusChange), if any."""
-    for problem in _problems(record, now, max_future_skew_s):
+    for problem in _problems(record, now, max_future_skew_s, limits):
         raise problem
 
 
-def validation_errors(record: Any, *, now: datetime, max_future_skew_s: int) -> list[ValidationError]:
+def validation_errors(
+    record: Any, *, now: datetime, max_future_skew_s: int, limits: Limits = DEFAULT_LIMITS
+) -> list[ValidationError]:
     """Every problem found in a source event; empty when it is valid."""
-    return list(_problems(record, now, max_future_skew_s))
+    return list(_problems(record, now, max_future_skew_s, limits))
 
 
 def _values(enum: type[StrEnum]) -> frozenset[str]:
@@ -97,20 +114,33 @@ def _enum(value: Any, enum: type[StrEnum], path: str) -> Iterator[ValidationErro
         yield ValidationError(path, f"must be one of {allowed}; got {value!r}")
 
 
-def _text(value: Any, path: str) -> Iterator[ValidationError]:
+def _text(value: Any, path: str, limit: int) -> Iterator[ValidationError]:
     if not isinstance(value, str) or not value.strip():
         yield ValidationError(path, "must be a non-empty string")
+    else:
+        yield from _chars(value, path, limit)
 
 
-def _opt_text(value: Any, path: str) -> Iterator[ValidationError]:
-    if value is not None and not isinstance(value, str):
+def _opt_text(value: Any, path: str, limit: int) -> Iterator[ValidationError]:
+    if value is None:
+        return
+    if not isinstance(value, str):
         yield ValidationError(path, f"must be a string or null; got {type(value).__name__}")
+    else:
+        yield from _chars(value, path, limit)
+
+
+def _chars(value: str, path: str, limit: int) -> Iterator[ValidationError]:
+    if len(value) > limit:
+        yield ValidationError(path, f"is {len(value)} characters long, more than the limit of {limit}")
+    elif HIDDEN.search(value):
+        yield ValidationError(path, HIDDEN_REASON)
 
 
 def _country(value: Any, path: str, optional: bool = False) -> Iterator[ValidationError]:
     if value is None and optional:
         return
-    if not isinstance(value, str) or not COUNTRY.match(value):
+    if not isinstance(value, str) or not COUNTRY.fullmatch(value):
         yield ValidationError(path, f"must be an ISO 3166-1 alpha-3 country code (3 capital letters); got {value!r}")
 
 
@@ -122,59 +152,96 @@ def _aware(value: Any) -> bool:
     return isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None
 
 
-def _date(value: Any, path: str, optional: bool = False) -> Iterator[ValidationError]:
+def _outside(day: date, path: str, limits: Limits) -> Iterator[ValidationError]:
+    """The date horizon (settings.limits): a date beyond it is a typo or a placeholder such as 9999-12-31."""
+    if not limits.earliest_date <= day <= limits.latest_date:
+        yield ValidationError(
+            path, f"is outside the accepted dates {limits.earliest_date}..{limits.latest_date}; got {day.isoformat()}"
+        )
+
+
+def _utc_day(value: datetime) -> date:
+    try:
+        return value.astimezone(UTC).date()
+    except OverflowError:  # 9999-12-31T23:00-05:00 has no UTC day: beyond any horizon anyway
+        return date.max if value.utcoffset() < timedelta(0) else date.min  # type: ignore[operator]
+
+
+def _date(value: Any, path: str, limits: Limits, optional: bool = False) -> Iterator[ValidationError]:
     if value is None and optional:
         return
     if not _is_date(value):
         yield ValidationError(path, f"must be a calendar date; got {type(value).__name__}")
+    else:
+        yield from _outside(value, path, limits)
 
 
-def _envelope(record: Any, now: datetime, skew_s: int) -> Iterator[ValidationError]:
-    yield from _text(record.event_id, "event_id")
+def _envelope(record: Any, now: datetime, skew_s: int, limits: Limits) -> Iterator[ValidationError]:
+    yield from _text(record.event_id, "event_id", limits.max_id_chars)
     event_ok = _aware(record.event_time)
     if not event_ok:
         yield ValidationError("event_time", "must be a timezone-aware datetime (e.g. ...Z or +05:00)")
+    else:
+        for problem in _outside(_utc_day(record.event_time), "event_time", limits):
+            event_ok = False
+            yield problem
     if not _aware(record.received_time):
         yield ValidationError("received_time", "must be a timezone-aware datetime (e.g. ...Z or +05:00)")
-    elif event_ok:
-        skew = timedelta(seconds=skew_s)
-        if record.event_time > now + skew:
-            ahead = (record.event_time - now).total_seconds()
+    else:
+        received_ok = True
+        for problem in _outside(_utc_day(record.received_time), "received_time", limits):
+            received_ok = False
+            yield problem
+        if event_ok and received_ok:
+            skew = timedelta(seconds=skew_s)
+            if record.event_time > now + skew:
+                ahead = (record.event_time - now).total_seconds()
+                yield ValidationError(
+                    "event_time", f"is {ahead:.0f} s in the future (more than the allowed clock skew of {skew_s} s)"
+                )
+            if record.received_time < record.event_time - skew:
+                yield ValidationError("received_time", "is earlier than event_time (beyond the allowed clock skew)")
+    yield from _text(record.source_system, "source_system", limits.max_text_chars)
+    yield from _opt_text(record.source_record_id, "source_record_id", limits.max_id_chars)
+
+
+def _document_number(number: Any, path: str, limits: Limits) -> Iterator[ValidationError]:
+    if not isinstance(number, str):
+        yield ValidationError(path, "must be a string")
+    elif len(number) > limits.max_id_chars:
+        yield ValidationError(path, f"is {len(number)} characters long, more than the limit of {limits.max_id_chars}")
+    elif NOT_LATIN.search(number):
+        yield ValidationError(path, NOT_LATIN_REASON)
+    else:
+        normal = normalise_document_number(number)
+        if not DOCUMENT_NUMBER.fullmatch(normal):
             yield ValidationError(
-                "event_time", f"is {ahead:.0f} s in the future (more than the allowed clock skew of {skew_s} s)"
+                path,
+                f"must be 5-20 letters or digits after removing separators; got {len(normal)} characters"
+                + ("" if normal.isalnum() or not normal else " including other symbols"),
             )
-        if record.received_time < record.event_time - skew:
-            yield ValidationError("received_time", "is earlier than event_time (beyond the allowed clock skew)")
-    yield from _text(record.source_system, "source_system")
-    yield from _opt_text(record.source_record_id, "source_record_id")
 
 
-def _traveller(t: Any, now: datetime, path: str = "traveller") -> Iterator[ValidationError]:
+def _traveller(t: Any, now: datetime, limits: Limits, path: str = "traveller") -> Iterator[ValidationError]:
     if not isinstance(t, Traveller):
         yield ValidationError(path, "must be a Traveller")
         return
     doc = t.document
     yield from _enum(doc.type, DocumentType, f"{path}.document.type")
-    if not isinstance(doc.number, str):
-        yield ValidationError(f"{path}.document.number", "must be a string")
-    else:
-        normal = normalise_document_number(doc.number)
-        if not DOCUMENT_NUMBER.match(normal):
-            yield ValidationError(
-                f"{path}.document.number",
-                f"must be 5-20 letters or digits after removing separators; got {len(normal)} characters"
-                + ("" if normal.isalnum() or not normal else " including other symbols"),
-            )
+    yield from _document_number(doc.number, f"{path}.document.number", limits)
     yield from _country(doc.issuing_country, f"{path}.document.issuing_country")
     yield from _country(t.nationality, f"{path}.nationality")
+    born = f"{path}.birth_date"
     if not _is_date(t.birth_date):
-        yield ValidationError(f"{path}.birth_date", f"must be a calendar date; got {type(t.birth_date).__name__}")
+        yield ValidationError(born, f"must be a calendar date; got {type(t.birth_date).__name__}")
     else:
         today = now.date()
         if t.birth_date > today:
-            yield ValidationError(f"{path}.birth_date", "is in the future (after the day of the event)")
+            yield ValidationError(born, "is in the future (after the day of the event)")
         elif _age(t.birth_date, today) > MAX_AGE_YEARS:
-            yield ValidationError(f"{path}.birth_date", f"gives an age over {MAX_AGE_YEARS} years")
+            yield ValidationError(born, f"gives an age over {MAX_AGE_YEARS} years")
+        else:  # reached by an event before 2025 (or an earlier earliest_date)
+            yield from _outside(t.birth_date, born, limits)
     yield from _enum(t.sex, Sex, f"{path}.sex")
 
 
@@ -182,74 +249,76 @@ def _age(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
-def _crossing(r: Crossing, now: datetime) -> Iterator[ValidationError]:
+def _crossing(r: Crossing, now: datetime, limits: Limits) -> Iterator[ValidationError]:
+    ids = limits.max_id_chars
     cp = r.checkpoint
-    yield from _text(cp.id, "checkpoint.id")
+    yield from _text(cp.id, "checkpoint.id", ids)
     yield from _enum(cp.kind, CheckpointKind, "checkpoint.kind")
     yield from _country(cp.border_country, "checkpoint.border_country", optional=True)
     yield from _enum(r.direction, Direction, "direction")
-    yield from _traveller(r.traveller, now)
+    yield from _traveller(r.traveller, now, limits)
     yield from _enum(r.purpose, Purpose, "purpose")
     eb = r.entry_basis
     yield from _enum(eb.kind, EntryBasisKind, "entry_basis.kind")
-    yield from _date(eb.visa_expiry, "entry_basis.visa_expiry", optional=True)
+    yield from _date(eb.visa_expiry, "entry_basis.visa_expiry", limits, optional=True)
     if eb.kind == EntryBasisKind.VISA and eb.visa_expiry is None:
         yield ValidationError("entry_basis.visa_expiry", "is required when entry_basis.kind is VISA")
-    yield from _opt_text(eb.permit_number, "entry_basis.permit_number")
+    yield from _opt_text(eb.permit_number, "entry_basis.permit_number", ids)
     yield from _country(r.declared_destination, "declared_destination", optional=True)
     if r.purpose == Purpose.TRANSIT and r.declared_destination is None:
         yield ValidationError("declared_destination", "is required when purpose is TRANSIT")
-    yield from _opt_text(r.planned_exit_checkpoint, "planned_exit_checkpoint")
-    yield from _opt_text(r.migration_card_number, "migration_card_number")
+    yield from _opt_text(r.planned_exit_checkpoint, "planned_exit_checkpoint", ids)
+    yield from _opt_text(r.migration_card_number, "migration_card_number", ids)
     if r.conveyance is not None:
         yield from _enum(r.conveyance.kind, ConveyanceKind, "conveyance.kind")
-        yield from _opt_text(r.conveyance.identifier, "conveyance.identifier")
+        yield from _opt_text(r.conveyance.identifier, "conveyance.identifier", ids)
 
 
-def _registration(r: Registration, now: datetime) -> Iterator[ValidationError]:
+def _registration(r: Registration, now: datetime, limits: Limits) -> Iterator[ValidationError]:
     yield from _enum(r.action, RegistrationAction, "action")
-    yield from _text(r.registration_id, "registration_id")
-    yield from _traveller(r.traveller, now)
+    yield from _text(r.registration_id, "registration_id", limits.max_id_chars)
+    yield from _traveller(r.traveller, now, limits)
     yield from _enum(r.host_kind, HostKind, "host_kind")
-    yield from _text(r.host_id, "host_id")
-    if not isinstance(r.region, str) or not REGION.match(r.region):
+    yield from _text(r.host_id, "host_id", limits.max_id_chars)
+    if not isinstance(r.region, str) or not REGION.fullmatch(r.region):
         yield ValidationError("region", f"must be an ISO 3166-2:KZ region code such as KZ-75; got {r.region!r}")
-    yield from _text(r.address, "address")
-    from_ok, until_ok = _is_date(r.valid_from), _is_date(r.valid_until)
-    yield from _date(r.valid_from, "valid_from")
-    yield from _date(r.valid_until, "valid_until")
+    yield from _text(r.address, "address", limits.max_text_chars)
+    from_ok = _is_date(r.valid_from) and not any(_outside(r.valid_from, "valid_from", limits))
+    until_ok = _is_date(r.valid_until) and not any(_outside(r.valid_until, "valid_until", limits))
+    yield from _date(r.valid_from, "valid_from", limits)
+    yield from _date(r.valid_until, "valid_until", limits)
     if from_ok and until_ok and r.valid_until < r.valid_from:
         yield ValidationError("valid_until", "is before valid_from")
 
 
-def _status_change(r: StatusChange, now: datetime) -> Iterator[ValidationError]:
+def _status_change(r: StatusChange, now: datetime, limits: Limits) -> Iterator[ValidationError]:
     yield from _enum(r.kind, StatusChangeKind, "kind")
-    yield from _traveller(r.traveller, now)
-    yield from _text(r.authority, "authority")
-    yield from _date(r.valid_from, "valid_from", optional=True)
-    yield from _date(r.valid_until, "valid_until", optional=True)
+    yield from _traveller(r.traveller, now, limits)
+    yield from _text(r.authority, "authority", limits.max_text_chars)
+    yield from _date(r.valid_from, "valid_from", limits, optional=True)
+    yield from _date(r.valid_until, "valid_until", limits, optional=True)
     if r.kind == StatusChangeKind.EXPELLED and r.valid_until is None:
         yield ValidationError("valid_until", "is required for EXPELLED (the last day of the entry ban)")
     vf, vu = r.valid_from, r.valid_until
     if vf is not None and vu is not None and _is_date(vf) and _is_date(vu) and vu < vf:
         yield ValidationError("valid_until", "is before valid_from")
-    yield from _opt_text(r.reference, "reference")
+    yield from _opt_text(r.reference, "reference", limits.max_id_chars)
 
 
-def _problems(record: Any, now: datetime, skew_s: int) -> Iterator[ValidationError]:
+def _problems(record: Any, now: datetime, skew_s: int, limits: Limits) -> Iterator[ValidationError]:
     # The traveller's facts are judged at the event's own time, not at `now`: a replay years later, or the
     # sink and the processors reading the same message at different moments, must reach the same verdict.
     event_time: Any = getattr(record, "event_time", None)
     at: datetime = event_time if _aware(event_time) and event_time <= now else now
     if isinstance(record, Crossing):
-        body = _crossing(record, at)
+        body = _crossing(record, at, limits)
     elif isinstance(record, Registration):
-        body = _registration(record, at)
+        body = _registration(record, at, limits)
     elif isinstance(record, StatusChange):
-        body = _status_change(record, at)
+        body = _status_change(record, at, limits)
     else:
         raise TypeError(f"only source events are validated (Crossing, Registration, StatusChange), not {record!r}")
-    yield from _envelope(record, now, skew_s)
+    yield from _envelope(record, now, skew_s, limits)
     yield from body
 
 

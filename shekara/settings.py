@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -147,6 +148,18 @@ class Limits(BaseModel):
     # `shekara publish`: a longer line is reported and skipped without being read into memory (JSON escapes
     # may take 6 bytes per character, so a line of a sendable event stays well under this).
     max_line_bytes: int = 4 * 1024 * 1024
+    # What the processors (streams.intake, schemas.validation) and the sink (its rejects SQL) accept; the rest
+    # is dead-lettered naming the field. A source message's value is held to `max_value_bytes` too, and so is
+    # every record the processors send (alert, stay, state): a larger one dead-letters the input that made it.
+    max_key_bytes: int = 256  # a partition key is 32 hex digits
+    max_id_chars: int = 128  # identifiers: event, record, checkpoint, registration, host, permit, card, reference…
+    max_text_chars: int = 1_000  # free text: address, authority, source system
+    # Every date and time in an event (its UTC day): the rules' date arithmetic stays far from year 9999.
+    earliest_date: date = date(1900, 1, 1)
+    latest_date: date = date(2200, 12, 31)
+    # A dead letter carries at most this many bytes of the rejected message's key and value (the first ones);
+    # the whole message stays in its source topic at the dead letter's source partition and offset.
+    dead_letter_payload_bytes: int = 65_536
 
 
 class Settings(BaseSettings):

@@ -128,6 +128,14 @@ class Warehouse:
         self.client = client
         self._ipad, self._opad = hmac_pads(settings.pseudonym_key_bytes)
         self._skew = settings.max_future_skew_seconds
+        lim = settings.limits  # the rejects' size, length and date checks (migration 007)
+        self._limits = {
+            "max_key": lim.max_key_bytes,
+            "max_id": lim.max_id_chars,
+            "max_text": lim.max_text_chars,
+            "earliest": lim.earliest_date,
+            "latest": lim.latest_date,
+        }
         self._explain = explain
         self._bisect_left = BISECT_BUDGET
         # For dead_letters: the record type each topic carries, as two aligned arrays (ClickHouse `transform`).
@@ -350,7 +358,7 @@ class Warehouse:
         """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
         sql = transform_sql(f"{table}.rejects")
         # Source events: skew for event times (the message key is checked against the public partition key).
-        params = _named_in(sql, {"skew": self._skew})
+        params = _named_in(sql, {"skew": self._skew, **self._limits})
         return self.client.query(sql, parameters=params or None).result_rows  # type: ignore[return-value]
 
     def _stage(

@@ -13,7 +13,7 @@ from schemas.records import Crossing, Registration, StatusChange
 from schemas.serde import DecodeError, Serde
 from schemas.validation import ValidationError, validate
 from shekara.pseudonym import partition_key, traveller_key_of
-from shekara.settings import Settings
+from shekara.settings import Limits, Settings
 
 SourceEvent = Crossing | Registration | StatusChange
 KEY_REASON = (
@@ -35,6 +35,21 @@ class Rejected:
     field: str | None
 
 
+def too_large(key: bytes | None, value: bytes | None, limits: Limits) -> Rejected | None:
+    """A message whose key or value exceeds its limit (settings.limits), refused before anything reads it.
+
+    The sink's rejects SQL refuses the same keys (shekara_size_problem); a value that large always has a field
+    beyond its own limit as well, so the sink refuses it too.
+    """
+    if key is not None and len(key) > limits.max_key_bytes:
+        why = f"message key is {len(key)} bytes, more than the limit of {limits.max_key_bytes} bytes"
+        return Rejected("validate", why, "key")
+    if value is not None and len(value) > limits.max_value_bytes:
+        why = f"message value is {len(value)} bytes, more than the limit of {limits.max_value_bytes} bytes"
+        return Rejected("validate", why, "value")
+    return None
+
+
 class Intake:
     """Knows which record type each source topic carries and how travellers are keyed."""
 
@@ -48,8 +63,12 @@ class Intake:
         }
         self.pseudonym_key = settings.pseudonym_key_bytes
         self.max_future_skew_s = settings.max_future_skew_seconds
+        self.limits = settings.limits
 
     def admit(self, topic: str, key: bytes | None, value: bytes | None, *, now: datetime) -> Accepted | Rejected:
+        oversize = too_large(key, value, self.limits)
+        if oversize is not None:
+            return oversize
         if value is None:
             return Rejected("decode", "empty message: no value bytes (a tombstone is not an event)", None)
         try:
@@ -64,7 +83,7 @@ class Intake:
             return Rejected("decode", f"{type(record).__name__} record on {topic}, which carries {expected}", None)
         assert isinstance(record, Crossing | Registration | StatusChange)
         try:
-            validate(record, now=now, max_future_skew_s=self.max_future_skew_s)
+            validate(record, now=now, max_future_skew_s=self.max_future_skew_s, limits=self.limits)
         except ValidationError as exc:
             return Rejected("validate", str(exc), exc.field)
         except Exception as exc:

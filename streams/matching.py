@@ -39,7 +39,7 @@ from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from shekara.settings import Settings
 from streams.core import AddressState, TravellerState, address_key, address_step, step
-from streams.intake import Accepted, Intake, Rejected, SourceEvent
+from streams.intake import Accepted, Intake, Rejected, SourceEvent, too_large
 from streams.stored import pack, unpack
 
 # (topic, partition, offset, key, value, timestamp in seconds): a source message as the shell hands it over.
@@ -47,6 +47,23 @@ RawMessage = tuple[str, int, int, bytes | None, bytes | None, float]
 # partition -> (watermark, [(partition key, stored value or None)]): deadline-only steps
 StepRequest = dict[int, tuple[datetime, list[tuple[str, bytes | None]]]]
 AHEAD_LIMIT = 50_000  # verdicts kept for messages admitted ahead, at most (the oldest go first)
+
+
+class OutputTooLarge(ValueError):
+    """A record the inputs made is too large to send (settings.limits.max_value_bytes): the inputs are refused.
+
+    Sent anyway, the broker would refuse it and the worker would stop, and stop again on the same inputs after
+    every restart. Refused here, the inputs become dead letters and the previous state is kept.
+    """
+
+
+def _fit(records: Sequence[tuple[bytes, bytes]], limit: int, what: str) -> None:
+    for key, value in records:
+        if len(key) + len(value) > limit:
+            raise OutputTooLarge(
+                f"the {what} these events make would be {len(key) + len(value)} bytes, "
+                f"more than the limit of {limit} bytes"
+            )
 
 
 @dataclass(slots=True)
@@ -105,6 +122,7 @@ class Matching:
         self.alerts_topic = settings.topics.alerts
         self.stays_topic = settings.topics.stays
         self.pseudonym_key = settings.pseudonym_key_bytes
+        self.limits = settings.limits
         # (topic, partition, offset) -> (key, value, verdict). The message's bytes are kept to check a hit: an
         # offset names one message only for as long as its topic is not deleted and created again.
         self._ahead: OrderedDict[tuple[str, int, int], tuple[bytes | None, bytes | None, Accepted | Rejected]] = (
@@ -177,6 +195,10 @@ class Matching:
         out = AddressesChecked()
         groups: dict[int, dict[bytes, list[tuple[int, Registration]]]] = {}
         for index, (topic, partition, _, key, value, _) in enumerate(messages):
+            oversize = too_large(key, value, self.limits)
+            if oversize is not None:
+                out.rejected.append((index, oversize.stage, oversize.reason))
+                continue
             try:
                 record = self.serde.decode(value or b"", topic)
             except DecodeError as exc:
@@ -201,8 +223,15 @@ class Matching:
                     )
                     encoded = [(a.alert_id.encode(), self.serde.encode(a, self.alerts_topic)) for a in alerts]
                     new_value = state.to_bytes()
+                    limit = self.limits.max_value_bytes
+                    _fit(encoded, limit, "alert")
+                    _fit([(akey, new_value)], limit, "address state")
                 except Exception as exc:
-                    why = f"the address check failed on these registrations: {exc!r}"
+                    why = (
+                        str(exc)
+                        if isinstance(exc, OutputTooLarge)
+                        else f"the address check failed on these registrations: {exc!r}"
+                    )
                     out.rejected.extend((i, "process", why) for i, _ in items)
                     out.failures.append((partition, repr(exc), len(items)))
                     continue
@@ -249,10 +278,19 @@ class Matching:
             alerts = [(a.alert_id.encode(), self.serde.encode(a, self.alerts_topic)) for a in result.alerts]
             stays = [(s.stay_id.encode(), self.serde.encode(s, self.stays_topic)) for s in result.stays]
             value = pack(partition, result.next_due, result.state.to_bytes())
+            limit = self.limits.max_value_bytes
+            _fit(alerts, limit, "alert")
+            _fit(stays, limit, "stay")
+            _fit([(key.encode(), value)], limit, "traveller state")
         except Exception as exc:
-            # A core bug must not stop the worker: these events become dead letters, the state is kept. A failed
-            # deadline-only step leaves the key out of the index until its next event re-steps it.
-            why = f"the matcher failed on this traveller's events: {exc!r}"
+            # A core bug, or a record too large to send, must not stop the worker: these events become dead
+            # letters, the state is kept. A failed deadline-only step leaves the key out of the index until its
+            # next event re-steps it.
+            why = (
+                str(exc)
+                if isinstance(exc, OutputTooLarge)
+                else f"the matcher failed on this traveller's events: {exc!r}"
+            )
             out.rejected.extend((i, "process", why, None) for i in indices)
             out.failures.append((partition, repr(exc), len(indices)))
             return

@@ -13,6 +13,7 @@ events already in the state and emits nothing new. No record is ever claimed by 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from datetime import datetime
 
@@ -21,9 +22,10 @@ from confluent_kafka import KafkaError, Message, Producer
 from schemas.records import Alert, DeadLetter
 from schemas.serde import Serde
 from shekara.logs import get_logger
-from shekara.settings import Settings
+from shekara.settings import Limits, Settings
 
 log = get_logger(__name__)
+MAX_REASON_CHARS = 2_000  # a reason quoting a huge value is cut here (the value is in the source topic)
 
 
 class OutputError(RuntimeError):
@@ -56,11 +58,32 @@ def dead_letter(
     )
 
 
+def bounded(letter: DeadLetter, limits: Limits) -> DeadLetter:
+    """The dead letter cut to size, so it can always be sent: it must never fail where its message failed.
+
+    The key keeps at most `limits.max_key_bytes`, the value what is left of `limits.dead_letter_payload_bytes`
+    (their first bytes), the reason `MAX_REASON_CHARS`. The whole message stays at its source coordinates.
+    """
+    budget = limits.dead_letter_payload_bytes
+    key, value, reason = letter.key, letter.value, letter.reason
+    if key is not None and len(key) > min(budget, limits.max_key_bytes):
+        key = key[: min(budget, limits.max_key_bytes)]
+    room = budget - len(key or b"")
+    if value is not None and len(value) > room:
+        value = value[:room]
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    if key is letter.key and value is letter.value and reason is letter.reason:
+        return letter
+    return dataclasses.replace(letter, key=key, value=value, reason=reason, field=(letter.field or "")[:200] or None)
+
+
 class Outputs:
     """Sends the topology's output records and waits for the broker to acknowledge them."""
 
     def __init__(self, settings: Settings, *, client_id: str = "shekara-processor") -> None:
         self.topics = settings.topics
+        self.limits = settings.limits
         self.serde = Serde.from_settings(settings)
         self._producer = Producer(
             {
@@ -107,6 +130,7 @@ class Outputs:
         self.sent["stays"] += 1
 
     def dead(self, letter: DeadLetter) -> None:
+        letter = bounded(letter, self.limits)
         self._produce(self.topics.dead_letter, letter.key, self.serde.encode(letter, self.topics.dead_letter))
         self.sent["dead_letters"] += 1
 

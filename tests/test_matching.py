@@ -34,7 +34,7 @@ from schemas.serde import Serde
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.reference import load_checkpoints
 from shekara.rules import load_rules
-from shekara.settings import Settings
+from shekara.settings import Limits, Settings
 from streams import drain
 from streams.core import AddressState, TravellerState, address_key, address_step
 from streams.drain import batches
@@ -195,6 +195,29 @@ def test_a_core_failure_dead_letters_that_travellers_events_only(
     assert "core bug" in next(r for i, _, r, _ in worked.rejected if i == 2)
     assert [key for _, key, _, _ in worked.states] == [partition_key("UZB", "LOST12345")]  # stored by partition key
     assert worked.failures == [(P, "RuntimeError('core bug')", 1)]
+
+
+def test_outputs_too_large_to_send_dead_letter_their_events_and_keep_the_state(serde: Serde) -> None:
+    # Sources of ~85 bytes pass; the lost-document traveller's new state (~900 bytes) does not fit in 700.
+    small = Settings(limits=Limits(max_value_bytes=700))
+    worked = _matching(small, serde).work(_chunk(small, serde), {}, {P: None}, T0)
+    too_large = [(i, stage) for i, stage, reason, _ in worked.rejected if "more than the limit of 700" in reason]
+    assert too_large == [(0, "process"), (1, "process")]
+    assert next(r for i, _, r, _ in worked.rejected if i == 0).startswith("the traveller state these events make")
+    assert not worked.alerts  # the lost-document alert went with the state
+    assert [key for _, key, _, _ in worked.states] == [partition_key("UZB", "GOOD12345")]
+
+
+def test_oversized_address_messages_are_refused_before_decoding(settings: Settings, serde: Serde) -> None:
+    _, chunk, _ = _address_chunk(settings, serde)
+    topic = settings.topics.address_registrations
+    chunk += [(topic, P, 92, b"k" * 257, chunk[0][4], SENT), (topic, P, 93, b"k", b"v" * 900_001, SENT)]
+    checked = _matching(settings, serde).check_addresses(chunk, {}, T0)
+    refused = [(i, stage, reason.split(",")[0]) for i, stage, reason in checked.rejected if i >= len(chunk) - 2]
+    assert refused == [
+        (len(chunk) - 2, "validate", "message key is 257 bytes"),
+        (len(chunk) - 1, "validate", "message value is 900001 bytes"),
+    ]
 
 
 def _address_chunk(settings: Settings, serde: Serde) -> tuple[str, list[RawMessage], list[Registration]]:

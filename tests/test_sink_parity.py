@@ -10,6 +10,7 @@ both reject naming the same field with the same message (up to the quoted value 
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +25,8 @@ from hypothesis import strategies as st
 from schemas.records import (
     Checkpoint,
     CheckpointKind,
+    Conveyance,
+    ConveyanceKind,
     Crossing,
     EntryBasis,
     EntryBasisKind,
@@ -36,7 +39,7 @@ from schemas.records import (
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.rules import load_rules
-from shekara.settings import Settings
+from shekara.settings import Limits, Settings
 from sinks import samples
 from sinks.batch import Intent, Message, plan_batch, ranges_of
 from sinks.clickhouse import connect
@@ -48,6 +51,8 @@ from streams.intake import Accepted, Intake
 pytestmark = [pytest.mark.integration]
 
 SKEW_S = Settings().max_future_skew_seconds
+# Smaller than the defaults, so that the property reaches past them cheaply; the sink binds them from the settings.
+LIMITS = Limits(max_key_bytes=48, max_id_chars=40, max_text_chars=60)
 SKEW_MS = SKEW_S * 1000
 PSEUDONYM_KEY = Settings().pseudonym_key_bytes
 TABLES = {Crossing: "crossings", Registration: "registrations", StatusChange: "status_changes"}
@@ -138,7 +143,7 @@ def _comparable(reason: str) -> str:
 @pytest.fixture(scope="module")
 def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
     tmp: Path = tmp_path_factory.mktemp("parity")
-    s = Settings(clickhouse_dsn=f"chdb://{tmp / 'ch'}", data_dir=tmp / "var")
+    s = Settings(clickhouse_dsn=f"chdb://{tmp / 'ch'}", data_dir=tmp / "var", limits=LIMITS)
     assert s.pseudonym_key_bytes == PSEUDONYM_KEY
     client = connect(s)
     try:
@@ -179,7 +184,11 @@ def _named_cases() -> list[tuple[str, Any, str | None]]:
             replace(c, traveller=_traveller(issuing_country="uzb")),
             "traveller.document.issuing_country",
         ),
-        ("country with a trailing newline (Python's $)", replace(c, traveller=_traveller(nationality="UZB\n")), None),
+        (
+            "country with a trailing newline",
+            replace(c, traveller=_traveller(nationality="UZB\n")),
+            "traveller.nationality",
+        ),
         ("two-letter nationality", replace(r, traveller=_traveller(nationality="UZ")), "traveller.nationality"),
         (
             "border country of 4 letters",
@@ -195,7 +204,26 @@ def _named_cases() -> list[tuple[str, Any, str | None]]:
             "traveller.document.number",
         ),
         ("document number with separators", replace(c, traveller=_traveller(number="n 123-456/7.8")), None),
-        ("document number: ß upper-cases to SS", replace(c, traveller=_traveller(number="ß1234")), None),
+        (
+            "document number: ß is refused, not folded to SS",
+            replace(c, traveller=_traveller(number="ß1234")),
+            "traveller.document.number",
+        ),
+        (
+            "document number: fullwidth letters",
+            replace(c, traveller=_traveller(number="\uff2e1234567")),
+            "traveller.document.number",
+        ),
+        (
+            "document number: no-break space is a separator",
+            replace(c, traveller=_traveller(number="N\u00a01234567")),
+            None,
+        ),
+        (
+            "document number longer than max_id_chars",
+            replace(c, traveller=_traveller(number="N1234567" + " " * LIMITS.max_id_chars)),
+            "traveller.document.number",
+        ),
         (
             "document number: non-ASCII letter",
             replace(c, traveller=_traveller(number="Ж12345")),
@@ -255,6 +283,62 @@ def _named_cases() -> list[tuple[str, Any, str | None]]:
         ("empty registration_id", replace(r, registration_id=""), "registration_id"),
         ("blank checkpoint id", replace(c, checkpoint=Checkpoint("\n", CheckpointKind.ROAD, "UZB")), "checkpoint.id"),
         ("zero-width space is not blank", replace(c, event_id="\u200b"), None),
+        # sizes (settings.limits)
+        ("event_id at max_id_chars", replace(c, event_id="e" * LIMITS.max_id_chars), None),
+        ("event_id over max_id_chars", replace(c, event_id="e" * (LIMITS.max_id_chars + 1)), "event_id"),
+        ("address at max_text_chars", replace(r, address="\u0416" * LIMITS.max_text_chars), None),
+        ("address over max_text_chars", replace(r, address="\u0416" * (LIMITS.max_text_chars + 1)), "address"),
+        ("long source_record_id", replace(s, source_record_id="x" * (LIMITS.max_id_chars + 1)), "source_record_id"),
+        ("long reference", replace(s, reference="x" * (LIMITS.max_id_chars + 1)), "reference"),
+        (
+            "long conveyance identifier",
+            replace(c, conveyance=Conveyance(ConveyanceKind.BUS, "x" * 999)),
+            "conveyance.identifier",
+        ),
+        # unicode: control characters and bidirectional overrides in text fields
+        ("newline inside an address", replace(r, address="Abay 1\nflat 2"), "address"),
+        ("NUL in event_id", replace(c, event_id="c\x00"), "event_id"),
+        ("C1 control in authority", replace(s, authority="police\x9b"), "authority"),
+        ("right-to-left override in host_id", replace(r, host_id="hotel\u202e24"), "host_id"),
+        (
+            "isolate in checkpoint id",
+            replace(c, checkpoint=Checkpoint("KZ\u2066X", CheckpointKind.ROAD, "UZB")),
+            "checkpoint.id",
+        ),
+        (
+            "bidi override in a permit number",
+            replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA_FREE, None, "P\u202a1")),
+            "entry_basis.permit_number",
+        ),
+        ("zero-width joiner is allowed", replace(r, address="Abay\u200d 1"), None),
+        # dates beyond the horizon (settings.limits.earliest_date .. latest_date)
+        (
+            "visa_expiry 9999-12-31",
+            replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA, date(9999, 12, 31))),
+            "entry_basis.visa_expiry",
+        ),
+        (
+            "visa_expiry on the latest date",
+            replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA, LIMITS.latest_date)),
+            None,
+        ),
+        (
+            "visa_expiry the day after",
+            replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA, LIMITS.latest_date + timedelta(days=1))),
+            "entry_basis.visa_expiry",
+        ),
+        ("registration valid_until 9999-12-31", replace(r, valid_until=date(9999, 12, 31)), "valid_until"),
+        ("registration valid_from in year 1", replace(r, valid_from=date(1, 1, 1)), "valid_from"),
+        (
+            "ban until 9999-12-31",
+            replace(s, kind=StatusChangeKind.EXPELLED, valid_until=date(9999, 12, 31)),
+            "valid_until",
+        ),
+        ("status valid_from before 1900", replace(s, valid_from=date(1899, 12, 31)), "valid_from"),
+        ("born before 1900", replace(c, traveller=_traveller(birth_date=date(1899, 12, 31))), "traveller.birth_date"),
+        ("event_time in year 9999", replace(c, event_time=datetime(9999, 12, 31, tzinfo=UTC)), "event_time"),
+        ("received_time in year 9999", replace(c, received_time=datetime(9999, 12, 31, tzinfo=UTC)), "received_time"),
+        ("event_time in 1899", replace(s, event_time=datetime(1899, 12, 31, 23, 59, tzinfo=UTC)), "event_time"),
     ]
     return cases
 
@@ -268,11 +352,19 @@ def test_each_listed_problem_is_dead_lettered_on_its_field(parity: Parity) -> No
         Case(named[1][1], parity.key(named[1][1]).upper(), T_MS),  # the partition key in upper case
         Case(named[2][1], parity.key(replace(named[2][1], traveller=_traveller(number="OTHER123"))), T_MS),
         Case(named[0][1], _keyed(named[0][1]), T_MS),  # the keyed traveller key: producers never hold it
+        Case(named[3][1], b"k" * (LIMITS.max_key_bytes + 1), T_MS),  # over max_key_bytes, ahead of any other problem
     ]
-    expected = [field for _, _, field in named] + ["key", "key", "key", "key", "key"]
+    expected = [field for _, _, field in named] + ["key", "key", "key", "key", "key", "key"]
     verdicts = parity.check(cases)
     names = [name for name, _, _ in named]
-    names += ["no key", "wrong key", "upper-case key", "another traveller's key", "keyed traveller key"]
+    names += [
+        "no key",
+        "wrong key",
+        "upper-case key",
+        "another traveller's key",
+        "keyed traveller key",
+        "oversized key",
+    ]
     assert {n: v and v[0] for n, v in zip(names, verdicts, strict=True)} == dict(zip(names, expected, strict=True))
 
 
@@ -306,8 +398,51 @@ countryish = st.one_of(
     st.from_regex(r"[A-Z]{3}\n?", fullmatch=True),
     st.text(st.sampled_from("ABZaz1\n é"), max_size=5),
 )
+# Control characters, bidirectional overrides and isolates (refused), their neighbours (allowed), other planes.
+_HIDDEN = [*"\x00\x01\x1b\x1f\x7f\x80\x85\x9b\x9f", *"\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"]
+_NEAR_HIDDEN = [*"\u200b\u200c\u200d\u200e\u200f\u061c\u2029\u2065\u206a\u202f\u00a0\ufeff", "\U0001f600", "\U000e0041"]
+
+
+def textish(limit: int) -> st.SearchStrategy[str]:
+    """Blank or not, with hidden characters, around the length limit in one- and multi-byte characters."""
+    return st.one_of(
+        blankish,
+        st.text(st.sampled_from([*"ab -", *_HIDDEN, *_NEAR_HIDDEN, "\u0416"]), max_size=8),
+        st.tuples(st.sampled_from(["x", "\u0416", "\U0001f600", " "]), st.integers(limit - 1, limit + 1)).map(
+            lambda cn: "a" + cn[0] * (cn[1] - 1)
+        ),
+        st.text(min_size=limit - 2, max_size=limit + 2),
+    )
+
+
+def optional_textish(limit: int) -> st.SearchStrategy[str | None]:
+    return st.none() | textish(limit)
+
+
+# Around the date horizon (settings.limits), and the far ends a date can reach.
+_EDGE_DATES = [
+    date(1, 1, 1),
+    LIMITS.earliest_date - timedelta(days=1),
+    LIMITS.earliest_date,
+    LIMITS.latest_date,
+    LIMITS.latest_date + timedelta(days=1),
+    date(9999, 12, 31),
+]
+horizon_dates = st.one_of(st.sampled_from(_EDGE_DATES), st.dates())
+_EDGE_TIMES = [
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime.combine(LIMITS.earliest_date, datetime.min.time(), UTC) - timedelta(microseconds=1),
+    datetime.combine(LIMITS.earliest_date, datetime.min.time(), UTC),
+    datetime.combine(LIMITS.latest_date, datetime.max.time(), UTC),
+    datetime.combine(LIMITS.latest_date + timedelta(days=1), datetime.min.time(), UTC),
+    datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+]
+horizon_times = st.one_of(st.sampled_from(_EDGE_TIMES), st.datetimes(timezones=st.just(UTC)))
+
 numberish = st.one_of(
     st.from_regex(r"[A-Z0-9]{3,22}", fullmatch=True),
+    st.text(st.sampled_from([*"AB12 ", "\uff21", "\uff11", "\u0410", *_HIDDEN[:3]]), max_size=LIMITS.max_id_chars + 2),
+    st.integers(LIMITS.max_id_chars - 1, LIMITS.max_id_chars + 1).map(lambda n: "AB12345" + " " * (n - 7)),
     st.text(
         st.sampled_from(
             [
@@ -335,9 +470,9 @@ def _shift_years(d: date, years: int) -> date:
 
 
 def birth_dates(today: date) -> st.SearchStrategy[date]:
-    """Mostly at the limits (the event's day; 126 years before it: an age of 125 ends), else anything."""
+    """Mostly at the limits (the event's day; 126 years before it: an age of 125 ends; the horizon), else anything."""
     edges = [edge + timedelta(days=d) for edge in (today, _shift_years(today, -126)) for d in (-1, 0, 1)]
-    return st.integers(0, 3).flatmap(lambda i: st.dates() if i == 0 else st.sampled_from(edges))
+    return st.integers(0, 3).flatmap(lambda i: st.dates() if i == 0 else st.sampled_from(edges + _EDGE_DATES))
 
 
 def _set(record: Any, path: str, value: Any) -> Any:
@@ -405,7 +540,8 @@ def cases(draw: st.DrawFn) -> Case:
     key = _partition_key(record)
     if change == "key":
         other = partition_key(nationality, "OTHER1234").encode()
-        wrong: list[bytes | None] = [None, b"", b"k", key.upper(), key + b" ", other, key[:-1], _keyed(record)]
+        big = b"k" * (LIMITS.max_key_bytes + 1)
+        wrong: list[bytes | None] = [None, b"", b"k", key.upper(), key + b" ", other, key[:-1], _keyed(record), big]
         return Case(record, draw(st.sampled_from(wrong)), timestamp)
     return Case(record, key, timestamp)
 
@@ -414,9 +550,13 @@ def _field_changes(record: Any, today: date) -> list[st.SearchStrategy[tuple[str
     def at(path: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[str, Any]]:
         return values.map(lambda v: (path, v))
 
+    ids, text = LIMITS.max_id_chars, LIMITS.max_text_chars
     changes = [
-        at("event_id", blankish),
-        at("source_system", blankish),
+        at("event_id", textish(ids)),
+        at("source_system", textish(text)),
+        at("source_record_id", optional_textish(ids)),
+        at("event_time", horizon_times),
+        at("received_time", horizon_times),
         at("traveller.document.number", numberish),
         at("traveller.document.issuing_country", countryish),
         at("traveller.nationality", countryish),
@@ -424,35 +564,40 @@ def _field_changes(record: Any, today: date) -> list[st.SearchStrategy[tuple[str
     ]
     if isinstance(record, Crossing):
         changes += [
-            at("checkpoint.id", blankish),
+            at("checkpoint.id", textish(ids)),
             at("checkpoint.border_country", st.none() | countryish),
             at("declared_destination", st.none() | countryish),
             at("purpose", st.sampled_from(list(Purpose))),
             at("entry_basis.kind", st.sampled_from(list(EntryBasisKind))),
-            at("entry_basis.visa_expiry", st.none() | st.dates()),
+            at("entry_basis.visa_expiry", st.none() | horizon_dates),
+            at("entry_basis.permit_number", optional_textish(ids)),
+            at("planned_exit_checkpoint", optional_textish(ids)),
+            at("migration_card_number", optional_textish(ids)),
+            at("conveyance.identifier", optional_textish(ids)),
         ]
     elif isinstance(record, Registration):
         valid_from: date = record.valid_from
         changes += [
-            at("registration_id", blankish),
-            at("host_id", blankish),
-            at("address", blankish),
+            at("registration_id", textish(ids)),
+            at("host_id", textish(ids)),
+            at("address", textish(text)),
             at("region", regionish),
-            at("valid_until", st.integers(-3, 3).map(lambda d: valid_from + timedelta(days=d))),
-            at("valid_from", st.integers(-3, 3).map(lambda d: record.valid_until + timedelta(days=d))),
+            at("valid_until", st.integers(-3, 3).map(lambda d: valid_from + timedelta(days=d)) | horizon_dates),
+            at("valid_from", st.integers(-3, 3).map(lambda d: record.valid_until + timedelta(days=d)) | horizon_dates),
         ]
     else:
         changes += [
-            at("authority", blankish),
+            at("authority", textish(text)),
+            at("reference", optional_textish(ids)),
             at("kind", st.sampled_from(list(StatusChangeKind))),
-            at("valid_until", st.none() | st.integers(-3, 3).map(lambda d: today + timedelta(days=d))),
-            at("valid_from", st.none() | st.integers(-3, 3).map(lambda d: today + timedelta(days=d))),
+            at("valid_until", st.none() | st.integers(-3, 3).map(lambda d: today + timedelta(days=d)) | horizon_dates),
+            at("valid_from", st.none() | st.integers(-3, 3).map(lambda d: today + timedelta(days=d)) | horizon_dates),
         ]
     return changes
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("PARITY_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

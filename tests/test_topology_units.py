@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -25,10 +26,11 @@ from schemas.records import (
 )
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, traveller_key
-from shekara.settings import Settings
+from shekara.settings import Limits, Settings
 from streams.align import Aligner, in_record_order
 from streams.deadlines import DeadlineIndex, Deadlines
 from streams.intake import Accepted, Intake, Rejected
+from streams.outputs import MAX_REASON_CHARS, bounded, dead_letter
 from streams.stored import pack, unpack
 from streams.topology import TravellerMatcher
 from streams.watermark import Watermarks
@@ -364,3 +366,45 @@ def test_a_topic_partition_is_released_as_a_prefix_of_its_offsets() -> None:
     # each source's own order, merged by the timestamps at their heads
     merged = in_record_order([("a", 3), ("a", 1), ("b", 2)], lambda x: x[0], lambda x: x[1])
     assert merged == [("b", 2), ("a", 3), ("a", 1)]
+
+
+# --- messages too large (settings.limits) ---------------------------------------------------------------------
+
+
+def test_a_key_or_value_over_its_limit_is_refused_before_decoding() -> None:
+    s = Settings(limits=Limits(max_key_bytes=40, max_value_bytes=1_000))
+    intake = Intake(s, Serde.from_settings(s))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    big_key = intake.admit(s.topics.crossings, b"k" * 41, b"\x07 not avro", now=now)
+    assert big_key == Rejected("validate", "message key is 41 bytes, more than the limit of 40 bytes", "key")
+    big_value = intake.admit(s.topics.crossings, b"k", b"\x07" * 1_001, now=now)
+    assert big_value == Rejected("validate", "message value is 1001 bytes, more than the limit of 1000 bytes", "value")
+    at_limits = intake.admit(s.topics.crossings, b"k" * 40, b"\x07" * 1_000, now=now)
+    assert isinstance(at_limits, Rejected) and at_limits.stage == "decode"  # read, and refused for what it is
+
+
+def test_a_dead_letter_is_cut_to_its_payload_limit_and_keeps_its_reason() -> None:
+    limits = Limits(max_key_bytes=40, dead_letter_payload_bytes=100)
+    letter = dead_letter(
+        topic="t",
+        partition=1,
+        offset=7,
+        key=b"k" * 500_000,
+        value=b"v" * 900_000,
+        stage="validate",
+        reason="message key is 500000 bytes, more than the limit of 40 bytes" + " and more" * 1_000,
+        field="key",
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    cut = bounded(letter, limits)
+    assert (cut.key, cut.value) == (b"k" * 40, b"v" * 60)
+    assert cut.reason.startswith("message key is 500000 bytes") and len(cut.reason) == MAX_REASON_CHARS
+    assert (cut.source_topic, cut.source_partition, cut.source_offset, cut.stage, cut.field) == (
+        "t",
+        1,
+        7,
+        "validate",
+        "key",
+    )
+    small = dataclasses.replace(letter, key=b"k", value=b"v", reason="short")
+    assert bounded(small, limits) is small

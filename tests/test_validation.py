@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from schemas.ids import alert_id, source_event_id, stay_id
 from schemas.records import Crossing, Document, EntryBasis, EntryBasisKind, Purpose, StatusChangeKind, Traveller
-from schemas.validation import ValidationError, from_json, validate, validation_errors
+from schemas.validation import (
+    HIDDEN_REASON,
+    NOT_LATIN_REASON,
+    ValidationError,
+    from_json,
+    validate,
+    validation_errors,
+)
+from shekara.settings import Limits
 from tests.test_serde import NOW, sample_crossing, sample_registration, sample_status_change
 
 SKEW = 300
@@ -235,3 +243,86 @@ def test_traveller_facts_are_judged_at_the_event_not_at_now():
     years_later = NOW + timedelta(days=3 * 365)
     assert ("traveller.birth_date", "is in the future (after the day of the event)") in errors(born_after, years_later)
     assert errors(born_after, NOW + timedelta(hours=1)) == errors(born_after, years_later)
+
+
+# --- limits (settings.limits): dates, sizes, hidden characters, document letters ------------------------------
+
+TIGHT = Limits(max_id_chars=24, max_text_chars=40, earliest_date=date(1950, 1, 1), latest_date=date(2100, 12, 31))
+
+
+def limited(record: Any, limits: Limits = TIGHT) -> list[tuple[str, str]]:
+    found = validation_errors(record, now=NOW + timedelta(hours=1), max_future_skew_s=SKEW, limits=limits)
+    return [(e.field, e.message) for e in found]
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        (sample_crossing(entry_basis=EntryBasis(EntryBasisKind.VISA, date(9999, 12, 31))), "entry_basis.visa_expiry"),
+        (sample_registration(valid_from=date(1949, 12, 31)), "valid_from"),
+        (sample_registration(valid_until=date(2101, 1, 1)), "valid_until"),
+        (sample_status_change(valid_until=date(9999, 12, 31)), "valid_until"),
+        (sample_status_change(valid_from=date(1, 1, 1)), "valid_from"),
+        (sample_crossing(event_time=datetime(1949, 12, 31, 23, tzinfo=UTC)), "event_time"),
+        (sample_crossing(received_time=datetime(2101, 1, 1, tzinfo=UTC)), "received_time"),
+        (with_traveller(sample_crossing(), birth_date=date(1949, 12, 31)), "traveller.birth_date"),
+    ],
+)
+def test_every_date_field_is_held_to_the_horizon(record: Any, field: str) -> None:
+    assert limited(record)[:1] == [  # the first problem: an event in 1949 makes a 1990 birth "future" too
+        (field, f"is outside the accepted dates 1950-01-01..2100-12-31; got {_day(record, field)}")
+    ]
+
+
+def _day(record: Any, field: str) -> str:
+    value: Any = record
+    for part in field.split("."):
+        value = getattr(value, part)
+    return (value.date() if isinstance(value, datetime) else value).isoformat()
+
+
+def test_a_time_is_judged_on_its_utc_day() -> None:
+    # 2100-12-31 20:00 at UTC-05:00 is 2101-01-01 01:00 UTC: beyond the horizon.
+    late = datetime(2100, 12, 31, 20, tzinfo=timezone(timedelta(hours=-5)))
+    assert [f for f, _ in limited(sample_crossing(received_time=late))] == ["received_time"]
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        (sample_crossing(event_id="e" * 25), "event_id"),
+        (sample_crossing(source_system="s" * 41), "source_system"),
+        (sample_crossing(source_record_id="r" * 25), "source_record_id"),
+        (sample_crossing(migration_card_number="m" * 25), "migration_card_number"),
+        (sample_registration(address="\u0416" * 41), "address"),
+        (sample_registration(host_id="h" * 25), "host_id"),
+        (sample_status_change(reference="r" * 25), "reference"),
+        (with_document(sample_crossing(), number="AB123" + " " * 20), "traveller.document.number"),
+    ],
+)
+def test_text_fields_are_held_to_their_length_in_characters(record: Any, field: str) -> None:
+    [(got, message)] = limited(record)
+    assert got == field and message.endswith(
+        "characters long, more than the limit of " + ("40" if field in {"source_system", "address"} else "24")
+    )
+
+
+@pytest.mark.parametrize("char", ["\x00", "\n", "\x1b", "\x7f", "\x85", "\u202a", "\u202e", "\u2066", "\u2069"])
+def test_control_characters_and_bidi_overrides_are_refused_in_text(char: str) -> None:
+    assert limited(sample_registration(address=f"Abay{char}1")) == [("address", HIDDEN_REASON)]
+    assert limited(sample_crossing(event_id=f"e{char}")) == [("event_id", HIDDEN_REASON)]
+
+
+def test_other_format_characters_are_allowed() -> None:
+    assert limited(sample_registration(address="Abay\u200d\u200e 1\u00a0")) == []
+
+
+@pytest.mark.parametrize("number", ["ß12345", "\uff21\uff22123", "N\u0131234567", "\u0416123456"])
+def test_document_numbers_with_letters_outside_a_z_are_refused_not_folded(number: str) -> None:
+    assert limited(with_document(sample_crossing(), number=number)) == [("traveller.document.number", NOT_LATIN_REASON)]
+
+
+def test_default_limits_accept_the_samples_and_refuse_9999() -> None:
+    assert limited(sample_crossing(), Limits()) == []
+    far = sample_crossing(entry_basis=EntryBasis(EntryBasisKind.VISA, date(9999, 12, 31)))
+    assert [f for f, _ in errors(far)] == ["entry_basis.visa_expiry"]  # validate's default: Limits()

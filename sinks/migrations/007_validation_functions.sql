@@ -2,17 +2,60 @@
 -- the three tables cannot drift apart. A `*_problem` function returns its group's first problem, in
 -- validation's order, as (field, reason); ('', '') when there is none. Lambda UDFs are inlined, so a caller's
 -- multiIf still skips a group for a record with an earlier problem. now_ms is the message's Kafka timestamp
--- (the staged _ts; null when not known), skew_s settings.max_future_skew_seconds.
+-- (the staged _ts; null when not known), skew_s settings.max_future_skew_seconds; max_id, max_text, earliest and
+-- latest are settings.limits (max_id_chars, max_text_chars, earliest_date, latest_date), bound per query.
 
 -- Blank as Python's str.strip() sees it: only str.isspace() characters (as in shekara_normalise_document).
 CREATE OR REPLACE FUNCTION shekara_is_blank AS (s) ->
     match(s, '^[\\s\\x{0B}\\x{1C}-\\x{1F}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]*$');
 
--- schemas.validation.COUNTRY; a Python `$` also matches before a final newline, an RE2 `$` does not.
-CREATE OR REPLACE FUNCTION shekara_is_country AS (s) -> match(s, '^[A-Z]{3}\\n?$');
+-- schemas.validation.COUNTRY (a whole-string match there: no trailing newline).
+CREATE OR REPLACE FUNCTION shekara_is_country AS (s) -> match(s, '^[A-Z]{3}$');
 
 CREATE OR REPLACE FUNCTION shekara_not_country AS (s) ->
     concat('must be an ISO 3166-1 alpha-3 country code (3 capital letters); got \'', s, '\'');
+
+-- streams.intake.too_large, checked before anything else: settings.limits.max_key_bytes. (The value's own limit
+-- needs no copy here: a value that large always holds a field beyond its character limit.)
+CREATE OR REPLACE FUNCTION shekara_size_problem AS (message_key, max_key_bytes) -> if(
+    length(message_key) > max_key_bytes,
+    ('key', concat(
+        'message key is ', toString(length(message_key)), ' bytes, more than the limit of ', toString(max_key_bytes),
+        ' bytes'
+    )),
+    ('', '')
+);
+
+-- schemas.validation._chars: a text field's length in characters (code points, as Python's len) and its control
+-- characters and bidirectional overrides (schemas.validation.HIDDEN).
+CREATE OR REPLACE FUNCTION shekara_text_problem AS (path, s, max_chars) -> multiIf(
+    lengthUTF8(s) > max_chars,
+        (path, concat('is ', toString(lengthUTF8(s)), ' characters long, more than the limit of ', toString(max_chars))),
+    match(s, '[\\x{00}-\\x{1F}\\x{7F}-\\x{9F}\\x{202A}-\\x{202E}\\x{2066}-\\x{2069}]'), (path,
+        'contains a control character or a bidirectional override (U+0000-001F, U+007F-009F, U+202A-202E, U+2066-2069)'),
+    ('', '')
+);
+
+-- schemas.validation._text (required) and _opt_text (nullable: null is fine).
+CREATE OR REPLACE FUNCTION shekara_required_text_problem AS (path, s, max_chars) ->
+    if(shekara_is_blank(s), (path, 'must be a non-empty string'), shekara_text_problem(path, s, max_chars));
+
+CREATE OR REPLACE FUNCTION shekara_optional_text_problem AS (path, s, max_chars) ->
+    shekara_text_problem(path, ifNull(s, ''), max_chars);
+
+-- schemas.validation._outside: the date horizon (settings.limits). A nullable date that is null is fine.
+CREATE OR REPLACE FUNCTION shekara_date_problem AS (path, d, earliest, latest) -> if(
+    d IS NOT NULL AND (assumeNotNull(d) < earliest OR assumeNotNull(d) > latest),
+    (path, concat('is outside the accepted dates ', toString(earliest), '..', toString(latest), '; got ', toString(d))),
+    ('', '')
+);
+
+-- The validity of a registration or a status change: valid_from's horizon, then valid_until's.
+CREATE OR REPLACE FUNCTION shekara_validity_problem AS (valid_from, valid_until, earliest, latest) -> multiIf(
+    shekara_date_problem('valid_from', valid_from, earliest, latest).1 != '',
+        shekara_date_problem('valid_from', valid_from, earliest, latest),
+    shekara_date_problem('valid_until', valid_until, earliest, latest)
+);
 
 -- The day a traveller's facts are judged on: the event's, or now's if the event claims a later time (UTC, as
 -- decoded event times are).
@@ -29,10 +72,17 @@ CREATE OR REPLACE FUNCTION shekara_age AS (born, on_day) ->
     toInt32(toYear(on_day)) - toYear(born)
         - ((toMonth(on_day), toDayOfMonth(on_day)) < (toMonth(born), toDayOfMonth(born)));
 
--- schemas.validation._envelope.
-CREATE OR REPLACE FUNCTION shekara_envelope_problem AS
-    (event_id, event_time, received_time, source_system, now_ms, skew_s) -> multiIf(
-    shekara_is_blank(event_id), ('event_id', 'must be a non-empty string'),
+-- schemas.validation._envelope. A time's horizon is checked on its UTC day.
+CREATE OR REPLACE FUNCTION shekara_envelope_problem AS (
+    event_id, event_time, received_time, source_system, source_record_id, now_ms, skew_s, max_id, max_text, earliest,
+    latest
+) -> multiIf(
+    shekara_required_text_problem('event_id', event_id, max_id).1 != '',
+        shekara_required_text_problem('event_id', event_id, max_id),
+    shekara_date_problem('event_time', toDate32(event_time), earliest, latest).1 != '',
+        shekara_date_problem('event_time', toDate32(event_time), earliest, latest),
+    shekara_date_problem('received_time', toDate32(received_time), earliest, latest).1 != '',
+        shekara_date_problem('received_time', toDate32(received_time), earliest, latest),
     now_ms IS NOT NULL
         AND toUnixTimestamp64Micro(event_time) > toInt64(ifNull(now_ms, 0)) * 1000 + toInt64(skew_s) * 1000000,
         ('event_time', concat(
@@ -44,14 +94,25 @@ CREATE OR REPLACE FUNCTION shekara_envelope_problem AS
         )),
     toUnixTimestamp64Micro(received_time) < toUnixTimestamp64Micro(event_time) - toInt64(skew_s) * 1000000,
         ('received_time', 'is earlier than event_time (beyond the allowed clock skew)'),
-    shekara_is_blank(source_system), ('source_system', 'must be a non-empty string'),
-    ('', '')
+    shekara_required_text_problem('source_system', source_system, max_text).1 != '',
+        shekara_required_text_problem('source_system', source_system, max_text),
+    shekara_optional_text_problem('source_record_id', source_record_id, max_id)
 );
 
 -- schemas.validation._traveller. The caller computes `number` (shekara_normalise_document, the key needs it too)
 -- and `on_day` (shekara_judging_day) once per record: under multiIf's short-circuiting, a value that several lazily
--- evaluated checks share is computed again for each.
-CREATE OR REPLACE FUNCTION shekara_traveller_problem AS (number, issuing_country, nationality, born, on_day) -> multiIf(
+-- evaluated checks share is computed again for each. raw_number is the number as sent: its length and its letters
+-- (Latin only, besides separators: schemas.validation.NOT_LATIN) are judged before normalising.
+CREATE OR REPLACE FUNCTION shekara_traveller_problem AS
+    (raw_number, number, issuing_country, nationality, born, on_day, max_id, earliest, latest) -> multiIf(
+    lengthUTF8(raw_number) > max_id, ('traveller.document.number', concat(
+        'is ', toString(lengthUTF8(raw_number)), ' characters long, more than the limit of ', toString(max_id)
+    )),
+    match(
+        raw_number,
+        '[^\\x{00}-\\x{7F}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]'
+    ), ('traveller.document.number',
+        'must be Latin letters A-Z and digits (besides separators); got other letters or symbols'),
     NOT match(number, '^[A-Z0-9]{5,20}$'), ('traveller.document.number', concat(
         'must be 5-20 letters or digits after removing separators; got ', toString(lengthUTF8(number)),
         ' characters', if(number = '' OR match(number, '^[\\p{L}\\p{N}]+$'), '', ' including other symbols')
@@ -61,6 +122,8 @@ CREATE OR REPLACE FUNCTION shekara_traveller_problem AS (number, issuing_country
     NOT shekara_is_country(nationality), ('traveller.nationality', shekara_not_country(nationality)),
     born > on_day, ('traveller.birth_date', 'is in the future (after the day of the event)'),
     shekara_age(born, on_day) > 125, ('traveller.birth_date', 'gives an age over 125 years'),
+    shekara_date_problem('traveller.birth_date', born, earliest, latest).1 != '',
+        shekara_date_problem('traveller.birth_date', born, earliest, latest),
     ('', '')
 );
 

@@ -6,7 +6,7 @@
 -- the Avro enforces them. Besides the body, the checks read the trailer (sinks.stage): _ts, the message's
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
--- Parameter: skew (settings.max_future_skew_seconds). The key check needs no secret (the partition key).
+-- Parameters: skew (settings.max_future_skew_seconds), max_key, max_id, max_text, earliest, latest (settings.limits). The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
 SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
@@ -14,27 +14,51 @@ FROM
 (
     WITH
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
-        shekara_envelope_problem(event_id, event_time, received_time, source_system, _ts, {skew:Int64}) AS envelope,
+        shekara_envelope_problem(
+            event_id, event_time, received_time, source_system, source_record_id, _ts, {skew:Int64}, {max_id:UInt32},
+            {max_text:UInt32}, {earliest:Date32}, {latest:Date32}
+        ) AS envelope,
         shekara_traveller_problem(
-            number, traveller.document.issuing_country, traveller.nationality, traveller.birth_date, on_day
+            traveller.document.number, number, traveller.document.issuing_country, traveller.nationality,
+            traveller.birth_date, on_day, {max_id:UInt32}, {earliest:Date32}, {latest:Date32}
         ) AS traveller_problem,
+        shekara_date_problem(
+            'entry_basis.visa_expiry', entry_basis.visa_expiry, {earliest:Date32}, {latest:Date32}
+        ) AS visa_expiry_problem,
+        shekara_optional_text_problem(
+            'entry_basis.permit_number', entry_basis.permit_number, {max_id:UInt32}
+        ) AS permit_problem,
+        shekara_optional_text_problem(
+            'planned_exit_checkpoint', planned_exit_checkpoint, {max_id:UInt32}
+        ) AS exit_checkpoint_problem,
+        shekara_optional_text_problem('migration_card_number', migration_card_number, {max_id:UInt32}) AS card_problem,
+        shekara_optional_text_problem(
+            'conveyance.identifier', tupleElement(assumeNotNull(conveyance), 'identifier'), {max_id:UInt32}
+        ) AS conveyance_problem,
         shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem
     SELECT
         _msg,
         multiIf(
+            shekara_size_problem(_key, {max_key:UInt32}).1 != '', shekara_size_problem(_key, {max_key:UInt32}),
             envelope.1 != '', envelope,
             -- _crossing, up to the traveller
-            shekara_is_blank(checkpoint.id), ('checkpoint.id', 'must be a non-empty string'),
+            shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}).1 != '',
+                shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}),
             checkpoint.border_country IS NOT NULL AND NOT shekara_is_country(assumeNotNull(checkpoint.border_country)),
                 ('checkpoint.border_country', shekara_not_country(assumeNotNull(checkpoint.border_country))),
             traveller_problem.1 != '', traveller_problem,
             -- _crossing, the rest
+            visa_expiry_problem.1 != '', visa_expiry_problem,
             entry_basis.kind = 'VISA' AND entry_basis.visa_expiry IS NULL,
                 ('entry_basis.visa_expiry', 'is required when entry_basis.kind is VISA'),
+            permit_problem.1 != '', permit_problem,
             declared_destination IS NOT NULL AND NOT shekara_is_country(assumeNotNull(declared_destination)),
                 ('declared_destination', shekara_not_country(assumeNotNull(declared_destination))),
             purpose = 'TRANSIT' AND declared_destination IS NULL,
                 ('declared_destination', 'is required when purpose is TRANSIT'),
+            exit_checkpoint_problem.1 != '', exit_checkpoint_problem,
+            card_problem.1 != '', card_problem,
+            conveyance_problem.1 != '', conveyance_problem,
             key_problem.1 != '', key_problem,
             ('', '')
         ) AS problem

@@ -6,7 +6,7 @@
 -- the Avro enforces them. Besides the body, the checks read the trailer (sinks.stage): _ts, the message's
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
--- Parameter: skew (settings.max_future_skew_seconds). The key check needs no secret (the partition key).
+-- Parameters: skew (settings.max_future_skew_seconds), max_key, max_id, max_text, earliest, latest (settings.limits). The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
 SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
@@ -14,23 +14,33 @@ FROM
 (
     WITH
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
-        shekara_envelope_problem(event_id, event_time, received_time, source_system, _ts, {skew:Int64}) AS envelope,
+        shekara_envelope_problem(
+            event_id, event_time, received_time, source_system, source_record_id, _ts, {skew:Int64}, {max_id:UInt32},
+            {max_text:UInt32}, {earliest:Date32}, {latest:Date32}
+        ) AS envelope,
         shekara_traveller_problem(
-            number, traveller.document.issuing_country, traveller.nationality, traveller.birth_date, on_day
+            traveller.document.number, number, traveller.document.issuing_country, traveller.nationality,
+            traveller.birth_date, on_day, {max_id:UInt32}, {earliest:Date32}, {latest:Date32}
         ) AS traveller_problem,
+        shekara_validity_problem(valid_from, valid_until, {earliest:Date32}, {latest:Date32}) AS validity_problem,
         shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem
     SELECT
         _msg,
         multiIf(
+            shekara_size_problem(_key, {max_key:UInt32}).1 != '', shekara_size_problem(_key, {max_key:UInt32}),
             envelope.1 != '', envelope,
             -- _registration, up to the traveller
-            shekara_is_blank(registration_id), ('registration_id', 'must be a non-empty string'),
+            shekara_required_text_problem('registration_id', registration_id, {max_id:UInt32}).1 != '',
+                shekara_required_text_problem('registration_id', registration_id, {max_id:UInt32}),
             traveller_problem.1 != '', traveller_problem,
             -- _registration, the rest
-            shekara_is_blank(host_id), ('host_id', 'must be a non-empty string'),
-            NOT match(region, '^KZ-[A-Z0-9]{2,3}\\n?$'),
+            shekara_required_text_problem('host_id', host_id, {max_id:UInt32}).1 != '',
+                shekara_required_text_problem('host_id', host_id, {max_id:UInt32}),
+            NOT match(region, '^KZ-[A-Z0-9]{2,3}$'),
                 ('region', concat('must be an ISO 3166-2:KZ region code such as KZ-75; got \'', region, '\'')),
-            shekara_is_blank(address), ('address', 'must be a non-empty string'),
+            shekara_required_text_problem('address', address, {max_text:UInt32}).1 != '',
+                shekara_required_text_problem('address', address, {max_text:UInt32}),
+            validity_problem.1 != '', validity_problem,
             valid_until < valid_from, ('valid_until', 'is before valid_from'),
             key_problem.1 != '', key_problem,
             ('', '')

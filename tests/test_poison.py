@@ -1,0 +1,91 @@
+"""No single message stops a processor partition (issue 15, item 1), against the real broker and a real worker.
+
+Poison messages (a 500 KB key, a ~900 KB value, both at once near the broker's limit) sit on the crossings
+topic ahead of ordinary events of the same partition. The worker must dead-letter each poison message once,
+with its reason and a bounded payload, process the ordinary events after them, and a restarted worker must not
+meet the poison again (its offsets were committed past).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from schemas.records import Crossing, Direction
+from schemas.serde import Serde
+from shekara.pseudonym import partition_key
+from shekara.settings import Settings
+from streams import readback
+from tests.test_topology import NOW, crossing, wait_for, worker
+
+pytestmark = pytest.mark.integration
+
+BIG_KEY = b"k" * 500_000
+BIG_VALUE = b"\x00" + b"v" * 949_999  # over the 900 KB value limit, under the broker's 1 MB
+
+
+def _encoded(settings: Settings, record: Crossing) -> tuple[str, bytes, bytes]:
+    topic = settings.topics.crossings
+    key = partition_key(record.traveller.document.issuing_country, record.traveller.document.number).encode()
+    return topic, key, Serde.from_settings(settings).encode(record, topic)
+
+
+def _publish(settings: Settings, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    # The broker accepts messages up to about 1 MB; the producer's own limit is raised to let them all through.
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "message.max.bytes": 2_000_000})
+    for topic, key, value in items:
+        p.produce(topic, key=key, value=value, partition=0)
+    assert p.flush(20) == 0
+
+
+@pytest.mark.slow
+def test_poison_messages_are_dead_lettered_once_and_the_partition_goes_on(settings: Settings, tmp_path: Path) -> None:
+    s = settings.model_copy(update={"allowed_lateness_seconds": 2})
+    s.faust = s.faust.model_copy(update={"web_enabled": False})
+    t = s.topics
+    sources = [t.crossings, t.registrations, t.status_changes]
+    valid = _encoded(s, crossing("ok-1", "PP0000001", NOW - timedelta(days=3), Direction.ENTRY))[2]
+    poison: list[tuple[str, bytes | None, bytes | None]] = [
+        (t.crossings, BIG_KEY, valid),  # a valid event under a 500 KB key
+        (t.crossings, b"small", BIG_VALUE),  # a ~900 KB value
+        (t.crossings, b"K" * 400_000, b"\x00" + b"w" * 580_000),  # key and value near the limit together
+    ]
+    after = [
+        _encoded(s, crossing("in-1", "PP0000001", NOW - timedelta(days=3), Direction.ENTRY)),
+        _encoded(s, crossing("out-1", "PP0000001", NOW - timedelta(days=1), Direction.EXIT)),
+    ]
+    _publish(s, [*poison, *after])
+
+    with worker(s, tmp_path, "poison-test", "first") as status:
+        progress = readback.GroupProgress(s, "poison-test", sources)
+        stays = wait_for(lambda: readback.read_stays(s), timeout=90)
+        progress.wait_until_caught_up(timeout=60)
+        dead = readback.read_dead_letters(s)
+        from streams.worker import read_status
+
+        first = read_status(status)
+    assert first is not None and first["pid"]
+
+    # The ordinary events after the poison were processed: P's stay closed (P is the only valid traveller).
+    assert [(st.entry_event_id, st.exit_event_id) for st in stays.values()] == [("in-1", "out-1")]
+    # Each poison message dead-lettered exactly once, with its reason, its coordinates and a bounded payload.
+    assert sorted(d.source_offset or 0 for d in dead) == [0, 1, 2] and all(d.source_offset is not None for d in dead)
+    by_offset = {d.source_offset: d for d in dead}
+    assert (by_offset[0].stage, by_offset[0].field) == ("validate", "key")
+    assert "key" in by_offset[0].reason and "500000" in by_offset[0].reason
+    assert (by_offset[1].stage, by_offset[1].field) == ("validate", "value")
+    assert "950000 bytes" in by_offset[1].reason
+    assert by_offset[2].field == "key"
+    for d in dead:
+        assert len(d.key or b"") + len(d.value or b"") <= s.limits.dead_letter_payload_bytes
+        assert d.source_topic == t.crossings
+
+    # A restarted worker starts past the poison: nothing is dead-lettered again, nothing is lost.
+    with worker(s, tmp_path, "poison-test", "second"):
+        progress.wait_until_caught_up(timeout=60)
+        progress.close()
+        again = readback.read_dead_letters(s)
+    assert len(again) == 3
