@@ -28,8 +28,9 @@ from shekara.settings import Settings
 
 AVRO_MAGIC = b"Obj\x01"
 PUBLISHABLE = ("Crossing", "Registration", "StatusChange")
-# A refused line goes to the dead-letter topic cut to this: enough for ops to see it, never too large to send.
-DEAD_LETTER_LINE_BYTES = 64 * 1024
+# A reason or field quoting a huge value is cut to this, on the terminal and in the dead letter.
+MAX_REASON_CHARS = 500
+MAX_FIELD_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,11 @@ class Rejection:
     line: int  # 1-based line of a JSON-lines file, or record number in an Avro file
     field: str
     message: str
+
+    @classmethod
+    def of(cls, line: int, error: ValidationError) -> Rejection:
+        """The error, its field and message cut to a line's length (a message may quote a huge value)."""
+        return cls(line, _cut(error.field, MAX_FIELD_CHARS), _cut(error.message, MAX_REASON_CHARS))
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.field}: {self.message}"
@@ -218,16 +224,22 @@ def _read_avro(path: Path, name: str) -> Iterator[FileEvent]:
                 yield FileEvent(number, raw, name, ValidationError("(record)", f"cannot be read: {exc}"))
 
 
-def dead_letter_for(event: FileEvent, error: ValidationError, path: Path, settings: Settings) -> DeadLetter:
-    """The dead letter of a refused line: the line (its first DEAD_LETTER_LINE_BYTES), the reason and the field."""
+def dead_letter_for(event: FileEvent, rejection: Rejection, path: Path, settings: Settings) -> DeadLetter:
+    """The dead letter of a refused line: the line, the reason and the field, bounded so it can always be sent
+    (the line keeps its first `limits.dead_letter_payload_bytes`)."""
     topics = {"Crossing": settings.topics.crossings, "Registration": settings.topics.registrations}
     topics["StatusChange"] = settings.topics.status_changes
-    meant_for = topics.get(event.record_type or "", f"file:{path.name}")
-    reason = f"{path.name} line {event.line}: {error.message}"
-    if len(event.raw) > DEAD_LETTER_LINE_BYTES:  # an oversize line must not make an oversize dead letter
-        reason += f" (line cut to its first {DEAD_LETTER_LINE_BYTES:,} bytes)"
-    value = event.raw[:DEAD_LETTER_LINE_BYTES]
-    return DeadLetter(meant_for, None, None, None, value, "validate", reason, error.field, datetime.now(UTC))
+    meant_for = topics.get(event.record_type or "", f"file:{_cut(path.name, MAX_FIELD_CHARS)}")
+    reason = f"{_cut(path.name, MAX_FIELD_CHARS)} line {event.line}: {rejection.message}"
+    room = settings.limits.dead_letter_payload_bytes
+    if len(event.raw) > room:
+        reason += f" (line cut to its first {room:,} bytes)"
+    value = event.raw[:room]
+    return DeadLetter(meant_for, None, None, None, value, "validate", reason, rejection.field, datetime.now(UTC))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class _Outcomes:
@@ -282,12 +294,13 @@ def publish_file(
         drained0 = client.stats["drained"]
 
     def refuse(event: FileEvent, error: ValidationError, *, dead_letter: bool = dead_letters) -> None:
-        rejection = Rejection(event.line, error.field, error.message)
+        rejection = Rejection.of(event.line, error)
         report.rejected.append(rejection)
         if on_reject is not None:
             on_reject(rejection)
         if dead_letter and client is not None:
-            client.publish_dead_letter(dead_letter_for(event, error, path, settings), on_outcome=outcomes.of_letter)
+            letter = dead_letter_for(event, rejection, path, settings)
+            client.publish_dead_letter(letter, on_outcome=outcomes.of_letter)
             report.dead_lettered += 1
 
     handled = 0  # refusals from delivery reports already reported

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, Message
 from typer.testing import CliRunner, Result
 
 from producers.client import EventProducer
-from producers.publish import DEAD_LETTER_LINE_BYTES, Rejection, publish_file, read_events, record_type_name
+from producers.publish import Rejection, publish_file, read_events, record_type_name
 from schemas.convert import to_avro
 from schemas.records import Crossing, DeadLetter, Registration
 from schemas.serde import Serde, schema_versions
@@ -200,6 +200,7 @@ def hostile_file(tmp_path: Path) -> Path:
         b"",  # 8: blank, skipped
         json.dumps(registration_json(valid_until="2025-05-01")).encode(),  # 9: before valid_from
         json.dumps(crossing_json(event_id="good-2", direction="EXIT")).encode(),  # 10
+        json.dumps(crossing_json(direction="X" * BIG_FIELD)).encode(),  # 11: a reason quoting a huge value
     ]
     path = tmp_path / "hostile.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -213,13 +214,15 @@ HOSTILE_REJECTIONS = [
     "line 6: (line): not valid JSON: Expecting value at column 41",
     "line 7: record_type: must be one of Crossing, Registration, StatusChange; got 'Visa'",
     "line 9: valid_until: is before valid_from",
+    "line 11: direction: must be one of ENTRY, EXIT; got 'XXX",
 ]
 
 
 def assert_hostile_rejections(lines: list[str]) -> None:
     assert len(lines) == len(HOSTILE_REJECTIONS)
     for line, expected in zip(lines, HOSTILE_REJECTIONS, strict=True):
-        assert line.startswith(expected) if expected.endswith(": ") else line == expected, line
+        assert line.startswith(expected) if expected.endswith((": ", "XXX")) else line == expected, line
+    assert len(lines[-1]) < 600 and lines[-1].endswith("…")  # cut: a line on the terminal, a bounded dead letter
     assert "characters" in lines[2] and "limit" in lines[2]  # the field is too long (validation or size check)
 
 
@@ -232,21 +235,19 @@ def test_cli_reports_every_bad_line_and_sends_the_good_ones(
     out = result.stdout.splitlines()
     assert_hostile_rejections(out[:-2])
     assert out[-2:] == [
-        "read 9: sent 3, rejected 6, spooled 0",
-        f"dead letters to {settings.topics.dead_letter}: sent 6, spooled 0",
+        "read 10: sent 3, rejected 7, spooled 0",
+        f"dead letters to {settings.topics.dead_letter}: sent 7, spooled 0",
     ]
     # Exactly the good lines reached their topics, each once.
     crossings = _consume_all(settings, settings.topics.crossings, 3, timeout=5)
     assert sorted(Serde().decode(m.value(), m.topic()).event_id for m in crossings) == ["good-1", "good-2"]
     assert len(_consume_all(settings, settings.topics.registrations, 2, timeout=3)) == 1
     letters = [
-        Serde().decode(m.value(), m.topic()) for m in _consume_all(settings, settings.topics.dead_letter, 7, timeout=5)
+        Serde().decode(m.value(), m.topic()) for m in _consume_all(settings, settings.topics.dead_letter, 8, timeout=5)
     ]
-    assert sorted(letter.reason.split(":")[0] for letter in letters) == [
-        f"hostile.jsonl line {n}" for n in (2, 4, 5, 6, 7, 9)
-    ]
+    assert sorted(int(letter.reason.split(":")[0].rsplit(" ", 1)[1]) for letter in letters) == [2, 4, 5, 6, 7, 9, 11]
     big = next(letter for letter in letters if letter.field == "conveyance.identifier")
-    assert len(big.value) == DEAD_LETTER_LINE_BYTES and "cut to its first" in big.reason  # bounded, never oversize
+    assert len(big.value) == settings.limits.dead_letter_payload_bytes and "cut to its first" in big.reason
 
 
 @pytest.mark.integration
@@ -260,7 +261,7 @@ def test_dry_run_checks_every_line_and_sends_nothing(
     assert result.exit_code == 1, result.output
     out = result.stdout.splitlines()
     assert_hostile_rejections(out[:-1])
-    assert out[-1] == "read 9: valid 3, rejected 6 (dry run: nothing sent)"
+    assert out[-1] == "read 10: valid 3, rejected 7 (dry run: nothing sent)"
     good = write_lines(tmp_path / "good.jsonl", [crossing_json(event_id="g1"), registration_json()])
     result = run_publish(settings, monkeypatch, "--dry-run", str(good))
     assert (result.exit_code, result.stdout) == (0, "read 2: valid 2, rejected 0 (dry run: nothing sent)\n")
