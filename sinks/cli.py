@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     app.command()(migrate)
     app.command()(sql)
     app.command()(report)
+    app.command("dead-letters")(dead_letters)
 
 
 def sink(
@@ -127,6 +128,32 @@ def report(
     if html is not None:
         html.write_text(render_html(dashboard), encoding="utf-8")
         typer.echo(f"dashboard written to {html}")
+
+
+def dead_letters(
+    latest: Annotated[int | None, typer.Option("--latest", "-n", min=1, help="Show the N most recent instead")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Print dead letters as they land (Ctrl-C)")] = False,
+) -> None:
+    """Rejected messages in ClickHouse: a summary by stage and reason, the latest N, or follow them."""
+    from sinks import dead_letters as letters
+    from sinks.analyst import QueryError
+    from sinks.clickhouse import WarehouseBusy, WarehouseMissing
+
+    settings = get_settings()
+    try:
+        if follow:
+            stop = threading.Event()
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            for row in letters.follow(settings, stop=stop.is_set):
+                typer.echo(letters.line(row))
+            return
+        out = letters.latest(settings, latest) if latest else letters.summary(settings)
+        rows, distinct = letters.totals(settings)
+    except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    sys.stdout.write(out.decode(errors="replace"))
+    typer.echo(f"{rows:,} dead letters ({distinct:,} distinct rejected messages)")
 
 
 def _param(text: str) -> tuple[str, str]:

@@ -2,6 +2,9 @@
 
 Per batch: plan it (`sinks.batch`), record its intent (offset ranges + insert token), write it
 (`sinks.writer`), dead-letter what can never be stored, and only then commit the offsets, synchronously.
+A message is dead-lettered once, by one owner: a source event the stream processors refuse too (decode,
+validation, key) is theirs, so the sink only leaves it out; the sink dead-letters what only it fails on, and
+records each acknowledged dead letter (`sink_dead_lettered`) so a retried or replayed batch never sends it again.
 ClickHouse down or refusing: retry with back-off, polling the paused consumer so it keeps its partitions.
 A crash anywhere before the commit re-reads the batch; the recorded intent makes it the same batch with the
 same token, so nothing is lost and nothing counted twice.
@@ -15,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from itertools import compress, count, repeat
 from operator import is_not, itemgetter
 from typing import Any, cast
@@ -30,8 +34,8 @@ from confluent_kafka import (
 )
 from confluent_kafka import Message as KafkaMessage
 
-from schemas.records import DeadLetter
 from schemas.serde import Serde
+from shekara.broker_watch import BrokerGone, BrokerWatch, client_logger
 from shekara.collector import fewer_collections
 from shekara.logs import get_logger
 from shekara.rules import load_rules
@@ -43,6 +47,7 @@ from sinks.migrate import migrate
 from sinks.query_server import QueryServer
 from sinks.retention import OverstaySweep
 from sinks.writer import Staged, TransientWriteError, Warehouse, WriteResult, routes
+from streams.outputs import bounded, dead_letter
 
 log = get_logger(__name__)
 CONSUME_CHUNK = 10_000  # messages per consume() call; batches are assembled from several
@@ -57,7 +62,8 @@ class SinkStats:
     messages: int = 0  # consumed
     batches: int = 0  # written and committed
     staged: dict[str, int] = field(default_factory=dict)  # rows ClickHouse read, per table (before dedup)
-    dead_lettered: int = 0
+    dead_lettered: int = 0  # rejected messages the sink owns (stage "sink", or topics only the sink reads)
+    skipped: int = 0  # rejected messages the processors dead-letter (or dead letters that cannot be landed)
     tombstones: int = 0
     retries: int = 0  # failed attempts that were retried
     replayed: int = 0  # batches re-read from a recorded intent after a crash
@@ -136,7 +142,14 @@ class _SinkLoop:
         self.stats = stats
         self.after_write = after_write
         self.group_id = settings.sink.group_id
+        # Batch intents, insert tokens and the sink's dead-letter record are kept per broker (`run` scopes it by
+        # the cluster id): a restarted embedded broker numbers new messages from 0 again, and they must not
+        # pass for batches already landed.
+        self.ledger = self.group_id
+        self.gone: str | None = None  # the broker was replaced (`shekara.broker_watch`): stop, commit nothing
         self.routes = routes(settings)
+        t = settings.topics
+        self.sources = frozenset({t.crossings, t.registrations, t.status_changes})
         self.serde = Serde.from_settings(settings)
         self.assembler = Assembler(settings.sink.batch_size, settings.sink.flush_interval)
         self.assigned: set[tuple[str, int]] = set()
@@ -169,6 +182,7 @@ class _SinkLoop:
                 "max.partition.fetch.bytes": 10 * 1024 * 1024,
                 "queued.min.messages": 200_000,
                 "fetch.wait.max.ms": 50,
+                "logger": client_logger("shekara.sink.kafka"),  # an outage: a few lines, not one per reconnect
             }
         )
         self.producer = Producer(
@@ -178,12 +192,16 @@ class _SinkLoop:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 20,
+                "logger": client_logger("shekara.sink.kafka"),
             }
         )
 
     # --- the loop (main thread: consumer, planning, commits) ------------------------------------------------
 
     def run(self, stop: threading.Event, once: bool) -> None:
+        watch = BrokerWatch(self.settings, on_gone=lambda line: setattr(self, "gone", line)).start()
+        if watch.cluster_id:
+            self.ledger = f"{self.group_id}@{watch.cluster_id}"
         self.consumer.subscribe(list(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke)
         writers = [
             threading.Thread(target=self._writer, args=(i, stop), name=f"shekara-sink-writer-{i}", daemon=True)
@@ -193,6 +211,8 @@ class _SinkLoop:
             writer.start()
         try:
             while not stop.is_set():
+                if self.gone:
+                    raise BrokerGone(self.gone)
                 self._poll(0.05 if self.in_flight else 0.2)
                 self._collect(block=False)
                 now = time.monotonic()
@@ -200,7 +220,7 @@ class _SinkLoop:
                 due = self.assembler.ready(now) or (once and drained and len(self.assembler) > 0)
                 if due and self.in_flight < MAX_IN_FLIGHT:
                     self._resume()
-                    batch, intent = self.assembler.take(self.group_id, now)
+                    batch, intent = self.assembler.take(self.ledger, now)
                     self.in_flight += 1
                     plan = plan_batch(batch, intent, self.routes, self.framer)
                     self._work[self.sequence % len(self._work)].put(_Work(plan, self.generation, self.sequence))
@@ -210,6 +230,7 @@ class _SinkLoop:
                 elif once and drained and not len(self.assembler) and not self.in_flight:
                     return
         finally:
+            watch.stop()
             self.generation += 1  # stop retrying; a batch already written is still committed below
             for work_queue in self._work:
                 work_queue.put(None)
@@ -220,6 +241,8 @@ class _SinkLoop:
             finally:
                 self.in_flight = 0  # the writer has answered everything it will ever answer
                 self.consumer.close()  # leaves the group; commits nothing (auto-commit is off)
+                if self.gone:
+                    self.producer.purge()  # dead letters of the old broker's messages: not for the new one
                 self.producer.flush(10)
                 self.producer.close()  # else it lingers (reference cycles) and logs reconnect failures
 
@@ -296,6 +319,8 @@ class _SinkLoop:
         return True
 
     def _commit(self, done: _Done) -> None:
+        if self.gone:
+            return  # offsets of the old broker would skip the new broker's messages
         offsets = [TopicPartition(r.topic, r.partition, r.last + 1) for r in done.plan.intent.ranges]
         for attempt in range(3):
             try:
@@ -317,7 +342,9 @@ class _SinkLoop:
         if self.stats._first is not None:
             self.stats.active_seconds = time.monotonic() - self.stats._first
         self.stats.tombstones += plan.tombstones
-        self.stats.dead_lettered += len(plan.rejected) + len(result.rejected)
+        letters, skipped = self._owned([*plan.rejected, *result.rejected])
+        self.stats.dead_lettered += len(letters)
+        self.stats.skipped += len(skipped)
         for table, tr in result.tables.items():
             self.stats.staged[table] = self.stats.staged.get(table, 0) + tr.staged
         log.debug("batch committed", messages=len(plan.messages), token=plan.intent.token)
@@ -381,7 +408,7 @@ class _SinkLoop:
         def insert() -> WriteResult:
             # A retry stages afresh: staging is session state, and a failed session (a restarted server) lost it.
             batch = ready.pop() if ready else warehouse.stage(plan)
-            warehouse.record_intent(self.group_id, plan.intent)  # before any row reaches a fact table
+            warehouse.record_intent(self.ledger, plan.intent)  # before any row reaches a fact table
             return warehouse.store(batch)
 
         result = self._retrying(insert, stop, work.generation, "write")
@@ -389,13 +416,25 @@ class _SinkLoop:
             return None
         if self.after_write is not None:
             self.after_write(plan, result)
-        rejected = [*plan.rejected, *result.rejected]
-        if (
-            rejected
-            and self._retrying(lambda: self._dead_letter(rejected), stop, work.generation, "dead-letter") is None
-        ):
+        letters, skipped = self._owned([*plan.rejected, *result.rejected])
+        if skipped:
+            log.info("left out", count=len(skipped), first=f"{skipped[0].stage}: {skipped[0].reason[:200]}")
+        sent: set[tuple[str, int, int]] = set()  # acknowledged, over the attempts: never produced again
+
+        def produce_letters() -> None:
+            self._dead_letter(warehouse, letters, sent)
+
+        if letters and self._retrying(produce_letters, stop, work.generation, "dead-letter") is None:
             return None
         return result
+
+    def _owned(self, rejected: list[Rejected]) -> tuple[list[Rejected], list[Rejected]]:
+        """(the rejects the sink dead-letters, those it only leaves out): see `owner`."""
+        letters: list[Rejected] = []
+        skipped: list[Rejected] = []
+        for r in rejected:
+            (letters if owner(r, self.sources, self.settings.topics.dead_letter) == "sink" else skipped).append(r)
+        return letters, skipped
 
     def _retrying(self, step: Callable[[], Any], stop: threading.Event, generation: int, what: str) -> Any:
         """Run `step` until it succeeds; None if stopped or our partitions were revoked meanwhile."""
@@ -414,34 +453,58 @@ class _SinkLoop:
                 return None
             backoff = min(backoff * 2, self.settings.sink.retry_backoff_max)
 
-    def _dead_letter(self, rejected: list[Rejected]) -> None:
+    def _dead_letter(self, warehouse: Warehouse, rejected: list[Rejected], sent: set[tuple[str, int, int]]) -> None:
+        """Produce the dead letters of `rejected` not produced before, and record each one acknowledged.
+
+        `sent`: source coordinates acknowledged by earlier attempts at this batch (filled here). Only the
+        unacknowledged ones are produced again on a retry, or on a replay after a crash (`sink_dead_lettered`):
+        the topic holds one dead letter per message. A crash between an acknowledgement and its record is the
+        one window left for a second copy; `dead_letters` in ClickHouse keeps one row per message even then.
+        """
         topic = self.settings.topics.dead_letter
+        recorded = warehouse.dead_lettered(self.ledger, [r.message for r in rejected])
+        done = recorded | sent
+        todo = [r for r in rejected if (r.message.topic, r.message.partition, r.message.offset) not in done]
         failures: list[str] = []
 
-        def delivered(err: KafkaError | None, _msg: Any) -> None:
+        def delivered(err: KafkaError | None, _msg: KafkaMessage, *, at: tuple[str, int, int]) -> None:
             if err is not None:
                 failures.append(str(err))
+            else:
+                sent.add(at)
 
         now = datetime.now(UTC)
-        for r in rejected:
-            record = DeadLetter(
-                source_topic=r.message.topic,
-                source_partition=r.message.partition,
-                source_offset=r.message.offset,
-                key=r.message.key,
-                value=r.message.value,
-                stage=r.stage,
-                reason=r.reason,
-                field=r.field,
-                rejected_time=now,
+        for r in todo:
+            m = r.message
+            # Cut to size (`settings.limits`): a dead letter carrying a 500 KB key twice would be refused for ever.
+            letter = bounded(
+                dead_letter(
+                    topic=m.topic,
+                    partition=m.partition,
+                    offset=m.offset,
+                    key=m.key,
+                    value=m.value,
+                    stage=r.stage,
+                    reason=r.reason,
+                    field=r.field,
+                    now=now,
+                ),
+                self.settings.limits,
             )
-            value = self.serde.encode(record, topic)
-            self.producer.produce(topic, key=r.message.key, value=value, on_delivery=delivered)
+            at = (m.topic, m.partition, m.offset)
+            self.producer.produce(
+                topic,
+                key=letter.key,
+                value=self.serde.encode(letter, topic),
+                on_delivery=partial(delivered, at=at),
+            )
             self.producer.poll(0)
         left = self.producer.flush(30)
+        warehouse.record_dead_lettered(self.ledger, sorted(sent - recorded))
         if left or failures:
             raise _DeliveryFailed(f"{left} dead letters undelivered; errors: {failures[:3]}")
-        log.warning("dead-lettered", count=len(rejected), first=rejected[0].reason[:200])
+        if todo:
+            log.warning("dead-lettered", count=len(todo), first=todo[0].reason[:200])
 
     # --- group membership ---------------------------------------------------------------------------------
 
@@ -459,7 +522,7 @@ class _SinkLoop:
             if offset == OFFSET_INVALID or offset < 0:
                 offset, _high = consumer.get_watermark_offsets(tp, timeout=10)
             committed[(tp.topic, tp.partition)] = offset
-        intent = pending_intent(self.warehouses[0].recent_intents(self.group_id), committed)
+        intent = pending_intent(self.warehouses[0].recent_intents(self.ledger), committed)
         if intent is not None:
             self.assembler.cut = intent
             self.stats.replayed += 1
@@ -476,6 +539,22 @@ class _SinkLoop:
             self.at_end -= {(tp.topic, tp.partition) for tp in partitions}
             self.assembler.drop()  # the next owner re-reads from the committed offsets
             self.paused = False
+
+
+def owner(r: Rejected, sources: frozenset[str], dead_letter_topic: str) -> str:
+    """Who dead-letters a rejected message: "processors", "sink", or "nobody".
+
+    The stream processors read the source topics and refuse there everything the sink's decode and
+    validation refuse (the sink mirrors their intake): such a message is theirs. The sink owns what only it
+    reads (the processors' outputs) and what only it fails on (ClickHouse refusing a record the processors
+    accepted). A dead letter that cannot be landed is nobody's: dead-lettering it could go on for ever.
+    """
+    topic = r.message.topic
+    if topic == dead_letter_topic:
+        return "nobody"
+    if topic in sources and (r.stage == "decode" or r.mirrors_intake):
+        return "processors"
+    return "sink"
 
 
 def columns_of(consumed: list[KafkaMessage]) -> Messages:
