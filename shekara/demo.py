@@ -128,6 +128,10 @@ def run_demo(
             land_s = time.monotonic() - t0
 
         report, alert_pairs = _evaluate(stack, config, sim_config, expected, malformed, summary, publish_s, process_s)
+        from sinks.dead_letters import tally
+        from streams.readback import read_dead_letters
+
+        letters = tally(read_dead_letters(settings))
         stack.stop_sink()  # releases the chDB directory for the queries below
 
     last_day: date = sim_config.start + timedelta(days=days - 1)
@@ -141,6 +145,7 @@ def run_demo(
         console.print(line, markup=False, highlight=False)
     console.rule("landed in ClickHouse")
     landed_ok = _landed_check(console, settings, summary, alert_pairs)
+    landed_ok &= _dead_letter_check(console, settings, letters)
     console.rule(f"analysts' report as of the last simulated day (shekara report --as-of {last_day})")
     from sinks.report import build_dashboard, render_text
 
@@ -296,6 +301,19 @@ def _landed_check(console: Console, settings: Settings, summary: Any, alert_pair
         style=None if good else "red",
     )
     return ok
+
+
+def _dead_letter_check(console: Console, settings: Settings, letters: Any) -> bool:
+    """Each rejected message dead-lettered once (counted by source coordinates), and landed in ClickHouse once."""
+    from sinks.dead_letters import totals
+
+    rows, distinct = totals(settings)
+    good = letters.twice == 0 and rows == distinct == letters.messages
+    console.print(
+        f"{'dead letters':15} {letters.line()}; in ClickHouse {rows:,} rows, {distinct:,} source messages",
+        style=None if good else "red",
+    )
+    return good
 
 
 def _short(text: str, width: int) -> str:

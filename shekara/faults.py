@@ -185,6 +185,7 @@ def _join(thread: threading.Thread, errors: list[BaseException], timeout: float 
 def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str]]]:
     """Checks while the stack runs: alerts vs the ground truth, rejections vs dead letters, delivery to processors."""
     from shekara.rules import load_rules
+    from sinks.dead_letters import tally
     from streams import readback
     from streams.evaluate import DEFAULT_MARGIN, score
 
@@ -204,7 +205,9 @@ def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str
     t = settings.topics
     sources = {t.crossings, t.registrations, t.status_changes}
     letters = readback.read_dead_letters(settings)
-    # Refused at the door (decode, validate; the sink's own copy of those): must be exactly what was sent bad.
+    once = tally(letters)  # by source coordinates: a second dead letter of one message is a failure
+    # Refused at the door (decode, validate: the processors' own; the sink leaves those out): must be exactly
+    # what was sent bad.
     # A valid event the matcher cannot apply (stage "process", e.g. older than a traveller's retained
     # history) is dead-lettered too, with its reason, and reported beside.
     rejected = {
@@ -246,6 +249,7 @@ def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str
             len(rejected) == expected_rejected and no_reason == 0,
             ", ".join(f"{k}: {v}" for k, v in sorted(Counter(d.stage for d in letters).items())),
         ),
+        Check("each rejected message dead-lettered once", 0, once.twice, once.twice == 0, once.line()),
         check_delivery(stack),
     ]
     return checks, {(a.alert_id, a.action.value) for a in alerts}
@@ -492,17 +496,17 @@ def clickhouse_failures(run: Run) -> None:
     fail_s = 12.0 if run.size.days > 7 else 6.0
     failing = threading.Event()
     refused = Counter[str]()
-    original = writer.Warehouse.write
+    original = writer.Warehouse.store  # what the sink calls to insert a staged batch (`write` it never calls)
 
-    def write(self: Any, plan: Any) -> Any:
+    def store(self: Any, staged: Any) -> Any:
         if failing.is_set():
             refused["inserts"] += 1
             raise writer.TransientWriteError("injected: ClickHouse refuses inserts")
-        return original(self, plan)
+        return original(self, staged)
 
     with Stack(run.settings, run.work_dir, sink=False) as stack:
         stop = threading.Event()
-        writer.Warehouse.write = write  # type: ignore[method-assign]
+        writer.Warehouse.store = store  # type: ignore[method-assign]
         sink_thread, sink_errors = _in_background(lambda: run_sink(stack.settings, stop=stop))
         try:
             thread, errors = _in_background(lambda: run.publish(stack.settings))
@@ -518,7 +522,7 @@ def clickhouse_failures(run: Run) -> None:
         finally:
             stop.set()
             sink_thread.join(120)
-            writer.Warehouse.write = original  # type: ignore[method-assign]
+            writer.Warehouse.store = original  # type: ignore[method-assign]
         if sink_errors:
             raise sink_errors[0]
         assert run.result is not None
