@@ -496,12 +496,14 @@ def clickhouse_failures(run: Run) -> None:
     fail_s = 12.0 if run.size.days > 7 else 6.0
     failing = threading.Event()
     refused = Counter[str]()
+    stored = threading.Event()  # a first batch landed: the sink is consuming
     original = writer.Warehouse.store  # what the sink calls to insert a staged batch (`write` it never calls)
 
     def store(self: Any, staged: Any) -> Any:
         if failing.is_set():
             refused["inserts"] += 1
             raise writer.TransientWriteError("injected: ClickHouse refuses inserts")
+        stored.set()
         return original(self, staged)
 
     with Stack(run.settings, run.work_dir, sink=False) as stack:
@@ -510,7 +512,7 @@ def clickhouse_failures(run: Run) -> None:
         sink_thread, sink_errors = _in_background(lambda: run_sink(stack.settings, stop=stop))
         try:
             thread, errors = _in_background(lambda: run.publish(stack.settings))
-            time.sleep(4.0)
+            stored.wait(60)  # refuse while traffic flows, not after the short run's traffic has all landed
             failing.set()
             time.sleep(fail_s)
             failing.clear()
