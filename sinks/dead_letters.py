@@ -15,13 +15,14 @@ from schemas.records import DeadLetter
 from shekara.settings import Settings
 from sinks.analyst import Reader, Table
 
-# Reasons differ in their numbers ("is 3601 s in the future"): the summary groups them with the digits masked.
-SUMMARY_SQL = """
+# Reasons differ in their numbers ("is 3601 s in the future", "bad magic byte 0x7b"): the summary groups them
+# with every number (decimal or hex) masked as #.
+SUMMARY_SQL = r"""
 SELECT
     stage,
     source_topic AS topic,
     ifNull(field, '') AS field,
-    replaceRegexpAll(reason, '[0-9]+', '#') AS reason,
+    replaceRegexpAll(reason, '\\b(0x)?[0-9a-f]*[0-9][0-9a-f]*\\b', '#') AS reason,
     count() AS messages,
     max(rejected_time) AS latest
 FROM dead_letters FINAL
