@@ -109,6 +109,25 @@ def test_registrations_pseudonymise_host_and_address(env: Env):
     assert tk == traveller_key("UZB", "N1234567", key)
 
 
+def test_the_pads_are_put_back_on_a_session_that_lost_them_and_never_taken_as_empty(env: Env):
+    key = env.settings.pseudonym_key_bytes
+    env.write(env.messages([samples.crossing("e1", number="N1111111")]))
+    env.client.command("DROP TEMPORARY TABLE _pseudonym_pads")  # as on a new session (server restart, expiry)
+    env.write(env.messages([samples.crossing("e2", number="N2222222")]))
+    # Lost between staging and storing: the transform fails (retried, staging afresh), it does not hash with
+    # empty pads.
+    a = Assembler(1, 0.0)
+    a.add(env.messages([samples.crossing("e3", number="N3333333")]), 0.0)
+    batch, intent = a.take("test", 0.0)
+    staged = env.warehouse.stage(plan_batch(batch, intent, routes(env.settings), Framer(env.settings)))
+    env.client.command("DROP TEMPORARY TABLE _pseudonym_pads")
+    with pytest.raises(TransientWriteError, match="_pseudonym_pads"):
+        env.warehouse.store(staged)
+    env.warehouse.store(env.warehouse.stage(staged.plan))
+    got = dict(env.client.query("SELECT event_id, traveller_key FROM crossings").result_rows)
+    assert got == {f"e{i}": traveller_key("UZB", "N" + str(i) * 7, key) for i in (1, 2, 3)}
+
+
 def test_the_same_batch_twice_is_stored_once_in_tables_and_views(env: Env):
     messages = env.messages([samples.crossing(f"e{i}") for i in range(50)])
     env.write(messages)
