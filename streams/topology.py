@@ -22,11 +22,14 @@ Deadlines run on event time: each partition's watermark (`streams.watermark`) de
 time-ordered index (`streams.deadlines`) says who, and a one-second wall-clock timer fires deadlines of quiet
 partitions. The index is rebuilt from the table whenever partitions are assigned or recovered.
 
-Failure policy: a bad message becomes a dead letter (stage decode/validate); an exception inside the core for
-one key dead-letters that key's events of the batch (stage process) and keeps its previous state. Anything
-else (outputs refused, a table write failing, the matching process gone) is fatal: the process exits at once
-*without* acknowledging the batch, and the restarted worker replays it from the last commit (same ids;
-consumers keep the latest per id).
+Failure policy: no message the broker accepts stops a partition. A bad message becomes a dead letter (stage
+decode/validate), a key or value over its limit (settings.limits) before anything decodes it; an exception
+inside the core for one key, or an alert, stay or state the inputs make too large to send, dead-letters that
+key's events of the batch (stage process) and keeps its previous state. Dead letters are cut to size
+(`streams.outputs.bounded`), so they can always be sent; the batch is then committed past them, and a restarted
+worker never meets them again. Anything else (outputs refused, a table write failing, the matching process
+gone) is an infrastructure failure and fatal: the process exits at once *without* acknowledging the batch, and
+the restarted worker replays it from the last commit (same ids; consumers keep the latest per id).
 """
 
 from __future__ import annotations

@@ -335,7 +335,21 @@ def _named_cases() -> list[tuple[str, Any, str | None]]:
             "valid_until",
         ),
         ("status valid_from before 1900", replace(s, valid_from=date(1899, 12, 31)), "valid_from"),
-        ("born before 1900", replace(c, traveller=_traveller(birth_date=date(1899, 12, 31))), "traveller.birth_date"),
+        (
+            "born before 1900 (aged 126)",
+            replace(c, traveller=_traveller(birth_date=date(1899, 12, 31))),
+            "traveller.birth_date",
+        ),
+        (
+            "born before 1900, aged 120 at a 2020 event",
+            replace(
+                c,
+                event_time=T.replace(year=2020),
+                received_time=T.replace(year=2020),
+                traveller=_traveller(birth_date=date(1899, 12, 31)),
+            ),
+            "traveller.birth_date",
+        ),
         ("event_time in year 9999", replace(c, event_time=datetime(9999, 12, 31, tzinfo=UTC)), "event_time"),
         ("received_time in year 9999", replace(c, received_time=datetime(9999, 12, 31, tzinfo=UTC)), "received_time"),
         ("event_time in 1899", replace(s, event_time=datetime(1899, 12, 31, 23, 59, tzinfo=UTC)), "event_time"),
