@@ -8,6 +8,7 @@ meet the poison again (its offsets were committed past).
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from schemas.serde import Serde
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
 from streams import readback
+from streams.worker import read_status
 from tests.test_topology import NOW, crossing, wait_for, worker
 
 pytestmark = pytest.mark.integration
@@ -46,12 +48,15 @@ def test_poison_messages_are_dead_lettered_once_and_the_partition_goes_on(settin
     s = settings.model_copy(update={"allowed_lateness_seconds": 2})
     s.faust = s.faust.model_copy(update={"web_enabled": False})
     t = s.topics
-    sources = [t.crossings, t.registrations, t.status_changes]
+    topics = [t.crossings, t.registrations, t.status_changes, t.address_registrations]
     valid = _encoded(s, crossing("ok-1", "PP0000001", NOW - timedelta(days=3), Direction.ENTRY))[2]
     poison: list[tuple[str, bytes | None, bytes | None]] = [
         (t.crossings, BIG_KEY, valid),  # a valid event under a 500 KB key
-        (t.crossings, b"small", BIG_VALUE),  # a ~900 KB value
-        (t.crossings, b"K" * 400_000, b"\x00" + b"w" * 580_000),  # key and value near the limit together
+        (t.crossings, b"small", BIG_VALUE),  # a 950 KB value
+        (t.crossings, b"K" * 400_000, b"\x00" + b"w" * 580_000),  # key and value near the broker's limit together
+        (t.registrations, BIG_KEY, b"\x00"),  # the other sources and the address stage: the same
+        (t.status_changes, None, BIG_VALUE),
+        (t.address_registrations, BIG_KEY, b"\x00"),
     ]
     after = [
         _encoded(s, crossing("in-1", "PP0000001", NOW - timedelta(days=3), Direction.ENTRY)),
@@ -60,32 +65,36 @@ def test_poison_messages_are_dead_lettered_once_and_the_partition_goes_on(settin
     _publish(s, [*poison, *after])
 
     with worker(s, tmp_path, "poison-test", "first") as status:
-        progress = readback.GroupProgress(s, "poison-test", sources)
+        progress = readback.GroupProgress(s, "poison-test", topics)
         stays = wait_for(lambda: readback.read_stays(s), timeout=90)
         progress.wait_until_caught_up(timeout=60)
         dead = readback.read_dead_letters(s)
-        from streams.worker import read_status
-
-        first = read_status(status)
-    assert first is not None and first["pid"]
+        alive = read_status(status)
+    assert alive is not None and time.time() - alive["updated"] < 10  # still running and writing its status
 
     # The ordinary events after the poison were processed: P's stay closed (P is the only valid traveller).
     assert [(st.entry_event_id, st.exit_event_id) for st in stays.values()] == [("in-1", "out-1")]
     # Each poison message dead-lettered exactly once, with its reason, its coordinates and a bounded payload.
-    assert sorted(d.source_offset or 0 for d in dead) == [0, 1, 2] and all(d.source_offset is not None for d in dead)
-    by_offset = {d.source_offset: d for d in dead}
-    assert (by_offset[0].stage, by_offset[0].field) == ("validate", "key")
-    assert "key" in by_offset[0].reason and "500000" in by_offset[0].reason
-    assert (by_offset[1].stage, by_offset[1].field) == ("validate", "value")
-    assert "950000 bytes" in by_offset[1].reason
-    assert by_offset[2].field == "key"
+    got = {(d.source_topic, d.source_offset): d for d in dead}
+    assert len(dead) == len(got) == 6
+    assert {(tp, f) for (tp, _), f in ((k, d.field) for k, d in got.items())} == {
+        (t.crossings, "key"),
+        (t.crossings, "value"),
+        (t.registrations, "key"),
+        (t.status_changes, "value"),
+        (t.address_registrations, None),  # the address stage's dead letters name no field; the reason says it
+    }
+    first = got[t.crossings, 0]
+    assert first.stage == "validate" and first.reason.startswith("message key is 500000 bytes, more than the limit")
+    assert got[t.crossings, 1].reason.startswith("message value is 950000 bytes")
+    assert got[t.crossings, 2].field == "key"
+    assert got[t.address_registrations, 0].reason.startswith("message key is 500000 bytes")
     for d in dead:
         assert len(d.key or b"") + len(d.value or b"") <= s.limits.dead_letter_payload_bytes
-        assert d.source_topic == t.crossings
 
     # A restarted worker starts past the poison: nothing is dead-lettered again, nothing is lost.
     with worker(s, tmp_path, "poison-test", "second"):
         progress.wait_until_caught_up(timeout=60)
         progress.close()
         again = readback.read_dead_letters(s)
-    assert len(again) == 3
+    assert len(again) == 6
