@@ -7,6 +7,7 @@ twice (not on a retry, not on a replay of its batch), lands every dead letter in
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 
@@ -130,3 +131,43 @@ def test_poison_is_dead_lettered_once_by_its_owner_through_retries_and_replays(
     latest = runner.invoke(app, ["dead-letters", "--latest", "1"])
     assert latest.exit_code == 0, latest.output
     assert sum(1 for line in latest.output.splitlines() if s.topics.alerts in line or s.topics.stays in line) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_hostile_outputs_each_stored_or_dead_lettered_once_and_the_sink_drains(settings: Settings) -> None:
+    # The sink is the only reader of the processors' outputs: whatever lands there is its to store or dead-letter.
+    s = fast(settings)
+    serde, t, rnd = Serde.from_settings(s), s.topics, random.Random(7)
+    alert, stay = serde.encode(samples.alert("ok"), t.alerts), serde.encode(samples.stay("ok"), t.stays)
+
+    def flipped(value: bytes) -> bytes:
+        out = bytearray(value)
+        out[rnd.randrange(10, len(out))] = rnd.randrange(256)
+        return bytes(out)
+
+    items: list[tuple[str, bytes | None, bytes]] = [
+        (t.alerts, b"a", serde.encode(samples.alert("huge", reason="r" * 900_000), t.alerts))
+    ]
+    for _ in range(20):
+        items += [
+            (t.alerts, b"a", flipped(alert)),
+            (t.stays, b"s", flipped(stay)),
+            (t.stays, b"s", stay[: rnd.randrange(11, len(stay))]),  # truncated body
+            (t.alerts, rnd.randbytes(rnd.randrange(600_000)), alert[:10] + rnd.randbytes(rnd.randrange(400))),
+        ]
+    _produce(s, items)
+
+    stats = run_sink(s, once=True)  # returns only once every partition is drained: no batch retried for ever
+    assert stats.messages >= len(items) and stats.retries == 0
+    letters = Counter((d.source_topic, d.source_offset) for d in read_dead_letters(s))
+    assert max(letters.values()) == 1 and len(letters) == stats.dead_lettered
+    # Every message not dead-lettered is a record the contract reads (stored, or a duplicate of a stored one).
+    offsets: Counter[str] = Counter()
+    kept = 0
+    for topic, _key, value in items:
+        offset, offsets[topic] = offsets[topic], offsets[topic] + 1
+        if (topic, offset) not in letters:
+            serde.decode(value, topic)
+            kept += 1
+    assert kept >= 3 and len(letters) + kept == len(items)
