@@ -26,6 +26,12 @@ CREATE OR REPLACE FUNCTION shekara_size_problem AS (message_key, max_key_bytes) 
     ('', '')
 );
 
+-- schemas.serde: text that is not valid UTF-8 (a stray byte, a surrogate, an overlong form) cannot be decoded, so the
+-- processors dead-letter the message at decode; ClickHouse would read it as bytes. `texts`: the record's strings
+-- joined by '\n' (an ASCII byte ends any broken sequence: two broken halves never join into a valid character).
+CREATE OR REPLACE FUNCTION shekara_utf8_problem AS (texts) ->
+    if(isValidUTF8(texts), ('', ''), ('value', 'holds text that is not valid UTF-8, so it cannot be decoded'));
+
 -- schemas.validation._chars: a text field's length in characters (code points, as Python's len) and its control
 -- characters and bidirectional overrides (schemas.validation.HIDDEN).
 CREATE OR REPLACE FUNCTION shekara_text_problem AS (path, s, max_chars) -> multiIf(

@@ -14,6 +14,22 @@ FROM
 (
     WITH
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
+        -- Every string of the record (enums need none: decoding the Avro gives one of their symbols).
+        shekara_utf8_problem(concat(
+            event_id, '\n',
+            checkpoint.id, '\n',
+            ifNull(checkpoint.border_country, ''), '\n',
+            traveller.document.number, '\n',
+            traveller.document.issuing_country, '\n',
+            traveller.nationality, '\n',
+            ifNull(entry_basis.permit_number, ''), '\n',
+            source_system, '\n',
+            ifNull(declared_destination, ''), '\n',
+            ifNull(planned_exit_checkpoint, ''), '\n',
+            ifNull(migration_card_number, ''), '\n',
+            ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''), '\n',
+            ifNull(source_record_id, '')
+        )) AS utf8_problem,
         shekara_envelope_problem(
             event_id, event_time, received_time, source_system, source_record_id, _ts, {skew:Int64}, {max_id:UInt32},
             {max_text:UInt32}, {earliest:Date32}, {latest:Date32}
@@ -40,6 +56,7 @@ FROM
         _msg,
         multiIf(
             shekara_size_problem(_key, {max_key:UInt32}).1 != '', shekara_size_problem(_key, {max_key:UInt32}),
+            utf8_problem.1 != '', utf8_problem,
             envelope.1 != '', envelope,
             -- _crossing, up to the traveller
             shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}).1 != '',

@@ -14,6 +14,19 @@ FROM
 (
     WITH
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
+        -- Every string of the record (enums need none: decoding the Avro gives one of their symbols).
+        shekara_utf8_problem(concat(
+            event_id, '\n',
+            registration_id, '\n',
+            traveller.document.number, '\n',
+            traveller.document.issuing_country, '\n',
+            traveller.nationality, '\n',
+            host_id, '\n',
+            region, '\n',
+            address, '\n',
+            source_system, '\n',
+            ifNull(source_record_id, '')
+        )) AS utf8_problem,
         shekara_envelope_problem(
             event_id, event_time, received_time, source_system, source_record_id, _ts, {skew:Int64}, {max_id:UInt32},
             {max_text:UInt32}, {earliest:Date32}, {latest:Date32}
@@ -28,6 +41,7 @@ FROM
         _msg,
         multiIf(
             shekara_size_problem(_key, {max_key:UInt32}).1 != '', shekara_size_problem(_key, {max_key:UInt32}),
+            utf8_problem.1 != '', utf8_problem,
             envelope.1 != '', envelope,
             -- _registration, up to the traveller
             shekara_required_text_problem('registration_id', registration_id, {max_id:UInt32}).1 != '',

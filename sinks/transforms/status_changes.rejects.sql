@@ -14,6 +14,17 @@ FROM
 (
     WITH
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
+        -- Every string of the record (enums need none: decoding the Avro gives one of their symbols).
+        shekara_utf8_problem(concat(
+            event_id, '\n',
+            traveller.document.number, '\n',
+            traveller.document.issuing_country, '\n',
+            traveller.nationality, '\n',
+            authority, '\n',
+            source_system, '\n',
+            ifNull(reference, ''), '\n',
+            ifNull(source_record_id, '')
+        )) AS utf8_problem,
         shekara_envelope_problem(
             event_id, event_time, received_time, source_system, source_record_id, _ts, {skew:Int64}, {max_id:UInt32},
             {max_text:UInt32}, {earliest:Date32}, {latest:Date32}
@@ -28,6 +39,7 @@ FROM
         _msg,
         multiIf(
             shekara_size_problem(_key, {max_key:UInt32}).1 != '', shekara_size_problem(_key, {max_key:UInt32}),
+            utf8_problem.1 != '', utf8_problem,
             envelope.1 != '', envelope,
             traveller_problem.1 != '', traveller_problem,
             -- _status_change, after the traveller
