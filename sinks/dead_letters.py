@@ -109,16 +109,21 @@ def totals(settings: Settings) -> tuple[int, int]:
 def follow(
     settings: Settings, *, every: float = 2.0, stop: Callable[[], bool] = lambda: False
 ) -> Iterator[dict[str, Any]]:
-    """Dead letters as they land, oldest first, from now on; until `stop()` is true."""
+    """Dead letters as they land, oldest first, from now on; until `stop()` is true.
+
+    A reader per poll: held open between polls, an embedded warehouse's directory would stay locked and a
+    sink starting meanwhile could not open it.
+    """
     with Reader(settings) as reader:
         since = str(reader.table("SELECT toString(now64(3, 'UTC'))").rows[0][0])
-        while not stop():
+    while not stop():
+        with Reader(settings) as reader:
             table: Table = reader.table(SINCE_SQL, {"since": since})
-            for row in table.records():
-                since = str(row.pop("landed"))
-                yield row
-            if not table.rows:
-                time.sleep(every)
+        for row in table.records():
+            since = str(row.pop("landed"))
+            yield row
+        if not table.rows:
+            time.sleep(every)
 
 
 def line(row: dict[str, Any]) -> str:
