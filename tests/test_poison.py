@@ -1,9 +1,10 @@
 """No single message stops a processor partition (issue 15, item 1), against the real broker and a real worker.
 
-Poison messages (a 500 KB key, a ~900 KB value, both at once near the broker's limit) sit on the crossings
-topic ahead of ordinary events of the same partition. The worker must dead-letter each poison message once,
-with its reason and a bounded payload, process the ordinary events after them, and a restarted worker must not
-meet the poison again (its offsets were committed past).
+Poison messages (500 KB keys, 950 KB values, key and value near 1 MB together, a 3 MB value, a 20 MB key) sit on
+every source topic and on address-registrations ahead of ordinary events of the same partition. The worker must
+dead-letter each poison message once, with its reason and a bounded payload, process the ordinary events after
+them, and a restarted worker must not meet the poison again (its offsets were committed past). Before the fix the
+first one made the worker fatal on every restart: its dead letter was over librdkafka's 1 MB message limit.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def _encoded(settings: Settings, record: Crossing) -> tuple[str, bytes, bytes]:
 
 
 def _publish(settings: Settings, items: list[tuple[str, bytes | None, bytes | None]]) -> None:
-    # The broker accepts messages up to about 1 MB; the producer's own limit is raised to let them all through.
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "message.max.bytes": 2_000_000})
+    # The producer's own limit (1 MB) is raised to let them all through; the embedded broker has none this low.
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "message.max.bytes": 100_000_000})
     for topic, key, value in items:
         p.produce(topic, key=key, value=value, partition=0)
     assert p.flush(20) == 0
@@ -57,6 +58,9 @@ def test_poison_messages_are_dead_lettered_once_and_the_partition_goes_on(settin
         (t.registrations, BIG_KEY, b"\x00"),  # the other sources and the address stage: the same
         (t.status_changes, None, BIG_VALUE),
         (t.address_registrations, BIG_KEY, b"\x00"),
+        # The embedded broker takes far larger messages than Kafka's default 1 MB: 20 MB here.
+        (t.crossings, b"huge", b"\x00" * 3_000_000),
+        (t.registrations, b"x" * 20_000_000, b"\x00"),
     ]
     after = [
         _encoded(s, crossing("in-1", "PP0000001", NOW - timedelta(days=3), Direction.ENTRY)),
@@ -76,7 +80,7 @@ def test_poison_messages_are_dead_lettered_once_and_the_partition_goes_on(settin
     assert [(st.entry_event_id, st.exit_event_id) for st in stays.values()] == [("in-1", "out-1")]
     # Each poison message dead-lettered exactly once, with its reason, its coordinates and a bounded payload.
     got = {(d.source_topic, d.source_offset): d for d in dead}
-    assert len(dead) == len(got) == 6
+    assert len(dead) == len(got) == 8
     assert {(tp, f) for (tp, _), f in ((k, d.field) for k, d in got.items())} == {
         (t.crossings, "key"),
         (t.crossings, "value"),
@@ -97,4 +101,4 @@ def test_poison_messages_are_dead_lettered_once_and_the_partition_goes_on(settin
         progress.wait_until_caught_up(timeout=60)
         progress.close()
         again = readback.read_dead_letters(s)
-    assert len(again) == 6
+    assert len(again) == 8
