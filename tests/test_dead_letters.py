@@ -8,6 +8,7 @@ twice (not on a retry, not on a replay of its batch), lands every dead letter in
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import Counter
 
@@ -171,3 +172,28 @@ def test_hostile_outputs_each_stored_or_dead_lettered_once_and_the_sink_drains(s
             serde.decode(value, topic)
             kept += 1
     assert kept >= 3 and len(letters) + kept == len(items)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_follow_prints_dead_letters_as_they_land(settings: Settings) -> None:
+    from sinks import dead_letters as letters
+
+    s = fast(settings)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        for row in letters.follow(s, every=0.2, stop=done.is_set):
+            seen.append(letters.line(row))
+            done.set()
+
+    with running_sink(s):
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        time.sleep(1.0)  # follow starts from now: what lands later is printed
+        _produce(s, [(s.topics.alerts, b"a", GARBAGE)])
+        done.wait(60)
+        watcher.join(10)
+    assert len(seen) == 1, seen
+    assert f"{s.topics.alerts}[0]@0" in seen[0] and "decode" in seen[0] and "bad magic byte 0x01" in seen[0]
