@@ -9,7 +9,9 @@
 
 Who may do what (analysts have no Kafka user at all; they read ClickHouse):
 
-* ``producer`` (integrators' systems, ``shekara publish``, the simulator): WRITE the three source topics.
+* ``producer`` (integrators' systems, ``shekara publish``, the simulator): WRITE the three source topics, and
+  the dead-letter topic, where ``shekara publish`` reports the lines it refused (stage ``publish``, coordinates of
+  the letter itself): a sender's refused input is then visible to operations, as the processors' refusals are.
 * ``processors``: READ the sources, the re-keyed registrations and the alerts (the ops page); WRITE alerts, stays,
   dead letters and re-keyed registrations; its own internal topics (changelogs, ``<app id>-…``) and group.
 * ``sink``: READ every topic it lands; WRITE dead letters; its group.
@@ -65,7 +67,7 @@ def grants(settings: Settings, processors_app_id: str = PROCESSORS_APP_ID) -> li
     read, write = ("READ", "DESCRIBE"), ("WRITE", "DESCRIBE")
     internal = ("READ", "WRITE", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS")
     every = [
-        *_allow("producer", "topic", sources, write),
+        *_allow("producer", "topic", [*sources, t.dead_letter], write),
         *_allow("processors", "topic", [*sources, t.address_registrations, t.alerts], read),
         *_allow("processors", "topic", [t.alerts, t.stays, t.dead_letter, t.address_registrations], write),
         *_allow("processors", "topic", [f"{processors_app_id}-"], internal, prefixed=True),

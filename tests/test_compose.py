@@ -413,8 +413,10 @@ def test_acls_give_each_user_only_what_its_service_does() -> None:
     def allowed(user: str) -> set[tuple[str, str, str, bool]]:
         return {(g.resource, g.name, g.operation, g.prefixed) for g in grants if g.user == user}
 
-    # Producers write the source topics and nothing else: no reading, no alerts, no dead letters, no groups.
-    assert allowed("producer") == {("topic", n, op, False) for n in sources for op in ("WRITE", "DESCRIBE")}
+    # Producers write the source topics, and the dead-letter topic (`shekara publish` reports the lines it
+    # refuses there), nothing else: no reading, no alerts, no groups.
+    writable = [*sources, t.dead_letter]
+    assert allowed("producer") == {("topic", n, op, False) for n in writable for op in ("WRITE", "DESCRIBE")}
     # Analysts have no Kafka user; every user has a password variable.
     assert {g.user for g in grants} == set(acls.USERS) and not any("analyst" in u for u in acls.USERS)
     processors = allowed("processors")
