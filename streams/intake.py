@@ -16,9 +16,7 @@ from shekara.pseudonym import partition_key, traveller_key_of
 from shekara.settings import Limits, Settings
 
 SourceEvent = Crossing | Registration | StatusChange
-KEY_REASON = (
-    "message key is not the partition key of traveller.document (key with shekara.pseudonym.partition_key)"
-)
+KEY_REASON = "message key is not the partition key of traveller.document (key with shekara.pseudonym.partition_key)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -402,7 +402,7 @@ def test_text_that_is_not_utf8_is_refused_by_both(parity: Parity) -> None:
     c = samples.crossing("c", event_time=T)
     r = samples.registration("r", event_time=T)
     s = samples.status_change("s", event_time=T)
-    carriers = [
+    carriers: list[Crossing | Registration | StatusChange] = [
         replace(c, checkpoint=Checkpoint(MARKER, CheckpointKind.ROAD, "UZB")),
         replace(c, conveyance=Conveyance(ConveyanceKind.BUS, MARKER)),
         replace(r, address=MARKER),
