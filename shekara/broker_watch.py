@@ -159,8 +159,11 @@ def throttle_loggers(prefixes: tuple[str, ...], every: float = 30.0) -> Throttle
     return throttle
 
 
-def topic_problems(settings: Settings, timeout: float = 10.0) -> list[str]:
+def topic_problems(settings: Settings, timeout: float = 10.0, *, changelogs_of: str | None = None) -> list[str]:
     """What is wrong with the catalogue's topics on the broker: missing ones, and wrong partition counts.
+
+    `changelogs_of`: an app id; its table changelogs (made by Faust, not the catalogue) must have the
+    catalogue's partition count too when they exist.
 
     A wrong count means a client created the topic by using it (brokers that auto-create give their default
     count) before `shekara topics` ran: the co-partitioning a processor relies on would silently break.
@@ -181,10 +184,17 @@ def topic_problems(settings: Settings, timeout: float = 10.0) -> list[str]:
                 f"topic {spec.name} has {len(found.partitions)} partitions, the catalogue {spec.partitions} "
                 "(created by a client before `shekara topics` ran)"
             )
+    for name, found in topics.items() if changelogs_of else ():
+        table = name.startswith(f"{changelogs_of}-") and name.endswith("-changelog")
+        if table and len(found.partitions) != settings.partitions:
+            problems.append(
+                f"topic {name} has {len(found.partitions)} partitions, its table {settings.partitions} "
+                "(created by a client before the worker made it)"
+            )
     return problems
 
 
-def await_topics(settings: Settings, timeout: float = 60.0) -> None:
+def await_topics(settings: Settings, timeout: float = 60.0, *, changelogs_of: str | None = None) -> None:
     """Block until the catalogue's topics exist as the catalogue says; `BrokerGone` with one line if they do not.
 
     Missing topics are waited for (whoever creates them may be starting too); a wrong partition count is not.
@@ -193,7 +203,7 @@ def await_topics(settings: Settings, timeout: float = 60.0) -> None:
     said = False
     while True:
         try:
-            problems = topic_problems(settings, timeout=min(10.0, timeout))
+            problems = topic_problems(settings, timeout=min(10.0, timeout), changelogs_of=changelogs_of)
         except Exception as exc:  # unreachable: wait as for missing topics
             problems = [f"broker at {settings.bootstrap_servers} does not answer ({exc})"]
         wrong = [p for p in problems if "partitions" in p]

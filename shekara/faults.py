@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,12 +34,22 @@ import typer
 from confluent_kafka import Producer
 
 from shekara.logs import get_logger
-from shekara.settings import Settings, get_settings
+from shekara.settings import Limits, Settings, get_settings
 
 log = get_logger(__name__)
 
 CUT_AFTER_MESSAGES = 2_000  # broker-outage: the producer's link is cut once it was handed this many messages
-SCENARIOS = ("processor-kill", "sink-kill", "broker-outage", "clickhouse-failures", "hostile-input")
+SCENARIOS = (
+    "processor-kill",
+    "sink-kill",
+    "broker-outage",
+    "clickhouse-failures",
+    "hostile-input",
+    "rebalance",
+    "long-outage",
+    "broker-restart",
+)
+PACED_S = 40.0  # rebalance, long-outage: publishing spread over this many seconds, so the fault meets traffic
 
 
 @dataclass
@@ -73,7 +83,7 @@ class Size:
 
     @staticmethod
     def of(short: bool) -> Size:
-        return Size(days=7, scale=0.01, hostile=1_000) if short else Size(days=21, scale=0.02, hostile=10_000)
+        return Size(days=7, scale=0.01, hostile=1_000) if short else Size(days=21, scale=0.02, hostile=100_000)
 
 
 # --- the run every scenario shares ------------------------------------------------------------------------
@@ -125,11 +135,16 @@ class Run:
         assert self.result is not None
         self.result.injected = False
 
-    def publish(self, settings: Settings, progress: Callable[[float, int], None] | None = None) -> None:
-        """Publish the run's traffic; `progress` receives (fraction, messages handed to the producer) as it goes."""
+    def publish(
+        self, settings: Settings, progress: Callable[[float, int], None] | None = None, *, paced: bool = False
+    ) -> None:
+        """Publish the run's traffic; `progress` receives (fraction, messages handed to the producer) as it goes.
+
+        `paced`: spread over `PACED_S` seconds instead of as fast as possible."""
         from producers.simulator import publish
 
-        summary = publish(self.sim_config, settings, speed=None, progress=progress or False)
+        speed = self.size.days * 86_400 / PACED_S if paced else None
+        summary = publish(self.sim_config, settings, speed=speed, progress=progress or False)
         self.published += summary.messages
         self.accepted.update(summary.events)
         self.spooled += summary.producer.get("spooled", 0)
@@ -367,7 +382,7 @@ class Proxy:
         self.upstream = ("127.0.0.1", upstream_port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
-        self._cut: str | None = None
+        self._cut: Callable[[str], bool] = lambda _: False
         self._conns: list[tuple[str, socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self.refused = 0
@@ -388,7 +403,7 @@ class Proxy:
             name = _recv_exactly(client, max(id_len, 0))
             client_id = name.decode("utf-8", "replace")
             with self._lock:
-                if client_id == self._cut:
+                if self._cut(client_id):
                     self.refused += 1
                     client.close()
                     return
@@ -401,11 +416,16 @@ class Proxy:
         threading.Thread(target=_pipe, args=(server, client), daemon=True).start()
         _pipe(client, server)
 
-    def cut(self, client_id: str) -> None:
+    def cut(self, client_id: str | None, *, spare: frozenset[str] = frozenset()) -> None:
+        """Cut `client_id` off, or with None every client but those in `spare`."""
+
+        def doomed_id(name: str) -> bool:
+            return name == client_id if client_id is not None else name not in spare
+
         with self._lock:
-            self._cut = client_id
-            doomed = [c for c in self._conns if c[0] == client_id]
-            self._conns = [c for c in self._conns if c[0] != client_id]
+            self._cut = doomed_id
+            doomed = [c for c in self._conns if doomed_id(c[0])]
+            self._conns = [c for c in self._conns if not doomed_id(c[0])]
         for _, a, b in doomed:
             for s in (a, b):
                 with suppress(OSError):
@@ -413,7 +433,7 @@ class Proxy:
 
     def restore(self) -> None:
         with self._lock:
-            self._cut = None
+            self._cut = lambda _: False
 
     def close(self) -> None:
         with suppress(OSError):
@@ -550,6 +570,178 @@ def hostile_input(run: Run) -> None:
         finish(run, stack)
 
 
+def rebalance(run: Run) -> None:
+    """A second worker joins the group mid-run, later the first is killed: two rebalances, both ways."""
+    from shekara.stack import Stack
+    from streams.worker import read_status
+
+    with Stack(run.settings, run.work_dir) as stack:
+        done = [0.0]
+        thread, errors = _in_background(
+            lambda: run.publish(stack.settings, lambda f, _: done.__setitem__(0, f), paced=True)
+        )
+        if not _when(lambda: done[0] >= 0.15, 120):
+            run.say("publishing never got under way: no rebalance")
+            run.missed()
+        else:
+            added = stack.add_worker()
+            joined = _committed(stack.settings, stack.app_id, stack.source_topics[:3])
+            status = stack.work_dir / f"worker-{added}.json"
+            owns = _when(lambda: bool((read_status(status) or {}).get("partitions")), 120)
+            shared = len((read_status(status) or {}).get("partitions", []))
+            run.say(
+                f"a second worker joined once the group had committed {joined:,} source messages: "
+                f"it got {shared} partitions"
+            )
+            if owns and _when(lambda: done[0] >= 0.6 or not thread.is_alive(), 300) and thread.is_alive():
+                stack.retire_worker(0)
+                run.say(
+                    f"worker 0 killed with SIGKILL at {done[0]:.0%} of publishing: "
+                    f"its partitions went to worker {added}"
+                )
+            else:
+                run.say("the second worker got no partitions, or publishing ended first: no kill")
+                run.missed()
+        _join(thread, errors)
+        finish(run, stack)
+        assert run.result is not None
+        statuses = stack.worker_statuses()
+        run.result.checks.append(
+            Check(
+                "both workers processed source events",
+                2,
+                sum(1 for st in statuses if int(st.get("events", 0)) > 0),
+                len(statuses) >= 2 and all(int(st.get("events", 0)) > 0 for st in statuses),
+                ", ".join(f"pid {st.get('pid')}: {int(st.get('events', 0)):,} events" for st in statuses),
+            )
+        )
+
+
+def _outage_s(run: Run) -> float:
+    """Longer than the session timeout: the group has evicted every member by the time the link returns."""
+    return run.settings.faust.session_timeout * (2.5 if run.size.days <= 7 else 5.0)
+
+
+def long_outage(run: Run) -> None:
+    """The broker unreachable for every client (processors, sink, producer) for longer than the session timeout."""
+    from shekara.embedded import free_port
+    from shekara.stack import Stack
+
+    outage_s = _outage_s(run)
+    broker_port = free_port()
+    proxy = Proxy(broker_port)
+    try:
+        with Stack(run.settings, run.work_dir, advertised_port=proxy.port, broker_port=broker_port) as stack:
+            done = [0.0]
+            thread, errors = _in_background(
+                lambda: run.publish(stack.settings, lambda f, _: done.__setitem__(0, f), paced=True)
+            )
+            if not _when(lambda: done[0] >= 0.3 or not thread.is_alive(), 120) or not thread.is_alive():
+                run.say("publishing was not under way at the cut")
+                run.missed()
+            proxy.cut(None)
+            started = time.monotonic()
+            time.sleep(outage_s)
+            proxy.restore()
+            run.say(
+                f"the broker unreachable to every client for {time.monotonic() - started:.1f} s (session timeout "
+                f"{run.settings.faust.session_timeout:.0f} s) at {done[0]:.0%} of publishing; "
+                f"{proxy.refused} connection attempts refused"
+            )
+            _join(thread, errors)
+            finish(run, stack)
+            run.say(
+                f"producer: {run.spooled:,} events spooled; processes that exited and were restarted: "
+                + ("; ".join(stack.exits) if stack.exits else "none")
+            )
+            assert run.result is not None
+            run.result.checks.append(
+                Check("events left unsent by the producer", 0, run.unsent, run.unsent == 0, f"{run.spooled:,} spooled")
+            )
+    finally:
+        proxy.close()
+
+
+FAULT_ADMIN_ID = "shekara-faults-admin"  # the client that makes the new broker's topics while the rest wait
+
+
+def _make_topics(settings: Settings, port: int, before: dict[str, int]) -> None:
+    """The catalogue's topics on the broker listening on `port`, made by a client the proxy lets through.
+
+    And the other topics the old broker had (`before`: name -> partitions; the tables' changelogs Faust made):
+    a worker's client would otherwise create them by using them, with the broker's default count.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from shekara.topics import catalogue
+
+    direct = settings.model_copy(update={"broker_url": f"kafka://127.0.0.1:{port}"})  # not through the proxy
+    admin = AdminClient({**direct.kafka_config(), "client.id": FAULT_ADMIN_ID})
+    topics = [
+        NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=t.config)
+        for t in catalogue(settings)
+    ]
+    compact = {"cleanup.policy": "compact"}
+    topics += [
+        NewTopic(name, num_partitions=n, replication_factor=1, config=compact if name.endswith("-changelog") else {})
+        for name, n in before.items()
+        if name not in {t.topic for t in topics}
+    ]
+    for future in admin.create_topics(topics, operation_timeout=10).values():
+        future.result()
+
+
+def broker_restart(run: Run) -> None:
+    """The embedded broker stopped and a new one started on its port (memory only: empty) after the traffic landed.
+
+    Every worker and the sink must say in one line that the broker went away and exit; the stack restarts
+    them; the same traffic published again to the new broker is processed and landed (the warehouse keeps
+    each event and alert once: the replay has the same ids).
+    """
+    from shekara.admin import admin_client
+    from shekara.embedded import free_port
+    from shekara.stack import Stack
+
+    broker_port = free_port()
+    proxy = Proxy(broker_port)
+    try:
+        with Stack(run.settings, run.work_dir, advertised_port=proxy.port, broker_port=broker_port) as stack:
+            run.publish(stack.settings)
+            stack.wait_processed()
+            stack.wait_landed()
+            # Clients held off until the new broker has its topics: one using a topic first would create it
+            # with the broker's default partition count (a worker then refuses to start, in one line).
+            listed = admin_client(stack.settings).list_topics(timeout=10).topics
+            before = {name: len(t.partitions) for name, t in listed.items()}
+            proxy.cut(None, spare=frozenset({FAULT_ADMIN_ID}))
+            started = time.monotonic()
+            stack.restart_broker(
+                3.0, make_topics=lambda: _make_topics(stack.settings, broker_port, before), release=proxy.restore
+            )
+            run.say(
+                f"broker stopped after all {run.published:,} messages landed, a new one started 3 s later; the "
+                f"worker and the sink had exited {time.monotonic() - started:.1f} s after the stop"
+            )
+            run.accepted.clear()  # the same events again: the warehouse must still hold each once
+            run.publish(stack.settings)
+            finish(run, stack)
+            run.say("restarted by the stack: " + "; ".join(stack.exits))
+            logs = [*sorted(stack.work_dir.glob("worker-*.log")), stack.work_dir / "sink.log"]
+            said = {p.name: p.read_text(errors="replace").count("went away") for p in logs}
+            assert run.result is not None
+            run.result.checks.append(
+                Check(
+                    "each worker and the sink said once that the broker went away",
+                    len(said),
+                    sum(1 for n in said.values() if n == 1),
+                    all(n == 1 for n in said.values()),
+                    ", ".join(f"{k}: {v}" for k, v in said.items()),
+                )
+            )
+    finally:
+        proxy.close()
+
+
 # --- hostile payloads -------------------------------------------------------------------------------------
 
 
@@ -581,14 +773,28 @@ def hostile_payloads(run: Run, settings: Settings, n: int) -> list[Payload]:
             break
     t = settings.topics
     topics = {"Crossing": t.crossings, "Registration": t.registrations, "StatusChange": t.status_changes}
-    text = st.text(min_size=0, max_size=40) | st.sampled_from(["", " ", "\x00", "Ωмир", "A" * 300, "12A", "ru"])
+    text = (
+        st.text(min_size=0, max_size=40)
+        | st.sampled_from(["", " ", "\x00", "Ωмир", "A" * 300, "12A", "ru", *HOSTILE_TEXT])
+        | st.text(st.characters(categories=["Cc", "Cf", "Zs", "Mn", "Co"]), max_size=12)  # control, bidi, marks
+        | st.tuples(st.sampled_from(HOSTILE_TEXT), st.text(max_size=8)).map("".join)
+    )
     days = st.integers(min_value=-60_000, max_value=60_000).map(lambda d: timedelta(days=d))
+    big_left = [max(5, n // 2_000)]  # MB-size payloads: a few in the short run, 50 in 100,000
     out: list[Payload] = []
 
     def draw(data: Any) -> None:
         record = data.draw(st.sampled_from(base))
         topic = topics[type(record).__name__]
-        how = data.draw(st.sampled_from(["garbage", "truncate", "flip", "field", "field", "field", "topic"]))
+        how = data.draw(st.sampled_from(["garbage", "truncate", "flip", "field", "field", "field", "topic", "big"]))
+        if how == "big" and big_left[0] > 0:
+            big = _big(record, topic, data, serde, settings)
+            if big.valid_kind is None:  # trailing bytes a decoder ignores leave a known event: not hostile
+                big_left[0] -= 1
+                out.append(big)
+            return
+        if how == "big":
+            how = "field"
         if how == "garbage":
             out.append(Payload(topic, b"k", data.draw(st.binary(max_size=120)), None))
             return
@@ -640,25 +846,98 @@ def _key(record: Any, settings: Settings) -> bytes | None:
         return b"no-key"
 
 
-def _mutate(record: Any, data: Any, text: Any, days: Any) -> Any:
-    """One hostile change: a text field, a date, a time, a country, a document number."""
+# Look-alikes and invisible or reordering characters: confusables (ß, Cyrillic and Greek capitals, a ligature,
+# full-width digits), control characters, bidi overrides and isolates, zero-width joiners, a BOM.
+HOSTILE_TEXT = (
+    "STRAßE",
+    "\u0410\u0412\u0421123",  # Cyrillic A, B, C
+    "\u0391\u0392\u0395",  # Greek A, B, E
+    "\ufb01le",  # the fi ligature
+    "\uff11\uff12\uff13",  # full-width digits
+    "\x1b[31m",
+    "\x07\x08\x7f",
+    "\u202eevil\u202c",
+    "\u2066x\u2069",
+    "a\u200bb\u200d",
+    "\ufeffKZ",
+    "e\u0301",
+    "\r\n",
+)
+# The largest message the broker takes (librdkafka's and Kafka's default message.max.bytes), less framing.
+MESSAGE_MAX_BYTES = 1_000_000 - 1_024
 
+
+def _big(record: Any, topic: str, data: Any, serde: Any, settings: Settings) -> Payload:
+    """A key or a value of up to a megabyte: over the processors' limits, under the broker's."""
     from hypothesis import strategies as st
 
-    t = record.traveller
-    doc = t.document
-    choice = data.draw(st.sampled_from(["number", "nationality", "birth", "event_time", "received", "source"]))
-    if choice == "number":
-        return replace(record, traveller=replace(t, document=replace(doc, number=data.draw(text))))
-    if choice == "nationality":
-        return replace(record, traveller=replace(t, nationality=data.draw(text)))
-    if choice == "birth":
-        return replace(record, traveller=replace(t, birth_date=t.birth_date + data.draw(days)))
-    if choice == "event_time":
-        return replace(record, event_time=record.event_time + data.draw(days) / 100)
-    if choice == "received":
-        return replace(record, received_time=record.received_time + data.draw(days) / 100)
-    return replace(record, source_system=data.draw(text))
+    value = serde.encode(record, topic)
+    what = data.draw(st.sampled_from(["key", "value", "both"]))
+    size = data.draw(st.integers(min_value=settings.limits.max_key_bytes + 1, max_value=MESSAGE_MAX_BYTES // 2))
+    key = _key(record, settings) or b""
+    if what in ("key", "both"):
+        key = (key * (size // max(1, len(key)) + 1))[:size]
+    if what in ("value", "both"):
+        room = MESSAGE_MAX_BYTES - len(key) - len(value)
+        value += data.draw(st.binary(min_size=16, max_size=64)) * (room // 64)  # trailing bytes: not one record
+    return _classified(topic, key, value, serde, settings)
+
+
+def _mutate(record: Any, data: Any, text: Any, days: Any) -> Any:
+    """One hostile change to one field: any date or time (shifted, or at and past the limits), any text."""
+    from hypothesis import strategies as st
+
+    paths = _fields(record)
+    path, kind = data.draw(st.sampled_from(paths))
+    old = _get(record, path)
+    if kind is str:
+        return _set(record, path, data.draw(text))
+    early, late = Limits().earliest_date, Limits().latest_date
+    edges = [date.min, date.max, early, early - timedelta(days=1), late, late + timedelta(days=1)]
+    if kind is date:
+        shifted = [old + d for d in [data.draw(days)] if old is not None and date.min < old + d < date.max]
+        return _set(record, path, data.draw(st.sampled_from(edges + shifted)))
+    moments = [datetime.combine(d, datetime.min.time(), UTC) for d in edges[2:]]
+    moments += [datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC)]
+    if old is not None:
+        moments.append(old + data.draw(days) / 100)
+    return _set(record, path, data.draw(st.sampled_from(moments)))
+
+
+def _fields(record: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], type]]:
+    """(path, date | datetime | str) of every date, time and text field of a record, nested ones included.
+
+    Ids and the registration's address are left out: the run gives a hostile event its own of both.
+    """
+    from dataclasses import fields, is_dataclass
+    from typing import get_args, get_type_hints
+
+    out: list[tuple[tuple[str, ...], type]] = []
+    hints = get_type_hints(type(record))
+    for f in fields(record):
+        value = getattr(record, f.name)
+        kinds = {hints[f.name], *get_args(hints[f.name])}
+        if is_dataclass(value):
+            out += _fields(value, (*prefix, f.name))
+        elif datetime in kinds:
+            out.append(((*prefix, f.name), datetime))
+        elif date in kinds:
+            out.append(((*prefix, f.name), date))
+        elif str in kinds and f.name not in ("event_id", "address"):
+            out.append(((*prefix, f.name), str))
+    return out
+
+
+def _get(record: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        record = getattr(record, name)
+    return record
+
+
+def _set(record: Any, path: tuple[str, ...], value: Any) -> Any:
+    if len(path) == 1:
+        return replace(record, **{path[0]: value})
+    return replace(record, **{path[0]: _set(getattr(record, path[0]), path[1:], value)})
 
 
 def _classified(topic: str, key: bytes | None, value: bytes, serde: Any, settings: Settings) -> Payload:
@@ -668,6 +947,9 @@ def _classified(topic: str, key: bytes | None, value: bytes, serde: Any, setting
     kinds = {"Crossing": "crossing", "Registration": "registration", "StatusChange": "status_change"}
     t = settings.topics
     on = {"Crossing": t.crossings, "Registration": t.registrations, "StatusChange": t.status_changes}
+    limits = settings.limits
+    if len(value) > limits.max_value_bytes or (key is not None and len(key) > limits.max_key_bytes):
+        return Payload(topic, key, value, None)
     try:
         record = serde.decode(value, topic)
     except Exception:
@@ -676,7 +958,7 @@ def _classified(topic: str, key: bytes | None, value: bytes, serde: Any, setting
     if on.get(name) != topic or key != _key(record, settings):
         return Payload(topic, key, value, None)
     now = datetime.now(UTC)
-    bad = validation_errors(record, now=now, max_future_skew_s=settings.max_future_skew_seconds)
+    bad = validation_errors(record, now=now, max_future_skew_s=settings.max_future_skew_seconds, limits=limits)
     return Payload(topic, key, value, None if bad else kinds[name], None if bad else record.event_id)
 
 
@@ -706,6 +988,9 @@ RUNNERS: dict[str, Callable[[Run], None]] = {
     "broker-outage": broker_outage,
     "clickhouse-failures": clickhouse_failures,
     "hostile-input": hostile_input,
+    "rebalance": rebalance,
+    "long-outage": long_outage,
+    "broker-restart": broker_restart,
 }
 
 

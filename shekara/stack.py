@@ -3,6 +3,10 @@
 What `shekara demo` and the fault runs stand on. The workers and the sink are the same programs as in
 production (`python -m streams.worker`, `shekara sink`), started as subprocesses with the parent's settings in
 their environment, so they can be killed with SIGKILL and started again like real services.
+
+The stack supervises them as `shekara process` does its workers: a worker or the sink that exits is started
+again after a back-off (`shekara.supervise`), with one line in the log. A worker exits of its own accord on a
+fatal error, and a worker or the sink when the broker was replaced by a new one (`shekara.broker_watch`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,6 +25,7 @@ from shekara.admin import ensure_topics, wait_for_broker
 from shekara.embedded import EmbeddedBroker, free_port, launch, port_in_use
 from shekara.logs import get_logger
 from shekara.settings import REPO_ROOT, Settings
+from shekara.supervise import Backoff, exit_line
 
 log = get_logger(__name__)
 
@@ -63,6 +69,10 @@ class Stack:
         self.sink: subprocess.Popen[bytes] | None = None
         self.restarts: dict[str, int] = {"worker": 0, "sink": 0}
         self.retired_status: list[dict[str, Any] | None] = []  # last status of each worker killed
+        self.exits: list[str] = []  # one line per process that exited by itself and was restarted
+        self._backoff: dict[str, Backoff] = {}
+        self._due: dict[str, float] = {}  # process name -> when to start it again
+        self.supervising = True  # False while the broker restarts: the exited processes wait for it
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -86,6 +96,9 @@ class Stack:
         self.workers = [self._spawn_worker(i) for i in range(self.worker_count)]
         if self.with_sink:
             self.sink = self._spawn_sink()
+        now = time.monotonic()
+        for name in [f"worker {i}" for i in range(self.worker_count)] + ["sink"]:
+            self._backoff.setdefault(name, Backoff()).started(now)
 
     def stop(self) -> None:
         """Stop the sink first (it commits what it has written), then the workers, then the broker."""
@@ -158,14 +171,100 @@ class Stack:
             _terminate(self.sink, timeout=60.0)
             self.sink = None
 
+    def add_worker(self) -> int:
+        """Start one more worker in the group (a rebalance); returns its index."""
+        self.workers.append(self._spawn_worker(len(self.workers)))
+        self._backoff.setdefault(f"worker {len(self.workers) - 1}", Backoff()).started(time.monotonic())
+        return len(self.workers) - 1
+
+    def retire_worker(self, i: int) -> None:
+        """SIGKILL worker `i` for good (a rebalance: its partitions go to the others); its last status is kept."""
+        from streams.worker import read_status
+
+        proc = self.workers[i]
+        if proc is not None:
+            _kill(proc)
+            self.retired_status.append(read_status(self.work_dir / f"worker-{i}.json"))
+            (self.work_dir / f"worker-{i}.json").unlink(missing_ok=True)
+        self.workers[i] = None
+
+    def restart_broker(
+        self,
+        down: float,
+        *,
+        make_topics: Callable[[], object] | None = None,
+        release: Callable[[], object] | None = None,
+        exit_timeout: float = 60.0,
+    ) -> None:
+        """Stop the embedded broker and start a new one on the same port after `down` s (memory only: empty).
+
+        `make_topics` (default `ensure_topics`) runs as soon as the new broker listens, then `release` (a proxy
+        holding the clients off: topics a client creates by using them get the broker's default partition
+        count, and Tansu cannot make a deleted topic consumable again). Every worker and the sink must then
+        notice the new broker and exit with one line (`shekara.broker_watch`); until they have, nothing is
+        restarted, then the supervision starts fresh processes. StackError if one never noticed (half-dead).
+        """
+        assert self.broker is not None, "restart_broker needs the embedded broker"
+        port, log_path = self.broker.port, self.broker.log_path
+        running = [p for p in [self.sink, *self.workers] if p is not None]
+        self.supervising = False
+        try:
+            self.broker.stop()
+            time.sleep(down)
+            self.broker = launch(port, log_path, advertised_port=self.advertised_port)
+            (make_topics or (lambda: ensure_topics(self.settings)))()
+            if release is not None:
+                release()
+            deadline = time.monotonic() + exit_timeout
+            while any(p.poll() is None for p in running):
+                if time.monotonic() > deadline:
+                    raise StackError(f"a worker or the sink still runs {exit_timeout:.0f} s after a broker restart")
+                time.sleep(0.2)
+        finally:
+            self.supervising = True
+
     def check_alive(self) -> None:
-        for i, p in enumerate(self.workers):
-            if p is not None and p.poll() is not None:
-                raise StackError(f"worker {i} exited with code {p.returncode}; see {self.work_dir / f'worker-{i}.log'}")
-        if self.sink is not None and self.sink.poll() is not None:
-            raise StackError(f"the sink exited with code {self.sink.returncode}; see {self.work_dir / 'sink.log'}")
+        """Restart (after a back-off) a worker or the sink that exited by itself; StackError if the broker died."""
         if self.broker is not None and not self.broker.alive():
             raise StackError(f"the broker exited; see {self.work_dir / 'broker.log'}")
+        if not self.supervising:
+            return
+        now = time.monotonic()
+        for i, p in enumerate(self.workers):
+            if p is not None and p.poll() is not None:
+                self.workers[i] = self._restart(f"worker {i}", p, now, partial(self._respawn_worker, i))
+        if self.sink is not None and self.sink.poll() is not None:
+            self.sink = self._restart("sink", self.sink, now, self._respawn_sink)
+
+    def _restart(
+        self, name: str, proc: subprocess.Popen[bytes], now: float, spawn: Callable[[], subprocess.Popen[bytes]]
+    ) -> subprocess.Popen[bytes]:
+        """The process to keep in `name`'s place: `proc` until its back-off is over, then a new one."""
+        backoff = self._backoff.setdefault(name, Backoff())
+        if name not in self._due:
+            delay = backoff.exited(now)
+            self._due[name] = now + delay
+            line = exit_line(name, proc.returncode, delay, backoff.restarts)
+            self.exits.append(line)
+            log.warning(
+                line, log=str(self.work_dir / ("sink.log" if name == "sink" else f"{name.replace(' ', '-')}.log"))
+            )
+        if now < self._due[name]:
+            return proc
+        del self._due[name]
+        backoff.started(now)
+        return spawn()
+
+    def _respawn_worker(self, i: int) -> subprocess.Popen[bytes]:
+        from streams.worker import read_status
+
+        self.retired_status.append(read_status(self.work_dir / f"worker-{i}.json"))
+        self.restarts["worker"] += 1
+        return self._spawn_worker(i)
+
+    def _respawn_sink(self) -> subprocess.Popen[bytes]:
+        self.restarts["sink"] += 1
+        return self._spawn_sink()
 
     # --- progress ---------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ def sink(
     once: Annotated[bool, typer.Option("--once", help="Drain what is in the topics now, then exit")] = False,
 ) -> None:
     """Land the topics in ClickHouse (runs until Ctrl-C). Also answers `shekara sql` in embedded mode."""
+    from shekara.broker_watch import EXIT_BROKER_GONE, BrokerGone
     from sinks.clickhouse import WarehouseBusy
     from sinks.sink import run_sink
 
@@ -42,6 +44,12 @@ def sink(
     except WarehouseBusy as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
+    except BrokerGone as exc:
+        # At once, the consumer unclosed: leaving the new broker's group mid-join (it rejoins on its own) can
+        # leave Tansu's group stuck on a dead leader, and the next sink would never get partitions.
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.stderr.flush()
+        os._exit(EXIT_BROKER_GONE)
     typer.echo(json.dumps(stats.as_dict()))
 
 

@@ -240,11 +240,12 @@ class _SinkLoop:
                 self._collect(block=False)
             finally:
                 self.in_flight = 0  # the writer has answered everything it will ever answer
-                self.consumer.close()  # leaves the group; commits nothing (auto-commit is off)
-                if self.gone:
-                    self.producer.purge()  # dead letters of the old broker's messages: not for the new one
-                self.producer.flush(10)
-                self.producer.close()  # else it lingers (reference cycles) and logs reconnect failures
+                if self.gone:  # nothing more to the new broker: no leave-group (see sinks.cli), no dead letters
+                    self.producer.purge()
+                else:
+                    self.consumer.close()  # leaves the group; commits nothing (auto-commit is off)
+                    self.producer.flush(10)
+                    self.producer.close()  # else it lingers (reference cycles) and logs reconnect failures
 
     def _poll(self, timeout: float) -> None:
         now = time.monotonic()

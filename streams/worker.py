@@ -90,14 +90,41 @@ def run_worker(
     web_port: int | None = None,
     loglevel: str = "warn",
 ) -> None:
-    """Run a processor worker in this process until stopped (Ctrl-C / SIGTERM)."""
+    """Run a processor worker in this process until stopped (Ctrl-C / SIGTERM).
+
+    Exits with `EXIT_BROKER_GONE` and one line when the broker was replaced by a new one or the Kafka consumer
+    died under the worker (`shekara.broker_watch`): the supervisor (`shekara process`, `Stack`) starts a fresh one.
+    """
     import faust
 
+    from shekara.broker_watch import BrokerWatch, await_topics, throttle_loggers
     from streams.app import create_app
 
+    await_topics(settings, changelogs_of=app_id)  # not with a count some client's use gave them
     app, _ = create_app(settings, app_id=app_id, web_port=web_port, status_file=status_file)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    throttle_loggers(("aiokafka",))  # an outage costs a few lines, not twenty a second
+
+    def stalled() -> str | None:
+        # mode swallows "Event loop is closed" in the worker's tasks (logged at info) once the consumer's thread
+        # has stopped and closed its loop: the worker stays up and consumes nothing. Tell that state apart.
+        thread = getattr(app._consumer, "_thread", None)  # the consumer, once the app made it (never make it here)
+        loop = getattr(thread, "thread_loop", None)
+        if loop is None or not loop.is_closed() or worker.should_stop or app.should_stop:
+            return None
+        return "the Kafka consumer's thread stopped (its event loop is closed) and nothing is consumed"
+
+    BrokerWatch(settings, on_gone=_exit_gone, stalled=stalled).start()
     worker.execute_from_commandline()
+
+
+def _exit_gone(line: str) -> None:
+    """End the worker at once: nothing of its current batch is acknowledged, so a fresh worker replays it."""
+    from shekara.broker_watch import EXIT_BROKER_GONE
+
+    logs.get_logger(__name__).critical(line)
+    sys.stderr.flush()
+    os._exit(EXIT_BROKER_GONE)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,9 +137,15 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     refuse_weak_secrets(settings, clickhouse=False)
     logs.configure(settings.log_level, settings.log_format)
-    run_worker(
-        settings, app_id=args.app_id, status_file=args.status_file, web_port=args.web_port, loglevel=args.loglevel
-    )
+    from shekara.broker_watch import EXIT_BROKER_GONE, BrokerGone
+
+    try:
+        run_worker(
+            settings, app_id=args.app_id, status_file=args.status_file, web_port=args.web_port, loglevel=args.loglevel
+        )
+    except BrokerGone as exc:  # the topics are not there as the catalogue says: one line, the supervisor retries
+        logs.get_logger(__name__).critical(str(exc))
+        sys.exit(EXIT_BROKER_GONE)
 
 
 if __name__ == "__main__":
