@@ -565,7 +565,9 @@ def hostile_input(run: Run) -> None:
         run.hostile_travellers = {p.key.decode() for p in payloads if p.valid_kind is not None and p.key}
         run.say(
             f"{len(payloads):,} hostile payloads fuzzed with hypothesis sent among the traffic: "
-            f"{run.rejected_extra:,} invalid, {sum(valid.values()):,} valid ({dict(valid)})"
+            f"{run.rejected_extra:,} invalid, {sum(valid.values()):,} valid ({dict(valid)}); "
+            f"{sum(1 for p in payloads if len(p.key or b'') + len(p.value) > 100_000)} of them over 100 KB, "
+            f"the largest {max(len(p.key or b'') + len(p.value) for p in payloads):,} bytes"
         )
         finish(run, stack)
 
@@ -787,14 +789,12 @@ def hostile_payloads(run: Run, settings: Settings, n: int) -> list[Payload]:
         record = data.draw(st.sampled_from(base))
         topic = topics[type(record).__name__]
         how = data.draw(st.sampled_from(["garbage", "truncate", "flip", "field", "field", "field", "topic", "big"]))
-        if how == "big" and big_left[0] > 0:
+        if how == "big":  # drawn the same whatever the quota (hypothesis replays draws): kept while it lasts
             big = _big(record, topic, data, serde, settings)
-            if big.valid_kind is None:  # trailing bytes a decoder ignores leave a known event: not hostile
+            if big.valid_kind is None and big_left[0] > 0:  # trailing bytes a decoder ignores: a known event
                 big_left[0] -= 1
                 out.append(big)
             return
-        if how == "big":
-            how = "field"
         if how == "garbage":
             out.append(Payload(topic, b"k", data.draw(st.binary(max_size=120)), None))
             return

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from schemas.records import Alert, DeadLetter
 from schemas.serde import Serde
+from shekara.broker_watch import client_logger
 from shekara.logs import get_logger
 from shekara.settings import Limits, Settings
 
@@ -94,6 +95,7 @@ class Outputs:
                 "linger.ms": 5,
                 "batch.num.messages": 10000,
                 "queue.buffering.max.messages": 500000,
+                "logger": client_logger("streams.outputs.kafka"),  # an outage: a few lines, not 20 a second
             }
         )
         self._errors: list[str] = []
