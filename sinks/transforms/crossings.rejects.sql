@@ -6,7 +6,8 @@
 -- the Avro enforces them. Besides the body, the checks read the trailer (sinks.stage): _ts, the message's
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
--- Parameters: skew (settings.max_future_skew_seconds), max_key, max_id, max_text, earliest, latest (settings.limits). The key check needs no secret (the partition key).
+-- Parameters: skew (settings.max_future_skew_seconds), max_key, max_id, max_text, earliest, latest
+-- (settings.limits). The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
 SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
@@ -14,68 +15,62 @@ FROM
 (
     WITH
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
-        -- Every string of the record (enums need none: decoding the Avro gives one of their symbols).
-        shekara_utf8_problem(concat(
-            event_id, '\n',
-            checkpoint.id, '\n',
-            ifNull(checkpoint.border_country, ''), '\n',
-            traveller.document.number, '\n',
-            traveller.document.issuing_country, '\n',
-            traveller.nationality, '\n',
-            ifNull(entry_basis.permit_number, ''), '\n',
-            source_system, '\n',
-            ifNull(declared_destination, ''), '\n',
-            ifNull(planned_exit_checkpoint, ''), '\n',
-            ifNull(migration_card_number, ''), '\n',
-            ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''), '\n',
-            ifNull(source_record_id, '')
-        )) AS utf8_problem,
+        shekara_utf8_problem(texts, suspect) AS utf8_problem,
         shekara_envelope_problem(
             event_id, event_time, received_time, source_system, source_record_id, _ts, {skew:Int64}, {max_id:UInt32},
-            {max_text:UInt32}, {earliest:Date32}, {latest:Date32}
+            {max_text:UInt32}, {earliest:Date32}, {latest:Date32}, suspect
         ) AS envelope,
         shekara_traveller_problem(
             traveller.document.number, number, traveller.document.issuing_country, traveller.nationality,
-            traveller.birth_date, on_day, {max_id:UInt32}, {earliest:Date32}, {latest:Date32}
+            traveller.birth_date, on_day, {max_id:UInt32}, {earliest:Date32}, {latest:Date32}, suspect
         ) AS traveller_problem,
         shekara_date_problem(
-            'entry_basis.visa_expiry', entry_basis.visa_expiry, {earliest:Date32}, {latest:Date32}
+            'entry_basis.visa_expiry', entry_basis.visa_expiry, {earliest:Date32}, {latest:Date32}, suspect
         ) AS visa_expiry_problem,
+        shekara_date_bad(entry_basis.visa_expiry, {earliest:Date32}, {latest:Date32}, suspect) AS visa_expiry_bad,
         shekara_optional_text_problem(
-            'entry_basis.permit_number', entry_basis.permit_number, {max_id:UInt32}
+            'entry_basis.permit_number', entry_basis.permit_number, {max_id:UInt32}, suspect
         ) AS permit_problem,
+        shekara_optional_text_bad(entry_basis.permit_number, {max_id:UInt32}, suspect) AS permit_bad,
         shekara_optional_text_problem(
-            'planned_exit_checkpoint', planned_exit_checkpoint, {max_id:UInt32}
+            'planned_exit_checkpoint', planned_exit_checkpoint, {max_id:UInt32}, suspect
         ) AS exit_checkpoint_problem,
-        shekara_optional_text_problem('migration_card_number', migration_card_number, {max_id:UInt32}) AS card_problem,
+        shekara_optional_text_bad(planned_exit_checkpoint, {max_id:UInt32}, suspect) AS exit_checkpoint_bad,
         shekara_optional_text_problem(
-            'conveyance.identifier', tupleElement(assumeNotNull(conveyance), 'identifier'), {max_id:UInt32}
+            'migration_card_number', migration_card_number, {max_id:UInt32}, suspect
+        ) AS card_problem,
+        shekara_optional_text_bad(migration_card_number, {max_id:UInt32}, suspect) AS card_bad,
+        shekara_optional_text_problem(
+            'conveyance.identifier', tupleElement(assumeNotNull(conveyance), 'identifier'), {max_id:UInt32}, suspect
         ) AS conveyance_problem,
+        shekara_optional_text_bad(
+            tupleElement(assumeNotNull(conveyance), 'identifier'), {max_id:UInt32}, suspect
+        ) AS conveyance_bad,
         shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem
     SELECT
         _msg,
         multiIf(
-            shekara_size_problem(_key, {max_key:UInt32}).1 != '', shekara_size_problem(_key, {max_key:UInt32}),
-            utf8_problem.1 != '', utf8_problem,
+            suspect AND length(_key) > {max_key:UInt32}, shekara_size_problem(_key, {max_key:UInt32}, suspect),
+            suspect AND NOT isValidUTF8(texts), utf8_problem,
             envelope.1 != '', envelope,
             -- _crossing, up to the traveller
-            shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}).1 != '',
-                shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}),
+            shekara_required_text_bad(checkpoint.id, {max_id:UInt32}, suspect),
+                shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}, suspect),
             checkpoint.border_country IS NOT NULL AND NOT shekara_is_country(assumeNotNull(checkpoint.border_country)),
                 ('checkpoint.border_country', shekara_not_country(assumeNotNull(checkpoint.border_country))),
             traveller_problem.1 != '', traveller_problem,
             -- _crossing, the rest
-            visa_expiry_problem.1 != '', visa_expiry_problem,
+            visa_expiry_bad, visa_expiry_problem,
             entry_basis.kind = 'VISA' AND entry_basis.visa_expiry IS NULL,
                 ('entry_basis.visa_expiry', 'is required when entry_basis.kind is VISA'),
-            permit_problem.1 != '', permit_problem,
+            permit_bad, permit_problem,
             declared_destination IS NOT NULL AND NOT shekara_is_country(assumeNotNull(declared_destination)),
                 ('declared_destination', shekara_not_country(assumeNotNull(declared_destination))),
             purpose = 'TRANSIT' AND declared_destination IS NULL,
                 ('declared_destination', 'is required when purpose is TRANSIT'),
-            exit_checkpoint_problem.1 != '', exit_checkpoint_problem,
-            card_problem.1 != '', card_problem,
-            conveyance_problem.1 != '', conveyance_problem,
+            exit_checkpoint_bad, exit_checkpoint_problem,
+            card_bad, card_problem,
+            conveyance_bad, conveyance_problem,
             key_problem.1 != '', key_problem,
             ('', '')
         ) AS problem
@@ -85,7 +80,42 @@ FROM
         SELECT
             *,
             shekara_normalise_document(traveller.document.number) AS number,
-            shekara_judging_day(event_time, _ts) AS on_day
+            shekara_judging_day(event_time, _ts) AS on_day,
+            -- Every string of the record (enums need none: decoding the Avro gives one of their symbols), for the
+            -- UTF-8 check and one search for hidden characters per record; `suspect`: see shekara_clean_source.
+            concat(
+                event_id, ' ',
+                checkpoint.id, ' ',
+                ifNull(checkpoint.border_country, ''), ' ',
+                traveller.document.number, ' ',
+                traveller.document.issuing_country, ' ',
+                traveller.nationality, ' ',
+                ifNull(entry_basis.permit_number, ''), ' ',
+                source_system, ' ',
+                ifNull(declared_destination, ''), ' ',
+                ifNull(planned_exit_checkpoint, ''), ' ',
+                ifNull(migration_card_number, ''), ' ',
+                ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''), ' ',
+                ifNull(source_record_id, '')
+            ) AS texts,
+            NOT (
+                shekara_clean_source(
+                    _key, texts, event_time, received_time, traveller.birth_date, traveller.document.number,
+                    {max_key:UInt32}, {earliest:Date32}, {latest:Date32}
+                )
+                AND greatest(
+                    length(event_id),
+                    length(ifNull(source_record_id, '')),
+                    length(checkpoint.id),
+                    length(traveller.document.number),
+                    length(ifNull(entry_basis.permit_number, '')),
+                    length(ifNull(planned_exit_checkpoint, '')),
+                    length(ifNull(migration_card_number, '')),
+                    length(ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''))
+                ) <= {max_id:UInt32}
+                AND length(source_system) <= {max_text:UInt32}
+                AND ifNull(entry_basis.visa_expiry, {earliest:Date32}) BETWEEN {earliest:Date32} AND {latest:Date32}
+            ) AS suspect
         FROM stage_crossings
     )
 )
