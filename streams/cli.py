@@ -47,7 +47,9 @@ def process(
     due: dict[int, float] = {}  # worker -> when to start it again
 
     def start(i: int) -> None:
-        children[i] = spawn_worker(settings, app_id=app_id, web_port=base_port + i, loglevel=loglevel, log_path=None)
+        children[i] = spawn_worker(
+            settings, app_id=app_id, web_port=base_port + i, loglevel=loglevel, inherit_output=True
+        )
         backoffs[i].started(time.monotonic())
         typer.echo(f"worker {i} started (pid {children[i].pid}, web port {base_port + i})")  # type: ignore[union-attr]
 

@@ -45,17 +45,26 @@ def spawn_worker(
     web_port: int | None = None,
     log_path: Path | None = None,
     loglevel: str = "warn",
+    inherit_output: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m streams.worker`` in a new process group (so it can be killed alone)."""
+    """Start ``python -m streams.worker`` in a new process group (so it can be killed alone).
+
+    Its output goes to `log_path`, else to this process's (`inherit_output`: a supervisor's console), else nowhere.
+    """
     cmd = [sys.executable, "-m", "streams.worker", "--app-id", app_id, "--loglevel", loglevel]
     if status_file is not None:
         cmd += ["--status-file", str(status_file)]
     if web_port is not None:
         cmd += ["--web-port", str(web_port)]
-    out: Any = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+    out: Any = open(log_path, "ab") if log_path else None if inherit_output else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
-            cmd, env=worker_env(settings), cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            env=worker_env(settings),
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=None if out is None else subprocess.STDOUT,
+            start_new_session=True,
         )
     finally:
         if log_path:

@@ -12,6 +12,15 @@ from shekara.settings import get_settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 
 
+# What a scenario checks besides the common checks: the proof that its own fault did what it says.
+OWN_CHECKS = {
+    "broker-outage": "the outage made the producer spool, and the spool drained",
+    "rebalance": "both workers processed source events",
+    "long-outage": "events left unsent by the producer",
+    "broker-restart": "each worker and the sink said once that the broker went away",
+}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_fault_scenario_loses_and_doubles_nothing(scenario: str, tmp_path: Path) -> None:
     base = get_settings().model_copy(update={"data_dir": tmp_path / "var"})
@@ -26,4 +35,7 @@ def test_fault_scenario_loses_and_doubles_nothing(scenario: str, tmp_path: Path)
         "source offsets never delivered to a processor",
     } <= names, report
     assert any(c.name.startswith("accepted crossings") for c in result.checks), report
+    assert "each rejected message dead-lettered once" in names, report
+    if scenario in OWN_CHECKS:
+        assert OWN_CHECKS[scenario] in names, report
     assert result.ok, report
