@@ -25,6 +25,28 @@ def test_migrations_are_numbered_in_order():
     assert all(m.statements for m in migrations)
 
 
+# Checksums of released migrations: a warehouse that applied one refuses it changed (`pending`), so a change to
+# the schema or to a SQL function is a new migration, never an edit. Add the next one here when it is released.
+RELEASED = {
+    1: "4c46ed8b161348cf9dd843c31a6e8333ce21c545879c1ee2d33ead1bd8c78b83",
+    2: "06796488e8e1dc53d6d1ff99e1744025c554bc865f30a3cb158b264c1612d9e8",
+    3: "a02631812f5af6c5cd566db87f3d5ed6465222f4bcc04462ad1012a04eed309a",
+    4: "89c01362f92d735e51333173eb3be94129cadc4c998ca70a155530a6a6887d0a",
+    5: "0650008ef9d01c5872c76c14113a64702329a9b6b02864cc376497e9b3d5540a",
+    6: "f1e3e3c145f5d70d6998a4fed79274f84afee4e667ded9b0f305e30cc754b12c",
+    7: "385a67c20338e99b16194d1552d66c0f49aa8b6f86ed1ea8ab8bd7b301031dbf",
+    8: "6ac68a6d956c5a1d3a3ccf3d9af3d6b8afa4546b376358566022be75f7d3839d",
+    9: "780aef97a77f347e8c92ff4aa217d8c347e044b0c6b743c32a19b7e5b2ffd780",
+    10: "8175335e9543e2aa06ffe21532afbddc1e0d33cc8815546c571b39fdea59e4f0",
+}
+
+
+def test_released_migrations_are_never_edited():
+    current = {m.version: m.checksum for m in load_migrations()}
+    edited = [f"{v:03d}" for v, checksum in RELEASED.items() if current.get(v) != checksum]
+    assert not edited, f"released migrations edited (existing warehouses would refuse them): {edited}; add a new one"
+
+
 def test_pending_refuses_edited_or_unknown_migrations():
     migrations = load_migrations()
     applied = {m.version: m.checksum for m in migrations[:2]}
