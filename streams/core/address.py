@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -21,15 +21,12 @@ from shekara.pseudonym import pseudonymise
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from streams.core.context import Context, context_for
-from streams.core.model import C_ANCHOR, C_ANCHOR_T, C_ID, TYPE_CODE, TYPE_NAME, Candidate, to_us
+from streams.core.model import TYPE_CODE, TYPE_NAME, AlertCandidate, EmittedAlert, named, to_us
 from streams.core.records import alert_record
 
 _FORMAT = 1
 _NO_CHECKPOINTS: Mapping[str, CheckpointInfo] = MappingProxyType({})
 _PUNCT = re.compile(r"[\W_]+")
-# compact address registration: (t, event id, action, traveller key, registration id, host kind, valid from,
-# valid until, nationality)
-A_T, A_ID, A_ACTION, A_WHO, A_REG, A_HOST, A_FROM, A_UNTIL, A_NAT = range(9)
 REGISTERED, CANCELLED = 0, 1
 # Registrations whose validity ended this many days before the address's latest event are forgotten: a new
 # registration is not expected to start that far in the past.
@@ -49,12 +46,26 @@ def address_key(region: str, address: str, key: bytes) -> str:
     return pseudonymise(f"{region}|{normalise_address(address)}", key, "address")
 
 
+class AddressRegistration(NamedTuple):
+    """A registration (or its cancellation) at the address, as the check needs it."""
+
+    t: int  # event time, microseconds since the epoch
+    event_id: str
+    action: int  # REGISTERED or CANCELLED
+    traveller: str  # traveller key of the registrant
+    registration_id: str
+    host_kind: str  # HostKind value
+    valid_from: int  # day ordinal
+    valid_until: int  # day ordinal
+    nationality: str
+
+
 class _Walk:
     """Registrations in force at the address and whether a new alert may be raised."""
 
     __slots__ = ("active", "armed")
 
-    def __init__(self, active: dict[str, tuple[Any, ...]] | None = None, armed: bool = True) -> None:
+    def __init__(self, active: dict[str, AddressRegistration] | None = None, armed: bool = True) -> None:
         self.active = active if active is not None else {}  # registration id -> compact REGISTERED event
         self.armed = armed  # False after an alert until a registration finds the count back within the limit
 
@@ -64,15 +75,20 @@ class _Walk:
     def pack(self) -> tuple[Any, ...]:
         return (self.active, self.armed)
 
+    @classmethod
+    def unpack(cls, data: tuple[Any, ...]) -> _Walk:
+        active, armed = data
+        return cls({k: named(AddressRegistration, r) for k, r in active.items()}, armed)
+
 
 @dataclass(slots=True)
 class AddressState:
     address_key: str
-    history: tuple[tuple[Any, ...], ...] = ()
+    history: tuple[AddressRegistration, ...] = ()
     cursor: _Walk = field(default_factory=_Walk)
     base: _Walk | None = None
     base_key: tuple[int, str] | None = None
-    emitted: dict[str, tuple[str, Candidate]] = field(default_factory=dict)
+    emitted: dict[str, EmittedAlert] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, address_key: str) -> AddressState:
@@ -98,16 +114,16 @@ class AddressState:
             raise ValueError(f"address state format {fmt} is not {_FORMAT}")
         return cls(
             key,
-            history,
-            _Walk(dict(cursor[0]), cursor[1]),
-            _Walk(dict(base[0]), base[1]) if base is not None else None,
+            tuple([named(AddressRegistration, e) for e in history]),
+            _Walk.unpack(cursor),
+            _Walk.unpack(base) if base is not None else None,
             base_key,
-            emitted,
+            {k: EmittedAlert(action, named(AlertCandidate, c)) for k, (action, c) in emitted.items()},
         )
 
 
-def _compact(r: Registration, who: str) -> tuple[Any, ...]:
-    return (
+def _compact(r: Registration, who: str) -> AddressRegistration:
+    return AddressRegistration(
         to_us(r.event_time),
         r.event_id,
         REGISTERED if r.action == RegistrationAction.REGISTERED else CANCELLED,
@@ -120,51 +136,55 @@ def _compact(r: Registration, who: str) -> tuple[Any, ...]:
     )
 
 
-def _advance(ctx: Context, subject: str, walk: _Walk, events: Sequence[tuple[Any, ...]], out: list[Candidate]) -> None:
+def _advance(
+    ctx: Context, subject: str, walk: _Walk, events: Sequence[AddressRegistration], out: list[AlertCandidate]
+) -> None:
+    """Walk registrations in history order: an alert when the distinct registrants valid on a registration's
+    first day go over the host kind's threshold, then none until the count is back within it."""
     rule = ctx.rules.address
     for e in events:
-        if e[A_ACTION] == CANCELLED:
-            walk.active.pop(e[A_REG], None)
+        if e.action == CANCELLED:
+            walk.active.pop(e.registration_id, None)
             continue
-        day = e[A_FROM]
+        day = e.valid_from
         horizon = day - FORGET_AFTER_DAYS
-        for rid in [rid for rid, r in walk.active.items() if r[A_UNTIL] < horizon]:
+        for rid in [rid for rid, r in walk.active.items() if r.valid_until < horizon]:
             del walk.active[rid]
-        walk.active[e[A_REG]] = e
-        limit = rule.threshold.get(e[A_HOST])
+        walk.active[e.registration_id] = e
+        limit = rule.threshold.get(e.host_kind)
         if limit is None:
             continue
-        valid = [r for r in walk.active.values() if r[A_FROM] <= day <= r[A_UNTIL]]
-        travellers = {r[A_WHO] for r in valid}
+        valid = [r for r in walk.active.values() if r.valid_from <= day <= r.valid_until]
+        travellers = {r.traveller for r in valid}
         if len(travellers) <= limit:
             walk.armed = True
             continue
         if not walk.armed:
             continue
         walk.armed = False
-        evidence = sorted((r[A_T], r[A_ID]) for r in valid)
+        evidence = sorted((r.t, r.event_id) for r in valid)
         out.append(
-            (
-                TYPE_CODE[AlertType.FICTITIOUS_ADDRESS] + e[A_ID],
-                TYPE_NAME[AlertType.FICTITIOUS_ADDRESS],
-                e[A_T],
-                e[A_ID],
-                e[A_T],
-                0,
-                tuple(i for _, i in evidence),
-                None,
-                e[A_NAT],
-                rule.id,
-                rule.version,
-                None,
-                None,
-                {
+            AlertCandidate(
+                id=TYPE_CODE[AlertType.FICTITIOUS_ADDRESS] + e.event_id,
+                type=TYPE_NAME[AlertType.FICTITIOUS_ADDRESS],
+                anchor_t=e.t,
+                anchor=e.event_id,
+                due=e.t,
+                resolved=0,
+                evidence=tuple(i for _, i in evidence),
+                checkpoint=None,
+                nationality=e.nationality,
+                rule_id=rule.id,
+                rule_version=rule.version,
+                days_overstayed=None,
+                stay=None,
+                params={
                     "count": len(travellers),
                     "threshold": limit,
-                    "host_kind": e[A_HOST],
+                    "host_kind": e.host_kind,
                     "day": day,
                     "address_key": subject,
-                    "registrant": e[A_WHO],
+                    "registrant": e.traveller,
                 },
             )
         )
@@ -185,63 +205,91 @@ def address_step(
     (at most REORDER_SECONDS late; the traveller step still applies them).
     """
     ctx = context_for(rules, _NO_CHECKPOINTS)  # the address check measures no distances
-    exempt = rules.address.exempt_host_kinds
-    known = {e[A_ID] for e in state.history}
-    fresh: dict[str, tuple[Any, ...]] = {}
-    for r in registrations:
-        if r.host_kind.value in exempt or r.event_id in known or r.event_id in fresh:
-            continue
-        c = _compact(r, traveller_key_of(r))
-        if state.base_key is not None and (c[A_T], c[A_ID]) <= state.base_key:
-            continue
-        fresh[r.event_id] = c
-    if not fresh:
+    new = _admit(state, registrations, traveller_key_of, rules.address.exempt_host_kinds)
+    if not new:
         return state, []
-    new = sorted(fresh.values())
     subject = state.address_key
-    found: list[Candidate] = []
-    last = (state.history[-1][A_T], state.history[-1][A_ID]) if state.history else state.base_key
-    if last is None or (new[0][A_T], new[0][A_ID]) > last:
+    found: list[AlertCandidate] = []
+    last = (state.history[-1].t, state.history[-1].event_id) if state.history else state.base_key
+    if last is None or (new[0].t, new[0].event_id) > last:
         cursor = state.cursor.copy()
         _advance(ctx, subject, cursor, new, found)
         history = (*state.history, *new)
         full = False
-    else:
+    else:  # a registration sorts before the last one known: replay from the base
         history = tuple(sorted((*state.history, *new)))
         cursor = state.base.copy() if state.base is not None else _Walk()
         _advance(ctx, subject, cursor, history, found)
         full = True
-
-    emitted = dict(state.emitted)
     alerts: list[Alert] = []
-    produced = {c[C_ID]: c for c in found}
-    if full:
+    emitted = _settle(ctx, subject, found, state.emitted, full, state.base_key, emitted_time, alerts)
+    out = AddressState(subject, history, cursor, state.base, state.base_key, emitted)
+    return _fold(ctx, out) if len(history) > MAX_EVENTS else out, alerts
+
+
+def _admit(
+    state: AddressState,
+    registrations: Sequence[Registration],
+    traveller_key_of: Callable[[Registration], str],
+    exempt: frozenset[str],
+) -> list[AddressRegistration]:
+    """New registrations in history order: exempt hosts, duplicates and ones older than the base left out."""
+    known = {e.event_id for e in state.history}
+    fresh: dict[str, AddressRegistration] = {}
+    for r in registrations:
+        if r.host_kind.value in exempt or r.event_id in known or r.event_id in fresh:
+            continue
+        c = _compact(r, traveller_key_of(r))
+        if state.base_key is not None and (c.t, c.event_id) <= state.base_key:
+            continue
+        fresh[r.event_id] = c
+    return sorted(fresh.values())
+
+
+def _settle(
+    ctx: Context,
+    subject: str,
+    found: list[AlertCandidate],
+    emitted: dict[str, EmittedAlert],
+    replay: bool,
+    base_key: tuple[int, str] | None,
+    emitted_time: datetime,
+    out: list[Alert],
+) -> dict[str, EmittedAlert]:
+    """RAISE new or changed alerts; after a replay from the base, RETRACT the ones anchored after it that the
+    replay did not find again."""
+    emitted = dict(emitted)
+    produced = {c.id: c for c in found}
+    if replay:
         for aid, (action, c) in list(emitted.items()):
-            in_scope = state.base_key is None or (c[C_ANCHOR_T], c[C_ANCHOR]) > state.base_key
+            in_scope = base_key is None or (c.anchor_t, c.anchor) > base_key
             if in_scope and aid not in produced and action != AlertAction.RETRACTED.value:
-                alerts.append(alert_record(ctx, subject_traveller(c), c, AlertAction.RETRACTED, emitted_time, subject))
-                emitted[aid] = (AlertAction.RETRACTED.value, c)
+                out.append(alert_record(ctx, subject_traveller(c), c, AlertAction.RETRACTED, emitted_time, subject))
+                emitted[aid] = EmittedAlert(AlertAction.RETRACTED.value, c)
     for aid, c in produced.items():
         prior = emitted.get(aid)
-        if prior is None or prior[0] == AlertAction.RETRACTED.value or prior[1] != c:
-            alerts.append(alert_record(ctx, subject_traveller(c), c, AlertAction.RAISED, emitted_time, subject))
-            emitted[aid] = (AlertAction.RAISED.value, c)
-
-    base, base_key = state.base, state.base_key
-    if len(history) > MAX_EVENTS:
-        horizon = history[-1][A_T] - REORDER_SECONDS * 1_000_000
-        n = 0
-        while n < len(history) and history[n][A_T] < horizon:
-            n += 1
-        if n:
-            base = base.copy() if base is not None else _Walk()
-            _advance(ctx, subject, base, history[:n], [])
-            base_key = (history[n - 1][A_T], history[n - 1][A_ID])
-            history = history[n:]
-            emitted = {a: e for a, e in emitted.items() if (e[1][C_ANCHOR_T], e[1][C_ANCHOR]) > base_key}
-    return AddressState(subject, history, cursor, base, base_key, emitted), alerts
+        if prior is None or prior.action == AlertAction.RETRACTED.value or prior.alert != c:
+            out.append(alert_record(ctx, subject_traveller(c), c, AlertAction.RAISED, emitted_time, subject))
+            emitted[aid] = EmittedAlert(AlertAction.RAISED.value, c)
+    return emitted
 
 
-def subject_traveller(c: Candidate) -> str:
+def _fold(ctx: Context, state: AddressState) -> AddressState:
+    """Move the base over registrations older than the reorder horizon; forget alerts anchored before it."""
+    history = state.history
+    horizon = history[-1].t - REORDER_SECONDS * 1_000_000
+    n = 0
+    while n < len(history) and history[n].t < horizon:
+        n += 1
+    if not n:
+        return state
+    base = state.base.copy() if state.base is not None else _Walk()
+    _advance(ctx, state.address_key, base, history[:n], [])
+    base_key = (history[n - 1].t, history[n - 1].event_id)
+    emitted = {a: e for a, e in state.emitted.items() if (e.alert.anchor_t, e.alert.anchor) > base_key}
+    return AddressState(state.address_key, history[n:], state.cursor, base, base_key, emitted)
+
+
+def subject_traveller(c: AlertCandidate) -> str:
     """The registrant whose registration tipped the address over the threshold."""
-    return str(c[-1]["registrant"])
+    return str(c.params["registrant"])

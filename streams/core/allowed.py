@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from schemas.records import EntryBasisKind, StatusChangeKind
 from shekara.rules import StayLimit
 from streams.core.context import Context
-from streams.core.model import DAY, S_FROM, S_KIND, S_UNTIL, X_BASIS, X_VISA, Compact, OpenStay, T
+from streams.core.model import OpenStay, StatusEvent
 
 _VISA = EntryBasisKind.VISA.value
 _VISA_EXTENDED = StatusChangeKind.VISA_EXTENDED.value
@@ -35,19 +35,19 @@ class Allowed:
         return self.row.version if self.row is not None else rules_version
 
 
-def _extension_end(ctx: Context, s: Compact) -> int | None:
-    until = s[S_UNTIL]
+def _extension_end(ctx: Context, s: StatusEvent) -> int | None:
+    until = s.valid_until
     if until is not None:
         return int(until)
-    if s[S_KIND] == _REFUGEE_GRANTED:
-        start = s[S_FROM] if s[S_FROM] is not None else s[DAY]
+    if s.change == _REFUGEE_GRANTED:
+        start = s.valid_from if s.valid_from is not None else s.day
         return int(start) + ctx.refugee_default_days - 1
     return None  # a permit with no end date extends nothing
 
 
-def _start(s: Compact, first: int) -> int:
+def _start(s: StatusEvent, first: int) -> int:
     """First day a permit covers: its valid_from (its event's day when absent), never before the entry day."""
-    return max(first, int(s[S_FROM] if s[S_FROM] is not None else s[DAY]))
+    return max(first, int(s.valid_from if s.valid_from is not None else s.day))
 
 
 def allowed_stay(ctx: Context, stay: OpenStay, close_t: int | None) -> Allowed:
@@ -56,13 +56,13 @@ def allowed_stay(ctx: Context, stay: OpenStay, close_t: int | None) -> Allowed:
     if row is None or row.unlimited:
         return Allowed(row, None, ())
     entry = stay.entry
-    first: int = entry[DAY]
+    first = entry.day
     # permit extensions, as parallel lists: the kind that granted it, first covered day, last day
     kinds: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     if row.per_entry_from == "visa_expiry":
-        visa = entry[X_VISA]
+        visa = entry.visa_expiry
         if visa is None and row.per_entry_days is None:
             return Allowed(row, None, ())  # validation requires a visa expiry; without one there is nothing to judge
         original: int = visa if visa is not None else first + (row.per_entry_days or 1) - 1
@@ -75,17 +75,17 @@ def allowed_stay(ctx: Context, stay: OpenStay, close_t: int | None) -> Allowed:
                 starts.append(_start(stay.permit, first))
                 ends.append(end)
     last = max(original, *ends) if ends else original
-    basis = entry[X_BASIS]
+    basis = entry.basis
     for s in stay.statuses:
-        if close_t is not None and s[T] >= close_t:
+        if close_t is not None and s.t >= close_t:
             break
-        kind = s[S_KIND]
+        kind = s.change
         if kind == _VISA_EXTENDED:
-            if basis == _VISA and s[S_UNTIL] is not None and s[T] <= ctx.day_start_us(last + 1):
-                original = int(s[S_UNTIL])
+            if basis == _VISA and s.valid_until is not None and s.t <= ctx.day_start_us(last + 1):
+                original = int(s.valid_until)
                 last = max(original, *ends) if ends else original
         elif kind in ctx.extend_kinds:
-            if s[T] <= ctx.day_start_us(last + 1):
+            if s.t <= ctx.day_start_us(last + 1):
                 end = _extension_end(ctx, s)
                 if end is not None:
                     kinds.append(kind)
@@ -93,7 +93,7 @@ def allowed_stay(ctx: Context, stay: OpenStay, close_t: int | None) -> Allowed:
                     ends.append(end)
                     last = max(last, end)
         elif kind in ctx.revoke:
-            target, cut = ctx.revoke[kind], int(s[DAY]) + ctx.grace_days
+            target, cut = ctx.revoke[kind], int(s.day) + ctx.grace_days
             for i, k in enumerate(kinds):
                 if k == target and ends[i] > cut:
                     ends[i] = cut

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.records import AlertType, CheckpointKind, EntryBasisKind, Purpose
 from shekara.reference import CheckpointInfo, distance_km
@@ -17,6 +17,15 @@ from shekara.rules import RegistrationRule, RuleBook, RuleError, StayLimit, Tran
 from streams.core.model import HOUR_US, to_us
 
 _MAX_CONTEXTS = 16  # a few rule books (tests, a reload) - never one per call
+
+
+class ImpossibleTravel(NamedTuple):
+    """Why going from one checkpoint to another in the time elapsed is impossible."""
+
+    km: float
+    hours: float
+    limit_kmh: float
+    air: bool  # either end is an airport: the air speed limit applied
 
 
 class Context:
@@ -108,8 +117,8 @@ class Context:
         self._distance[key] = out
         return out
 
-    def impossible(self, a: str, b: str, elapsed_us: int) -> tuple[float, float, float, bool] | None:
-        """(km, hours, speed limit, air) if going from checkpoint a to b in `elapsed_us` is impossible, else None."""
+    def impossible(self, a: str, b: str, elapsed_us: int) -> ImpossibleTravel | None:
+        """Why going from checkpoint a to b in `elapsed_us` is impossible, or None when it is possible."""
         r = self.route(a, b)
         if r is None:
             return None
@@ -118,12 +127,12 @@ class Context:
             hours = (elapsed_us - self.air_overhead_us) / HOUR_US
             limit = self.air_kmh
             if hours <= 0 or km / hours > limit:
-                return km, elapsed_us / HOUR_US, limit, True
+                return ImpossibleTravel(km, elapsed_us / HOUR_US, limit, True)
             return None
         hours = elapsed_us / HOUR_US
         limit = self.ground_kmh
         if km > 0 and (hours <= 0 or km / hours > limit):
-            return km, hours, limit, False
+            return ImpossibleTravel(km, hours, limit, False)
         return None
 
 

@@ -9,7 +9,7 @@ A tuple event starts with (time, event_id), so tuples sort in the spec's history
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from schemas.records import AlertType, Crossing, Direction, Registration, RegistrationAction, StatusChange
 from shekara.rules import RuleBook
@@ -18,22 +18,78 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
+NT = TypeVar("NT", bound=tuple[Any, ...])
 
 Event = Crossing | Registration | StatusChange
 
-# --- compact events: (t, id, kind, local_day, ...) ------------------------------------------------
-T, ID, KIND, DAY = 0, 1, 2, 3
+# --- compact events ------------------------------------------------------------------------------
+# Each starts with (t, event_id, kind, day): tuples of the three kinds sort together in history order.
+# NamedTuples, so the stored msgpack arrays are the plain tuples they always were.
 CROSSING, REGISTRATION, STATUS = 0, 1, 2
-# crossing fields
-X_DIR, X_CP, X_NAT, X_BASIS, X_PURPOSE, X_VISA, X_DEST, X_PLANNED = 4, 5, 6, 7, 8, 9, 10, 11
 ENTRY, EXIT = 0, 1
-# registration fields
-R_ACTION, R_REG_ID, R_NAT = 4, 5, 6
 REGISTERED, CANCELLED = 0, 1
-# status change fields
-S_KIND, S_FROM, S_UNTIL, S_NAT = 4, 5, 6, 7
 
-Compact = tuple[Any, ...]
+
+class CrossingEvent(NamedTuple):
+    """A border crossing, as the walk needs it."""
+
+    t: int  # event time, microseconds since the epoch
+    event_id: str
+    kind: int  # CROSSING
+    day: int  # local (Asia/Almaty) day ordinal
+    direction: int  # ENTRY or EXIT
+    checkpoint: str
+    nationality: str
+    basis: str  # EntryBasisKind value
+    purpose: str  # Purpose value
+    visa_expiry: int | None  # day ordinal
+    destination: str | None  # declared (transit)
+    planned_exit: str | None  # planned exit checkpoint (transit)
+
+
+class RegistrationEvent(NamedTuple):
+    """A registration at an address, or its cancellation."""
+
+    t: int
+    event_id: str
+    kind: int  # REGISTRATION
+    day: int
+    action: int  # REGISTERED or CANCELLED
+    registration_id: str
+    nationality: str
+
+
+class StatusEvent(NamedTuple):
+    """A status change (visa extension, permit, ban, lost document...)."""
+
+    t: int
+    event_id: str
+    kind: int  # STATUS
+    day: int
+    change: str  # StatusChangeKind value
+    valid_from: int | None  # day ordinal
+    valid_until: int | None  # day ordinal
+    nationality: str
+
+
+Compact = CrossingEvent | RegistrationEvent | StatusEvent
+_EVENT_TYPES: tuple[type[Compact], ...] = (CrossingEvent, RegistrationEvent, StatusEvent)  # by kind
+_new = tuple.__new__
+
+if TYPE_CHECKING:
+
+    def named(cls: type[NT], data: tuple[Any, ...]) -> NT:
+        """`data` (a tuple as stored, or built in a hot path) as a `cls` NamedTuple."""
+        ...
+
+else:
+    # tuple.__new__ itself: a NamedTuple's keyword constructor costs ~4x more, and a state load wraps many tuples
+    named = _new
+
+
+def events_from(data: tuple[tuple[Any, ...], ...]) -> tuple[Compact, ...]:
+    """Stored compact events, named by their kind."""
+    return tuple([_new(_EVENT_TYPES[e[2]], e) for e in data])  # e[2]: the kind, in the stored tuple
 
 
 def to_us(moment: datetime) -> int:
@@ -50,26 +106,29 @@ def _ord(d: date | None) -> int | None:
 
 
 def compact(event: Event, rules: RuleBook) -> Compact:
-    """The tuple form of one event, with its local (Asia/Almaty) day computed once."""
+    """The named-tuple form of one event, with its local (Asia/Almaty) day computed once."""
     t = to_us(event.event_time)
     day = rules.local_date(event.event_time).toordinal()
     if isinstance(event, Crossing):
-        return (
-            t,
-            event.event_id,
-            CROSSING,
-            day,
-            ENTRY if event.direction is Direction.ENTRY else EXIT,
-            event.checkpoint.id,
-            event.traveller.nationality,
-            event.entry_basis.kind,  # a StrEnum: equal to, and stored as, its value
-            event.purpose,
-            _ord(event.entry_basis.visa_expiry),
-            event.declared_destination,
-            event.planned_exit_checkpoint,
+        return named(  # the hottest constructor: every event of every replay
+            CrossingEvent,
+            (
+                t,
+                event.event_id,
+                CROSSING,
+                day,
+                ENTRY if event.direction is Direction.ENTRY else EXIT,
+                event.checkpoint.id,
+                event.traveller.nationality,
+                event.entry_basis.kind,  # a StrEnum: equal to, and stored as, its value
+                event.purpose,
+                _ord(event.entry_basis.visa_expiry),
+                event.declared_destination,
+                event.planned_exit_checkpoint,
+            ),
         )
     if isinstance(event, Registration):
-        return (
+        return RegistrationEvent(
             t,
             event.event_id,
             REGISTRATION,
@@ -79,7 +138,7 @@ def compact(event: Event, rules: RuleBook) -> Compact:
             event.traveller.nationality,
         )
     if isinstance(event, StatusChange):
-        return (
+        return StatusEvent(
             t,
             event.event_id,
             STATUS,
@@ -92,62 +151,84 @@ def compact(event: Event, rules: RuleBook) -> Compact:
     raise TypeError(f"not a traveller event: {type(event).__name__}")
 
 
-def nationality_of(e: Compact) -> str:
-    kind = e[KIND]
-    if kind == CROSSING:
-        return str(e[X_NAT])
-    if kind == REGISTRATION:
-        return str(e[R_NAT])
-    return str(e[S_NAT])
-
-
 # --- alert candidates ------------------------------------------------------------------------------
-# An alert the history implies, whether or not it is due yet. Emitted as an Alert record when due.
-# C_ID is a local key (type code + anchor event id), unique per subject; the public alert id (a sha256,
-# schemas.ids.alert_id) is only computed for records actually emitted.
 TYPE_CODE = {t: chr(ord("a") + i) for i, t in enumerate(AlertType)}
 TYPE_NAME = {t: str(t.value) for t in AlertType}
-(
-    C_ID,
-    C_TYPE,
-    C_ANCHOR_T,
-    C_ANCHOR,
-    C_DUE,
-    C_RESOLVED,
-    C_EVIDENCE,
-    C_CP,
-    C_NAT,
-    C_RULE,
-    C_RULE_V,
-    C_DAYS,
-    C_STAY,
-    C_PARAMS,
-) = range(14)
-Candidate = tuple[Any, ...]
+
+
+class AlertCandidate(NamedTuple):
+    """An alert the history implies, whether or not it is due yet; emitted as an Alert record when due.
+
+    `id` is a local key (type code + anchor event id), unique per subject; the public alert id (a sha256,
+    schemas.ids.alert_id) is only computed for records actually emitted."""
+
+    id: str
+    type: str  # AlertType value
+    anchor_t: int  # time of the anchor event
+    anchor: str  # anchor event id
+    due: int  # microseconds: when the alert is due (the watermark must pass it)
+    resolved: int  # 1: the stay that implied it has ended
+    evidence: tuple[str, ...]  # event ids
+    checkpoint: str | None
+    nationality: str
+    rule_id: str
+    rule_version: str
+    days_overstayed: int | None
+    stay: str | None  # entry event id of the stay it belongs to
+    params: dict[str, Any]  # what the reason and the details are written from
+
+
+class EmittedAlert(NamedTuple):
+    """The last record emitted for an alert id."""
+
+    action: str  # AlertAction value
+    alert: AlertCandidate
+
 
 # --- stay candidates -------------------------------------------------------------------------------
-(
-    ST_ID,
-    ST_ANCHOR_T,
-    ST_ANCHOR,
-    ST_GATED,
-    ST_CLOSE_T,
-    ST_NAT,
-    ST_BASIS,
-    ST_PURPOSE,
-    ST_ENTRY_ID,
-    ST_EXIT_ID,
-    ST_ENTRY_T,
-    ST_EXIT_T,
-    ST_ENTRY_CP,
-    ST_EXIT_CP,
-    ST_DAYS,
-    ST_ALLOWED,
-    ST_OVER,
-    ST_RULE,
-    ST_RULE_V,
-) = range(19)
-StayCandidate = tuple[Any, ...]
+class StayCandidate(NamedTuple):
+    """A closed stay, as the Stay record will carry it (the public stay id is derived when emitted)."""
+
+    id: str  # local key: the anchor event id
+    anchor_t: int
+    anchor: str  # entry event id (exit event id for an exit without entry)
+    gated: int  # 1: wait for the watermark to pass close_t (superseded stays, like DOUBLE_ENTRY)
+    close_t: int
+    nationality: str
+    basis: str
+    purpose: str
+    entry_id: str | None
+    exit_id: str | None
+    entry_t: int | None
+    exit_t: int | None
+    entry_checkpoint: str | None
+    exit_checkpoint: str | None
+    days: int
+    allowed_days: int | None
+    days_over: int
+    rule_id: str
+    rule_version: str
+
+
+class EmittedStay(NamedTuple):
+    """What is kept of an emitted stay: enough to tell a changed stay and to void it."""
+
+    revision: int
+    fingerprint: int  # of its fields (traveller._fingerprint)
+    live: int  # 0: voided
+    anchor_t: int
+    nationality: str
+    basis: str
+    purpose: str
+
+
+class StayMemo(NamedTuple):
+    """The open stay's deadline alerts of Steps 3, 4 and 6 and its allowed stay, valid for `statuses` status
+    changes: they only change with those, so registrations and the close do not recompute them."""
+
+    statuses: int
+    alerts: tuple[AlertCandidate, ...]
+    allowed: Any  # allowed.Allowed (not imported here: allowed imports this module)
 
 
 class OpenStay:
@@ -157,20 +238,18 @@ class OpenStay:
 
     def __init__(
         self,
-        entry: Compact,
+        entry: CrossingEvent,
         row_id: str | None,
-        permit: Compact | None,
-        statuses: tuple[Compact, ...] = (),
-        regs: tuple[Compact, ...] = (),
+        permit: StatusEvent | None,
+        statuses: tuple[StatusEvent, ...] = (),
+        regs: tuple[RegistrationEvent, ...] = (),
     ) -> None:
         self.entry = entry  # the ENTRY crossing
         self.row_id = row_id  # stay-limit row in force on the entry day (None: no row covers it)
         self.permit = permit  # latest WORK_PERMIT_ISSUED before the entry, not revoked (permit_end basis)
         self.statuses = statuses  # status changes during the stay that can move its last allowed day
         self.regs = regs  # registrations from 24 h before the entry on
-        # not stored: (number of statuses, the candidates of Steps 3, 4 and 6, the allowed stay) - they
-        # only change with the statuses, so registrations (Step 5) and the close do not recompute them
-        self.memo: tuple[int, tuple[tuple[Any, ...], ...], Any] | None = None
+        self.memo: StayMemo | None = None  # not stored
 
     def copy(self) -> OpenStay:
         other = OpenStay(self.entry, self.row_id, self.permit, self.statuses, self.regs)
@@ -182,4 +261,11 @@ class OpenStay:
 
     @classmethod
     def unpack(cls, data: tuple[Any, ...]) -> OpenStay:
-        return cls(*data)
+        entry, row_id, permit, statuses, regs = data
+        return cls(
+            named(CrossingEvent, entry),
+            row_id,
+            named(StatusEvent, permit) if permit is not None else None,
+            tuple([named(StatusEvent, s) for s in statuses]) if statuses else (),
+            tuple([named(RegistrationEvent, r) for r in regs]) if regs else (),
+        )

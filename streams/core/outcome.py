@@ -11,30 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.records import AlertType, Purpose
+from shekara.rules import RegistrationRule
 from streams.core.allowed import Allowed, allowed_stay
 from streams.core.context import Context
 from streams.core.model import (
     CANCELLED,
-    DAY,
     DAY_US,
     HOUR_US,
-    ID,
-    R_ACTION,
-    R_REG_ID,
     REGISTERED,
     TYPE_CODE,
     TYPE_NAME,
-    X_BASIS,
-    X_CP,
-    X_DEST,
-    X_NAT,
-    X_PLANNED,
-    X_PURPOSE,
-    Candidate,
+    AlertCandidate,
     Compact,
+    CrossingEvent,
     OpenStay,
+    RegistrationEvent,
     StayCandidate,
-    T,
+    named,
 )
 from streams.core.window import Interval, counted_segments, first_breach
 
@@ -55,44 +48,72 @@ def candidate(
     days_overstayed: int | None = None,
     stay: str | None = None,
     params: dict[str, Any] | None = None,
-) -> Candidate:
-    """An alert the history implies (model.C_* layout); `stay` names the entry of the stay it belongs to."""
-    return (
-        TYPE_CODE[kind] + anchor[ID],
-        TYPE_NAME[kind],
-        anchor[T],
-        anchor[ID],
-        due,
-        1 if resolved else 0,
-        tuple(evidence),
-        checkpoint,
-        nationality,
-        rule_id,
-        rule_version,
-        days_overstayed,
-        stay,
-        params or {},
+) -> AlertCandidate:
+    """An alert the history implies; `stay` names the entry of the stay it belongs to."""
+    return named(  # not the keyword constructor: a replay builds many candidates
+        AlertCandidate,
+        (
+            TYPE_CODE[kind] + anchor.event_id,
+            TYPE_NAME[kind],
+            anchor.t,
+            anchor.event_id,
+            due,
+            1 if resolved else 0,
+            tuple(evidence),
+            checkpoint,
+            nationality,
+            rule_id,
+            rule_version,
+            days_overstayed,
+            stay,
+            params or {},
+        ),
     )
 
 
 @dataclass(slots=True)
 class Outcome:
-    alerts: list[Candidate]
+    alerts: list[AlertCandidate]
     stay: StayCandidate | None  # the closed stay's record (None while open)
     counted: list[Interval]  # days this stay adds to the traveller's rolling-window count
 
 
-def _registered(regs: tuple[Compact, ...], start: int, due: int) -> bool:
+class Closing:
+    """How a stay ended, as the alerts of Steps 3-6 read it: by an exit, or superseded by a new entry."""
+
+    __slots__ = ("by_exit", "days", "event", "evidence", "exit", "last_present", "params")
+
+    def __init__(self, event: CrossingEvent, by_exit: bool, first: int) -> None:
+        self.event = event  # the exit or the superseding entry
+        self.by_exit = by_exit
+        self.exit = event if by_exit else None
+        # days of the stay counted like the law does (both ends for an exit), and the last day present
+        self.days = event.day - first + 1 if by_exit else event.day - first
+        self.last_present = event.day if by_exit else event.day - 1
+        self.evidence = [event.event_id]
+        # what an alert resolved by this close says about it (records.describe)
+        self.params = {"closed_by": "exit" if by_exit else "entry", "close_t": event.t, "close_cp": event.checkpoint}
+
+    @classmethod
+    def of(cls, exit_event: CrossingEvent | None, superseded_by: CrossingEvent | None, first: int) -> Closing | None:
+        if exit_event is not None:
+            return cls(exit_event, True, first)
+        if superseded_by is not None:
+            return cls(superseded_by, False, first)
+        return None
+
+
+def _registered(regs: tuple[RegistrationEvent, ...], start: int, due: int) -> bool:
     """A REGISTERED event in [start, due) whose registration was not cancelled before `due`."""
     found: list[str] = []
     cancelled: set[str] = set()
     for r in regs:
-        t = r[T]
-        if r[R_ACTION] == REGISTERED:
+        t = r.t
+        if r.action == REGISTERED:
             if start <= t < due:
-                found.append(r[R_REG_ID])
+                found.append(r.registration_id)
         elif t < due:
-            cancelled.add(r[R_REG_ID])
+            cancelled.add(r.registration_id)
     if not cancelled:
         return bool(found)
     return any(rid not in cancelled for rid in found)
@@ -100,12 +121,11 @@ def _registered(regs: tuple[Compact, ...], start: int, due: int) -> bool:
 
 def stay_outcome(
     ctx: Context,
-    traveller_key: str,
     stay: OpenStay,
     past: tuple[Interval, ...],
     *,
-    exit_event: Compact | None = None,
-    superseded_by: Compact | None = None,
+    exit_event: CrossingEvent | None = None,
+    superseded_by: CrossingEvent | None = None,
     with_registration: bool = True,
     allowed: Allowed | None = None,
 ) -> Outcome:
@@ -114,303 +134,347 @@ def stay_outcome(
     `with_registration=False` leaves out Step 5, which only depends on the stay's registrations (the open
     stay caches the rest between registrations)."""
     entry = stay.entry
-    first: int = entry[DAY]
-    eid: str = entry[ID]
-    entry_t: int = entry[T]
-    nat: str = entry[X_NAT]
-    closer = exit_event if exit_event is not None else superseded_by
-    close_t: int | None = closer[T] if closer is not None else None
+    closing = Closing.of(exit_event, superseded_by, entry.day)
+    close_t = closing.event.t if closing is not None else None
     if allowed is None:
         allowed = allowed_stay(ctx, stay, close_t)
-    last = allowed.last_day
-    rule_id, rule_v = allowed.rule_id, allowed.rule_version(ctx.version)
-    out: list[Candidate] = []
-    ev_close = [closer[ID]] if closer is not None else []
-    close_params: dict[str, Any] = {}
-    if closer is not None:
-        close_params = {"closed_by": "exit" if exit_event is not None else "entry", "close_t": close_t}
-        close_params["close_cp"] = closer[X_CP]
-
-    if exit_event is not None:
-        days: int | None = exit_event[DAY] - first + 1
-        last_present: int | None = exit_event[DAY]
-    elif superseded_by is not None:
-        days = superseded_by[DAY] - first
-        last_present = superseded_by[DAY] - 1
-    else:
-        days, last_present = None, None
-
-    # Step 3: per-entry limit
-    if last is not None:
-        allowed_days = last - first + 1
-        due = ctx.day_start_us(last + 1)
-        if close_t is None or close_t >= due:
-            over = exit_event[DAY] - last if exit_event is not None else None
-            out.append(
-                candidate(
-                    AlertType.IN_COUNTRY_OVERSTAY,
-                    entry,
-                    due=due,
-                    resolved=close_t is not None,
-                    evidence=[eid, *ev_close],
-                    checkpoint=entry[X_CP],
-                    nationality=nat,
-                    rule_id=rule_id,
-                    rule_version=rule_v,
-                    days_overstayed=over,
-                    stay=eid,
-                    params={
-                        "allowed": allowed_days,
-                        "last": last,
-                        "basis": entry[X_BASIS],
-                        "days": days,
-                        **close_params,
-                    },
-                )
-            )
-        if exit_event is not None and exit_event[DAY] > last:
-            out.append(
-                candidate(
-                    AlertType.OUT_OF_COUNTRY_OVERSTAY,
-                    exit_event,
-                    due=exit_event[T],
-                    resolved=False,
-                    evidence=[eid, exit_event[ID]],
-                    checkpoint=exit_event[X_CP],
-                    nationality=nat,
-                    rule_id=rule_id,
-                    rule_version=rule_v,
-                    days_overstayed=exit_event[DAY] - last,
-                    stay=eid,
-                    params={"allowed": allowed_days, "last": last, "basis": entry[X_BASIS], "days": days},
-                )
-            )
-
-    # Step 4: rolling window
-    row = allowed.row
-    counted: list[Interval] = []
-    if row is not None and row.window_days is not None and row.window_limit_days is not None:
-        # cheap test first: with no earlier stays, a stay within the limit cannot breach the window
-        top = None if last is None else last if last_present is None else min(last, last_present)
-        if last is not None and top is not None and (past or top - first + 1 > row.window_limit_days):
-            breach = first_breach(
-                window_days=row.window_days,
-                limit_days=row.window_limit_days,
-                first=first,
-                last_present=last_present if last_present is not None else last,
-                last_allowed=last,
-                covered=allowed.covered,
-                past=past,
-                anchor=eid,
-            )
-            if breach is not None:
-                day, count, anchors = breach
-                out.append(
-                    candidate(
-                        AlertType.WINDOW_BREACH,
-                        entry,
-                        due=ctx.day_start_us(day),
-                        resolved=close_t is not None,
-                        evidence=anchors,
-                        checkpoint=entry[X_CP],
-                        nationality=nat,
-                        rule_id=rule_id,
-                        rule_version=rule_v,
-                        stay=eid,
-                        params={
-                            "day": day,
-                            "count": count,
-                            "window": row.window_days,
-                            "limit": row.window_limit_days,
-                            "basis": entry[X_BASIS],
-                            **close_params,
-                        },
-                    )
-                )
-        if last_present is not None:
-            counted = [(a, b, eid) for a, b in counted_segments(first, last_present, allowed.covered)]
-
-    # Step 6: transit
-    if entry[X_PURPOSE] == _TRANSIT:
-        tr = ctx.transit(first)
-        if tr is not None:
-            due = entry_t + tr.window_hours * HOUR_US
-            if close_t is None or close_t >= due:
-                out.append(
-                    candidate(
-                        AlertType.TRANSIT_OVERSTAY,
-                        entry,
-                        due=due,
-                        resolved=close_t is not None,
-                        evidence=[eid, *ev_close],
-                        checkpoint=entry[X_CP],
-                        nationality=nat,
-                        rule_id=tr.id,
-                        rule_version=tr.version,
-                        stay=eid,
-                        params={"hours": tr.window_hours, "dest": entry[X_DEST], **close_params},
-                    )
-                )
-            if exit_event is not None:
-                allowed_cps = set(tr.routes.get(entry[X_DEST] or "", ()))
-                if entry[X_PLANNED]:
-                    allowed_cps.add(entry[X_PLANNED])
-                if allowed_cps and exit_event[X_CP] not in allowed_cps:
-                    out.append(
-                        candidate(
-                            AlertType.WRONG_ROUTE_EXIT,
-                            exit_event,
-                            due=exit_event[T],
-                            resolved=False,
-                            evidence=[eid, exit_event[ID]],
-                            checkpoint=exit_event[X_CP],
-                            nationality=nat,
-                            rule_id=tr.id,
-                            rule_version=tr.version,
-                            stay=eid,
-                            params={
-                                "dest": entry[X_DEST],
-                                "planned": entry[X_PLANNED],
-                                "allowed": ",".join(sorted(allowed_cps)),
-                            },
-                        )
-                    )
-
+    out = _stay_limit_alerts(ctx, entry, allowed, closing)
+    counted = _rolling_window(ctx, entry, allowed, closing, past, out)
+    out.extend(_transit_alerts(ctx, entry, closing))
     if with_registration:
-        out.extend(registration_alerts(ctx, stay, close_t, ev_close, close_params))
-    record: StayCandidate | None = None
-    if closer is not None and days is not None:
-        allowed_days_or_none = None if last is None else last - first + 1
-        record = (
-            eid,  # local key; the public stay id is derived when the record is emitted
-            entry_t,
-            eid,
-            1 if superseded_by is not None else 0,  # superseded stays wait for the watermark, like DOUBLE_ENTRY
-            close_t,
-            nat,
-            entry[X_BASIS],
-            entry[X_PURPOSE],
-            eid,
-            exit_event[ID] if exit_event is not None else None,
-            entry_t,
-            exit_event[T] if exit_event is not None else None,
-            entry[X_CP],
-            exit_event[X_CP] if exit_event is not None else None,
-            days,
-            allowed_days_or_none,
-            max(0, days - allowed_days_or_none) if allowed_days_or_none is not None else 0,
-            rule_id,
-            rule_v,
-        )
+        out.extend(registration_alerts(ctx, stay, closing))
+    record = _stay_record(ctx, entry, allowed, closing) if closing is not None else None
     return Outcome(out, record, counted)
 
 
-def registration_alerts(
-    ctx: Context,
-    stay: OpenStay,
-    close_t: int | None,
-    ev_close: list[str],
-    close_params: dict[str, Any],
-) -> list[Candidate]:
-    """Step 5: UNREGISTERED_STAY for the stay's deadline and, where the rule has it, after cancellations."""
-    entry = stay.entry
-    first: int = entry[DAY]
-    eid: str = entry[ID]
-    entry_t: int = entry[T]
-    nat: str = entry[X_NAT]
-    out: list[Candidate] = []
-    reg = ctx.registration(nat, entry[X_BASIS], entry[X_PURPOSE], first)
-    if reg is not None:
-        rule, deadline = reg
-        regs = stay.regs if close_t is None else tuple(r for r in stay.regs if r[T] < close_t)
-        due = ctx.day_start_us(deadline + 1)
-        if (close_t is None or close_t >= due) and not _registered(regs, entry_t - DAY_US, due):
-            late = next((r for r in regs if r[R_ACTION] == REGISTERED and r[T] >= due), None)
-            resolver = [late[ID]] if late is not None else ev_close
-            out.append(
-                candidate(
-                    AlertType.UNREGISTERED_STAY,
-                    entry,
-                    due=due,
-                    resolved=close_t is not None or late is not None,
-                    evidence=[eid, *resolver],
-                    checkpoint=entry[X_CP],
-                    nationality=nat,
-                    rule_id=rule.id,
-                    rule_version=rule.version,
-                    stay=eid,
-                    params={
-                        "deadline": deadline,
-                        "working_days": rule.deadline_working_days,
-                        "exempt_days": rule.exempt_days,
-                        "calendar_day": rule.deadline_calendar_day,
-                        "late_t": late[T] if late is not None else None,
-                        **close_params,
-                    },
-                )
+def _stay_limit_alerts(
+    ctx: Context, entry: CrossingEvent, allowed: Allowed, closing: Closing | None
+) -> list[AlertCandidate]:
+    """Step 3: past the last allowed day L while in the country (IN_COUNTRY_OVERSTAY, due the day after L,
+    resolved by the close) and, once out, an exit after L (OUT_OF_COUNTRY_OVERSTAY)."""
+    last = allowed.last_day
+    if last is None:
+        return []
+    out: list[AlertCandidate] = []
+    first, eid = entry.day, entry.event_id
+    rule_id, rule_v = allowed.rule_id, allowed.rule_version(ctx.version)
+    allowed_days = last - first + 1
+    days = closing.days if closing is not None else None
+    exit_event = closing.exit if closing is not None else None
+    due = ctx.day_start_us(last + 1)
+    if closing is None or closing.event.t >= due:
+        out.append(
+            candidate(
+                AlertType.IN_COUNTRY_OVERSTAY,
+                entry,
+                due=due,
+                resolved=closing is not None,
+                evidence=[eid, *closing.evidence] if closing is not None else [eid],
+                checkpoint=entry.checkpoint,
+                nationality=entry.nationality,
+                rule_id=rule_id,
+                rule_version=rule_v,
+                days_overstayed=exit_event.day - last if exit_event is not None else None,
+                stay=eid,
+                params={
+                    "allowed": allowed_days,
+                    "last": last,
+                    "basis": entry.basis,
+                    "days": days,
+                    **(closing.params if closing is not None else {}),
+                },
             )
-        m = rule.reregister_working_days
-        if m:
-            for i, c in enumerate(regs):
-                if c[R_ACTION] != CANCELLED or c[T] < entry_t:
-                    continue
-                deadline_c = ctx.nth_working_day_after(c[DAY], m)
-                due_c = ctx.day_start_us(deadline_c + 1)
-                if close_t is not None and close_t < due_c:
-                    continue
-                after = [r for r in regs[i + 1 :] if r[R_ACTION] == REGISTERED]
-                if any(r[T] < due_c for r in after):
-                    continue
-                late = next((r for r in after if r[T] >= due_c), None)
-                resolver = [late[ID]] if late is not None else ev_close
-                out.append(
-                    candidate(
-                        AlertType.UNREGISTERED_STAY,
-                        c,
-                        due=due_c,
-                        resolved=close_t is not None or late is not None,
-                        evidence=[eid, c[ID], *resolver],
-                        checkpoint=entry[X_CP],
-                        nationality=nat,
-                        rule_id=rule.id,
-                        rule_version=rule.version,
-                        stay=eid,
-                        params={
-                            "deadline": deadline_c,
-                            "reregister_days": m,
-                            "cancelled_day": c[DAY],
-                            "late_t": late[T] if late is not None else None,
-                            **close_params,
-                        },
-                    )
-                )
-
+        )
+    if exit_event is not None and exit_event.day > last:
+        out.append(
+            candidate(
+                AlertType.OUT_OF_COUNTRY_OVERSTAY,
+                exit_event,
+                due=exit_event.t,
+                resolved=False,
+                evidence=[eid, exit_event.event_id],
+                checkpoint=exit_event.checkpoint,
+                nationality=entry.nationality,
+                rule_id=rule_id,
+                rule_version=rule_v,
+                days_overstayed=exit_event.day - last,
+                stay=eid,
+                params={"allowed": allowed_days, "last": last, "basis": entry.basis, "days": days},
+            )
+        )
     return out
 
 
-def exit_without_entry_stay(ctx: Context, traveller_key: str, exit_event: Compact) -> StayCandidate:
+def _rolling_window(
+    ctx: Context,
+    entry: CrossingEvent,
+    allowed: Allowed,
+    closing: Closing | None,
+    past: tuple[Interval, ...],
+    out: list[AlertCandidate],
+) -> list[Interval]:
+    """Step 4: a WINDOW_BREACH (into `out`) on the first day the row's rolling window is exceeded; returns the
+    days this stay adds to the count of later stays (once closed)."""
+    row = allowed.row
+    if row is None or row.window_days is None or row.window_limit_days is None:
+        return []
+    first, eid, last = entry.day, entry.event_id, allowed.last_day
+    last_present = closing.last_present if closing is not None else None
+    # cheap test first: with no earlier stays, a stay within the limit cannot breach the window
+    top = None if last is None else last if last_present is None else min(last, last_present)
+    if last is not None and top is not None and (past or top - first + 1 > row.window_limit_days):
+        breach = first_breach(
+            window_days=row.window_days,
+            limit_days=row.window_limit_days,
+            first=first,
+            last_present=last_present if last_present is not None else last,
+            last_allowed=last,
+            covered=allowed.covered,
+            past=past,
+            anchor=eid,
+        )
+        if breach is not None:
+            out.append(
+                candidate(
+                    AlertType.WINDOW_BREACH,
+                    entry,
+                    due=ctx.day_start_us(breach.day),
+                    resolved=closing is not None,
+                    evidence=breach.anchors,
+                    checkpoint=entry.checkpoint,
+                    nationality=entry.nationality,
+                    rule_id=allowed.rule_id,
+                    rule_version=allowed.rule_version(ctx.version),
+                    stay=eid,
+                    params={
+                        "day": breach.day,
+                        "count": breach.days_present,
+                        "window": row.window_days,
+                        "limit": row.window_limit_days,
+                        "basis": entry.basis,
+                        **(closing.params if closing is not None else {}),
+                    },
+                )
+            )
+    if last_present is None:
+        return []
+    return [named(Interval, (a, b, eid)) for a, b in counted_segments(first, last_present, allowed.covered)]
+
+
+def _transit_alerts(ctx: Context, entry: CrossingEvent, closing: Closing | None) -> list[AlertCandidate]:
+    """Step 6: a declared transit still in the country after its window (TRANSIT_OVERSTAY), or that left
+    through a checkpoint not on a designated route (WRONG_ROUTE_EXIT)."""
+    if entry.purpose != _TRANSIT:
+        return []
+    tr = ctx.transit(entry.day)
+    if tr is None:
+        return []
+    out: list[AlertCandidate] = []
+    eid = entry.event_id
+    due = entry.t + tr.window_hours * HOUR_US
+    if closing is None or closing.event.t >= due:
+        out.append(
+            candidate(
+                AlertType.TRANSIT_OVERSTAY,
+                entry,
+                due=due,
+                resolved=closing is not None,
+                evidence=[eid, *closing.evidence] if closing is not None else [eid],
+                checkpoint=entry.checkpoint,
+                nationality=entry.nationality,
+                rule_id=tr.id,
+                rule_version=tr.version,
+                stay=eid,
+                params={
+                    "hours": tr.window_hours,
+                    "dest": entry.destination,
+                    **(closing.params if closing is not None else {}),
+                },
+            )
+        )
+    exit_event = closing.exit if closing is not None else None
+    if exit_event is not None:
+        allowed_cps = set(tr.routes.get(entry.destination or "", ()))
+        if entry.planned_exit:
+            allowed_cps.add(entry.planned_exit)
+        if allowed_cps and exit_event.checkpoint not in allowed_cps:
+            out.append(
+                candidate(
+                    AlertType.WRONG_ROUTE_EXIT,
+                    exit_event,
+                    due=exit_event.t,
+                    resolved=False,
+                    evidence=[eid, exit_event.event_id],
+                    checkpoint=exit_event.checkpoint,
+                    nationality=entry.nationality,
+                    rule_id=tr.id,
+                    rule_version=tr.version,
+                    stay=eid,
+                    params={
+                        "dest": entry.destination,
+                        "planned": entry.planned_exit,
+                        "allowed": ",".join(sorted(allowed_cps)),
+                    },
+                )
+            )
+    return out
+
+
+def _stay_record(ctx: Context, entry: CrossingEvent, allowed: Allowed, closing: Closing) -> StayCandidate:
+    """The closed stay, anchored at its entry; a superseded stay waits for the watermark, like DOUBLE_ENTRY."""
+    eid = entry.event_id
+    last = allowed.last_day
+    allowed_days = None if last is None else last - entry.day + 1
+    exit_event = closing.exit
+    return StayCandidate(
+        id=eid,
+        anchor_t=entry.t,
+        anchor=eid,
+        gated=0 if closing.by_exit else 1,
+        close_t=closing.event.t,
+        nationality=entry.nationality,
+        basis=entry.basis,
+        purpose=entry.purpose,
+        entry_id=eid,
+        exit_id=exit_event.event_id if exit_event is not None else None,
+        entry_t=entry.t,
+        exit_t=exit_event.t if exit_event is not None else None,
+        entry_checkpoint=entry.checkpoint,
+        exit_checkpoint=exit_event.checkpoint if exit_event is not None else None,
+        days=closing.days,
+        allowed_days=allowed_days,
+        days_over=max(0, closing.days - allowed_days) if allowed_days is not None else 0,
+        rule_id=allowed.rule_id,
+        rule_version=allowed.rule_version(ctx.version),
+    )
+
+
+def registration_alerts(ctx: Context, stay: OpenStay, closing: Closing | None) -> list[AlertCandidate]:
+    """Step 5: UNREGISTERED_STAY for the stay's deadline and, where the rule has it, after cancellations."""
+    entry = stay.entry
+    reg = ctx.registration(entry.nationality, entry.basis, entry.purpose, entry.day)
+    if reg is None:
+        return []
+    rule, deadline = reg
+    close_t = closing.event.t if closing is not None else None
+    regs = stay.regs if close_t is None else tuple(r for r in stay.regs if r.t < close_t)
+    out: list[AlertCandidate] = []
+    missed = _unregistered_by_deadline(ctx, entry, rule, deadline, regs, closing)
+    if missed is not None:
+        out.append(missed)
+    if rule.reregister_working_days:
+        out.extend(_unregistered_after_cancellations(ctx, entry, rule, rule.reregister_working_days, regs, closing))
+    return out
+
+
+def _unregistered_by_deadline(
+    ctx: Context,
+    entry: CrossingEvent,
+    rule: RegistrationRule,
+    deadline: int,
+    regs: tuple[RegistrationEvent, ...],
+    closing: Closing | None,
+) -> AlertCandidate | None:
+    """No registration in force from 24 h before the entry to the end of deadline day R (and the person still
+    in the country then); resolved by a late registration or by the close."""
+    eid = entry.event_id
+    due = ctx.day_start_us(deadline + 1)
+    if (closing is not None and closing.event.t < due) or _registered(regs, entry.t - DAY_US, due):
+        return None
+    late = next((r for r in regs if r.action == REGISTERED and r.t >= due), None)
+    resolver = [late.event_id] if late is not None else closing.evidence if closing is not None else []
+    return candidate(
+        AlertType.UNREGISTERED_STAY,
+        entry,
+        due=due,
+        resolved=closing is not None or late is not None,
+        evidence=[eid, *resolver],
+        checkpoint=entry.checkpoint,
+        nationality=entry.nationality,
+        rule_id=rule.id,
+        rule_version=rule.version,
+        stay=eid,
+        params={
+            "deadline": deadline,
+            "working_days": rule.deadline_working_days,
+            "exempt_days": rule.exempt_days,
+            "calendar_day": rule.deadline_calendar_day,
+            "late_t": late.t if late is not None else None,
+            **(closing.params if closing is not None else {}),
+        },
+    )
+
+
+def _unregistered_after_cancellations(
+    ctx: Context,
+    entry: CrossingEvent,
+    rule: RegistrationRule,
+    m: int,
+    regs: tuple[RegistrationEvent, ...],
+    closing: Closing | None,
+) -> list[AlertCandidate]:
+    """A registration cancelled during the stay and no new one within the rule's working days, anchored at
+    the cancellation (`m`: the rule's working days); resolved by a late registration or by the close."""
+    out: list[AlertCandidate] = []
+    eid = entry.event_id
+    for i, c in enumerate(regs):
+        if c.action != CANCELLED or c.t < entry.t:
+            continue
+        deadline = ctx.nth_working_day_after(c.day, m)
+        due = ctx.day_start_us(deadline + 1)
+        if closing is not None and closing.event.t < due:
+            continue
+        after = [r for r in regs[i + 1 :] if r.action == REGISTERED]
+        if any(r.t < due for r in after):
+            continue
+        late = next((r for r in after if r.t >= due), None)
+        resolver = [late.event_id] if late is not None else closing.evidence if closing is not None else []
+        out.append(
+            candidate(
+                AlertType.UNREGISTERED_STAY,
+                c,
+                due=due,
+                resolved=closing is not None or late is not None,
+                evidence=[eid, c.event_id, *resolver],
+                checkpoint=entry.checkpoint,
+                nationality=entry.nationality,
+                rule_id=rule.id,
+                rule_version=rule.version,
+                stay=eid,
+                params={
+                    "deadline": deadline,
+                    "reregister_days": m,
+                    "cancelled_day": c.day,
+                    "late_t": late.t if late is not None else None,
+                    **(closing.params if closing is not None else {}),
+                },
+            )
+        )
+    return out
+
+
+def exit_without_entry_stay(ctx: Context, exit_event: CrossingEvent) -> StayCandidate:
     """The stay record of an exit with no open stay (docs/alerts.md, Step 2). It counts no days towards a rolling
     window: when the person came in is unknown."""
-    row = ctx.stay_limit(exit_event[X_NAT], exit_event[X_BASIS], exit_event[DAY])
-    record = (
-        exit_event[ID],
-        exit_event[T],
-        exit_event[ID],
-        1,
-        exit_event[T],
-        exit_event[X_NAT],
-        exit_event[X_BASIS],
-        exit_event[X_PURPOSE],
-        None,
-        exit_event[ID],
-        None,
-        exit_event[T],
-        None,
-        exit_event[X_CP],
-        1,
-        None,
-        0,
-        row.id if row is not None else "none",
-        row.version if row is not None else ctx.version,
+    row = ctx.stay_limit(exit_event.nationality, exit_event.basis, exit_event.day)
+    return StayCandidate(
+        id=exit_event.event_id,
+        anchor_t=exit_event.t,
+        anchor=exit_event.event_id,
+        gated=1,
+        close_t=exit_event.t,
+        nationality=exit_event.nationality,
+        basis=exit_event.basis,
+        purpose=exit_event.purpose,
+        entry_id=None,
+        exit_id=exit_event.event_id,
+        entry_t=None,
+        exit_t=exit_event.t,
+        entry_checkpoint=None,
+        exit_checkpoint=exit_event.checkpoint,
+        days=1,
+        allowed_days=None,
+        days_over=0,
+        rule_id=row.id if row is not None else "none",
+        rule_version=row.version if row is not None else ctx.version,
     )
-    return record

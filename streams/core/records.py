@@ -6,43 +6,15 @@ event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from schemas.ids import alert_id, stay_id
 from schemas.records import Alert, AlertAction, AlertType, EntryBasisKind, Purpose, Stay
 from streams.core.context import Context
-from streams.core.model import (
-    C_ANCHOR,
-    C_CP,
-    C_DAYS,
-    C_DUE,
-    C_EVIDENCE,
-    C_NAT,
-    C_PARAMS,
-    C_RULE,
-    C_RULE_V,
-    C_TYPE,
-    ST_ALLOWED,
-    ST_ANCHOR,
-    ST_ANCHOR_T,
-    ST_BASIS,
-    ST_DAYS,
-    ST_ENTRY_CP,
-    ST_ENTRY_ID,
-    ST_ENTRY_T,
-    ST_EXIT_CP,
-    ST_EXIT_ID,
-    ST_EXIT_T,
-    ST_NAT,
-    ST_OVER,
-    ST_PURPOSE,
-    ST_RULE,
-    ST_RULE_V,
-    Candidate,
-    StayCandidate,
-    from_us,
-)
+from streams.core.model import AlertCandidate, EmittedStay, StayCandidate, from_us
 
 _BASES = {b.value: b for b in EntryBasisKind}
 _PURPOSES = {p.value: p for p in Purpose}
@@ -75,108 +47,170 @@ def _closing(ctx: Context, p: dict[str, Any]) -> str:
     return f"{what} recorded at {p.get('close_cp')} {_local(ctx, p['close_t'])} Asia/Almaty"
 
 
-def describe(ctx: Context, c: Candidate, action: AlertAction) -> str:
+@dataclass(frozen=True, slots=True)
+class _Told:
+    """What every reason is written from: the candidate, its parameters and the common phrases."""
+
+    ctx: Context
+    c: AlertCandidate
+    action: AlertAction
+    p: dict[str, Any]
+    nat: str
+    due: str  # the due time, local
+    basis: str  # the entry basis, in words
+
+    @property
+    def resolved(self) -> bool:
+        return self.action == AlertAction.RESOLVED
+
+    def closing(self) -> str:
+        return _closing(self.ctx, self.p)
+
+
+def _in_country_overstay(w: _Told) -> str:
+    p, allowed = w.p, w.p["allowed"]
+    if p.get("days") is not None:
+        head = f"Stayed {p['days']} days against a {allowed}-day limit ({w.basis}, {w.nat})"
+    else:
+        head = f"Still in the country past a {allowed}-day limit ({w.basis}, {w.nat})"
+    text = f"{head}; day {allowed + 1} began {w.due} Asia/Almaty with no exit recorded"
+    end = w.closing()
+    return f"{text}; resolved: {end}" if w.resolved and end else text
+
+
+def _out_of_country_overstay(w: _Told) -> str:
+    return (
+        f"Left on day {w.p['days']} against a {w.p['allowed']}-day limit ({w.basis}, {w.nat}): "
+        f"{w.c.days_overstayed} days overstayed; exit at {w.c.checkpoint} {w.due} Asia/Almaty"
+    )
+
+
+def _window_breach(w: _Told) -> str:
+    p = w.p
+    text = (
+        f"{p['count']} days present in the {p['window']} days to {_day(p['day'])} against a limit of "
+        f"{p['limit']} ({w.basis}, {w.nat}); day {_day(p['day'])} began {w.due} Asia/Almaty with the person present"
+    )
+    return f"{text}; resolved: {w.closing()}" if w.resolved and p.get("close_t") is not None else text
+
+
+def _unregistered_stay(w: _Told) -> str:
+    p, nat = w.p, w.nat
+    if p.get("reregister_days"):
+        text = (
+            f"Registration cancelled on {_day(p['cancelled_day'])} and no new one within "
+            f"{p['reregister_days']} working days (by {_day(p['deadline'])}) while still in the country ({nat})"
+        )
+    elif p.get("calendar_day"):
+        text = f"Not registered by day {p['calendar_day']} of the stay ({_day(p['deadline'])}; {nat})"
+    else:
+        exempt = f" after a {p['exempt_days']}-day exemption" if p.get("exempt_days") else ""
+        text = (
+            f"Not registered within {p['working_days']} working days of arrival{exempt} "
+            f"(deadline {_day(p['deadline'])}; {nat})"
+        )
+    text += f"; deadline passed {w.due} Asia/Almaty with no exit recorded"
+    if w.resolved:
+        if p.get("late_t") is not None:
+            text += f"; resolved: registration recorded {_local(w.ctx, p['late_t'])} Asia/Almaty"
+        elif p.get("close_t") is not None:
+            text += f"; resolved: {w.closing()}"
+    return text
+
+
+def _transit_overstay(w: _Told) -> str:
+    text = (
+        f"Declared transit to {w.p.get('dest')}: no exit within the {w.p['hours']}-hour transit window, "
+        f"which ended {w.due} Asia/Almaty"
+    )
+    return f"{text}; resolved: {w.closing()}" if w.resolved and w.p.get("close_t") is not None else text
+
+
+def _wrong_route_exit(w: _Told) -> str:
+    return (
+        f"Declared transit to {w.p.get('dest')} (planned exit {w.p.get('planned') or 'none'}): left through "
+        f"{w.c.checkpoint} at {w.due} Asia/Almaty, not a designated exit ({w.p['allowed']})"
+    )
+
+
+def _exit_without_entry(w: _Told) -> str:
+    return f"Exit at {w.c.checkpoint} {w.due} Asia/Almaty with no recorded entry (no open stay)"
+
+
+def _double_entry(w: _Told) -> str:
+    p = w.p
+    likely = "missing exit record (data gap)" if p["likely"] == "data_gap" else "duplicate entry scan"
+    return (
+        f"Entry at {w.c.checkpoint} {w.due} Asia/Almaty while the stay entered at {p['prev_cp']} "
+        f"{_local(w.ctx, p['prev_t'])} was still open: {likely}"
+    )
+
+
+def _impossible_travel(w: _Told) -> str:
+    p = w.p
+    speed = p["km"] / p["hours"] if p["hours"] > 0 else float("inf")
+    return (
+        f"{p['km']:.0f} km from {p['prev_cp']} to {w.c.checkpoint} in {p['hours']:.2f} h ({speed:.0f} km/h, "
+        f"{p['mode']} limit {p['limit_kmh']:.0f} km/h); probably a cloned document, "
+        "so the crossing is excluded from matching"
+    )
+
+
+def _banned_entry(w: _Told) -> str:
+    return (
+        f"Entry at {w.c.checkpoint} {w.due} Asia/Almaty under an entry ban until {_day(w.p['until'])} "
+        f"(expelled {_day(w.p['expelled_day'])})"
+    )
+
+
+def _lost_stolen_document(w: _Told) -> str:
+    p = w.p
+    status = "stolen" if p["status"] == "DOCUMENT_STOLEN" else "lost"
+    return (
+        f"{p['direction'].capitalize()} at {w.c.checkpoint} {w.due} Asia/Almaty on a document reported {status} "
+        f"on {_day(p['lost_day'])}"
+    )
+
+
+def _fictitious_address(w: _Told) -> str:
+    p = w.p
+    return (
+        f"{p['count']} distinct foreigners registered at one {p['host_kind'].lower().replace('_', ' ')} "
+        f"address valid on {_day(p['day'])}, above the threshold of {p['threshold']}"
+    )
+
+
+_REASONS: dict[str, Callable[[_Told], str]] = {
+    AlertType.IN_COUNTRY_OVERSTAY.value: _in_country_overstay,
+    AlertType.OUT_OF_COUNTRY_OVERSTAY.value: _out_of_country_overstay,
+    AlertType.WINDOW_BREACH.value: _window_breach,
+    AlertType.UNREGISTERED_STAY.value: _unregistered_stay,
+    AlertType.TRANSIT_OVERSTAY.value: _transit_overstay,
+    AlertType.WRONG_ROUTE_EXIT.value: _wrong_route_exit,
+    AlertType.EXIT_WITHOUT_ENTRY.value: _exit_without_entry,
+    AlertType.DOUBLE_ENTRY.value: _double_entry,
+    AlertType.IMPOSSIBLE_TRAVEL.value: _impossible_travel,
+    AlertType.BANNED_ENTRY.value: _banned_entry,
+    AlertType.LOST_STOLEN_DOCUMENT.value: _lost_stolen_document,
+    AlertType.FICTITIOUS_ADDRESS.value: _fictitious_address,
+}
+
+
+def describe(ctx: Context, c: AlertCandidate, action: AlertAction) -> str:
     """One sentence on why the alert exists (and, for RESOLVED/RETRACTED, what changed)."""
-    p: dict[str, Any] = c[C_PARAMS]
-    kind = c[C_TYPE]
-    nat = c[C_NAT]
-    due = _local(ctx, c[C_DUE])
+    p: dict[str, Any] = c.params
     basis = _BASIS.get(str(p.get("basis")), str(p.get("basis")).lower())
-    if kind == AlertType.IN_COUNTRY_OVERSTAY:
-        allowed = p["allowed"]
-        if p.get("days") is not None:
-            head = f"Stayed {p['days']} days against a {allowed}-day limit ({basis}, {nat})"
-        else:
-            head = f"Still in the country past a {allowed}-day limit ({basis}, {nat})"
-        text = f"{head}; day {allowed + 1} began {due} Asia/Almaty with no exit recorded"
-        end = _closing(ctx, p)
-        if action == AlertAction.RESOLVED and end:
-            text += f"; resolved: {end}"
-    elif kind == AlertType.OUT_OF_COUNTRY_OVERSTAY:
-        text = (
-            f"Left on day {p['days']} against a {p['allowed']}-day limit ({basis}, {nat}): "
-            f"{c[C_DAYS]} days overstayed; exit at {c[C_CP]} {due} Asia/Almaty"
-        )
-    elif kind == AlertType.WINDOW_BREACH:
-        text = (
-            f"{p['count']} days present in the {p['window']} days to {_day(p['day'])} against a limit of "
-            f"{p['limit']} ({basis}, {nat}); day {_day(p['day'])} began {due} Asia/Almaty with the person present"
-        )
-        if action == AlertAction.RESOLVED and p.get("close_t") is not None:
-            text += f"; resolved: {_closing(ctx, p)}"
-    elif kind == AlertType.UNREGISTERED_STAY:
-        if p.get("reregister_days"):
-            text = (
-                f"Registration cancelled on {_day(p['cancelled_day'])} and no new one within "
-                f"{p['reregister_days']} working days (by {_day(p['deadline'])}) while still in the country ({nat})"
-            )
-        elif p.get("calendar_day"):
-            text = f"Not registered by day {p['calendar_day']} of the stay ({_day(p['deadline'])}; {nat})"
-        else:
-            exempt = f" after a {p['exempt_days']}-day exemption" if p.get("exempt_days") else ""
-            text = (
-                f"Not registered within {p['working_days']} working days of arrival{exempt} "
-                f"(deadline {_day(p['deadline'])}; {nat})"
-            )
-        text += f"; deadline passed {due} Asia/Almaty with no exit recorded"
-        if action == AlertAction.RESOLVED:
-            if p.get("late_t") is not None:
-                text += f"; resolved: registration recorded {_local(ctx, p['late_t'])} Asia/Almaty"
-            elif p.get("close_t") is not None:
-                text += f"; resolved: {_closing(ctx, p)}"
-    elif kind == AlertType.TRANSIT_OVERSTAY:
-        text = (
-            f"Declared transit to {p.get('dest')}: no exit within the {p['hours']}-hour transit window, "
-            f"which ended {due} Asia/Almaty"
-        )
-        if action == AlertAction.RESOLVED and p.get("close_t") is not None:
-            text += f"; resolved: {_closing(ctx, p)}"
-    elif kind == AlertType.WRONG_ROUTE_EXIT:
-        text = (
-            f"Declared transit to {p.get('dest')} (planned exit {p.get('planned') or 'none'}): left through "
-            f"{c[C_CP]} at {due} Asia/Almaty, not a designated exit ({p['allowed']})"
-        )
-    elif kind == AlertType.EXIT_WITHOUT_ENTRY:
-        text = f"Exit at {c[C_CP]} {due} Asia/Almaty with no recorded entry (no open stay)"
-    elif kind == AlertType.DOUBLE_ENTRY:
-        likely = "missing exit record (data gap)" if p["likely"] == "data_gap" else "duplicate entry scan"
-        text = (
-            f"Entry at {c[C_CP]} {due} Asia/Almaty while the stay entered at {p['prev_cp']} "
-            f"{_local(ctx, p['prev_t'])} was still open: {likely}"
-        )
-    elif kind == AlertType.IMPOSSIBLE_TRAVEL:
-        speed = p["km"] / p["hours"] if p["hours"] > 0 else float("inf")
-        text = (
-            f"{p['km']:.0f} km from {p['prev_cp']} to {c[C_CP]} in {p['hours']:.2f} h ({speed:.0f} km/h, "
-            f"{p['mode']} limit {p['limit_kmh']:.0f} km/h); probably a cloned document, "
-            "so the crossing is excluded from matching"
-        )
-    elif kind == AlertType.BANNED_ENTRY:
-        text = (
-            f"Entry at {c[C_CP]} {due} Asia/Almaty under an entry ban until {_day(p['until'])} "
-            f"(expelled {_day(p['expelled_day'])})"
-        )
-    elif kind == AlertType.LOST_STOLEN_DOCUMENT:
-        status = "stolen" if p["status"] == "DOCUMENT_STOLEN" else "lost"
-        text = (
-            f"{p['direction'].capitalize()} at {c[C_CP]} {due} Asia/Almaty on a document reported {status} "
-            f"on {_day(p['lost_day'])}"
-        )
-    elif kind == AlertType.FICTITIOUS_ADDRESS:
-        text = (
-            f"{p['count']} distinct foreigners registered at one {p['host_kind'].lower().replace('_', ' ')} "
-            f"address valid on {_day(p['day'])}, above the threshold of {p['threshold']}"
-        )
-    else:  # pragma: no cover - every AlertType is handled above
-        text = kind
+    told = _Told(ctx, c, action, p, c.nationality, _local(ctx, c.due), basis)
+    reason = _REASONS.get(c.type)
+    text = reason(told) if reason is not None else c.type
     if action == AlertAction.RETRACTED:
         return f"Retracted: later data shows this was never due ({text})"
     return text
 
 
-def details(ctx: Context, c: Candidate) -> dict[str, str]:
-    out = {"rules_version": ctx.version, "anchor_event_id": str(c[C_ANCHOR])}
-    for k, v in c[C_PARAMS].items():
+def details(ctx: Context, c: AlertCandidate) -> dict[str, str]:
+    out = {"rules_version": ctx.version, "anchor_event_id": str(c.anchor)}
+    for k, v in c.params.items():
         if v is None:
             continue
         if k in _DAY_PARAMS:
@@ -191,7 +225,7 @@ def details(ctx: Context, c: Candidate) -> dict[str, str]:
 def alert_record(
     ctx: Context,
     traveller_key: str,
-    c: Candidate,
+    c: AlertCandidate,
     action: AlertAction,
     emitted_time: datetime,
     subject_key: str | None = None,
@@ -199,20 +233,20 @@ def alert_record(
     """The record for `c`; its id is derived from the subject (the traveller, or the address for
     FICTITIOUS_ADDRESS), the type and the anchor event."""
     return Alert(
-        alert_id=alert_id(c[C_TYPE], subject_key or traveller_key, c[C_ANCHOR]),
+        alert_id=alert_id(c.type, subject_key or traveller_key, c.anchor),
         action=action,
-        type=AlertType(c[C_TYPE]),
-        severity=ctx.severity[c[C_TYPE]],
+        type=AlertType(c.type),
+        severity=ctx.severity[c.type],
         traveller_key=traveller_key,
-        nationality=c[C_NAT],
-        checkpoint_id=c[C_CP],
-        evidence_event_ids=list(c[C_EVIDENCE]),
-        rule_id=c[C_RULE],
-        rule_version=c[C_RULE_V],
+        nationality=c.nationality,
+        checkpoint_id=c.checkpoint,
+        evidence_event_ids=list(c.evidence),
+        rule_id=c.rule_id,
+        rule_version=c.rule_version,
         reason=describe(ctx, c, action),
-        due_time=from_us(c[C_DUE]),
+        due_time=from_us(c.due),
         emitted_time=emitted_time,
-        days_overstayed=c[C_DAYS],
+        days_overstayed=c.days_overstayed,
         details=details(ctx, c),
     )
 
@@ -223,45 +257,36 @@ def _opt_time(us: int | None) -> datetime | None:
 
 def stay_record(traveller_key: str, s: StayCandidate, revision: int) -> Stay:
     return Stay(
-        stay_id=stay_id(traveller_key, s[ST_ANCHOR]),
+        stay_id=stay_id(traveller_key, s.anchor),
         revision=revision,
         traveller_key=traveller_key,
-        nationality=s[ST_NAT],
-        entry_basis=_BASES[s[ST_BASIS]],
-        purpose=_PURPOSES[s[ST_PURPOSE]],
-        entry_event_id=s[ST_ENTRY_ID],
-        exit_event_id=s[ST_EXIT_ID],
-        entry_time=_opt_time(s[ST_ENTRY_T]),
-        exit_time=_opt_time(s[ST_EXIT_T]),
-        entry_checkpoint=s[ST_ENTRY_CP],
-        exit_checkpoint=s[ST_EXIT_CP],
-        days=s[ST_DAYS],
-        allowed_days=s[ST_ALLOWED],
-        days_over=s[ST_OVER],
-        rule_id=s[ST_RULE],
-        rule_version=s[ST_RULE_V],
-        anchor_time=from_us(s[ST_ANCHOR_T]),
+        nationality=s.nationality,
+        entry_basis=_BASES[s.basis],
+        purpose=_PURPOSES[s.purpose],
+        entry_event_id=s.entry_id,
+        exit_event_id=s.exit_id,
+        entry_time=_opt_time(s.entry_t),
+        exit_time=_opt_time(s.exit_t),
+        entry_checkpoint=s.entry_checkpoint,
+        exit_checkpoint=s.exit_checkpoint,
+        days=s.days,
+        allowed_days=s.allowed_days,
+        days_over=s.days_over,
+        rule_id=s.rule_id,
+        rule_version=s.rule_version,
+        anchor_time=from_us(s.anchor_t),
     )
 
 
-def void_stay_record(
-    ctx: Context,
-    traveller_key: str,
-    anchor: str,
-    anchor_time: int,
-    nationality: str,
-    basis: str,
-    purpose: str,
-    revision: int,
-) -> Stay:
+def void_stay_record(ctx: Context, traveller_key: str, anchor: str, revision: int, last: EmittedStay) -> Stay:
     """A stay that late data showed never existed: same id and anchor time, next revision, no events, no days."""
     return Stay(
         stay_id=stay_id(traveller_key, anchor),
         revision=revision,
         traveller_key=traveller_key,
-        nationality=nationality,
-        entry_basis=_BASES[basis],
-        purpose=_PURPOSES[purpose],
+        nationality=last.nationality,
+        entry_basis=_BASES[last.basis],
+        purpose=_PURPOSES[last.purpose],
         entry_event_id=None,
         exit_event_id=None,
         entry_time=None,
@@ -273,5 +298,5 @@ def void_stay_record(
         days_over=0,
         rule_id=VOID_RULE,
         rule_version=ctx.version,
-        anchor_time=from_us(anchor_time),
+        anchor_time=from_us(last.anchor_t),
     )

@@ -26,28 +26,16 @@ from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from streams.core.context import Context, context_for
 from streams.core.model import (
-    C_ANCHOR,
-    C_ANCHOR_T,
-    C_DUE,
-    C_ID,
-    C_RESOLVED,
-    C_STAY,
-    C_TYPE,
-    ID,
-    ST_ANCHOR_T,
-    ST_BASIS,
-    ST_CLOSE_T,
-    ST_GATED,
-    ST_ID,
-    ST_NAT,
-    ST_PURPOSE,
-    Candidate,
+    AlertCandidate,
     Compact,
+    EmittedAlert,
+    EmittedStay,
     Event,
     StayCandidate,
-    T,
     compact,
+    events_from,
     from_us,
+    named,
     to_us,
 )
 from streams.core.records import alert_record, stay_record, void_stay_record
@@ -56,9 +44,6 @@ from streams.core.walk import Cursor, Findings, advance, open_alerts
 _FORMAT = 1
 RAISED, RESOLVED, RETRACTED = AlertAction.RAISED.value, AlertAction.RESOLVED.value, AlertAction.RETRACTED.value
 Key = tuple[int, str]
-# what is kept of an emitted stay: (revision, fingerprint of its fields, live (0: voided), anchor time,
-# nationality, basis, purpose) - enough to tell a changed stay and to void it, keyed by its anchor event id
-EmittedStay = tuple[int, int, int, int, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +72,8 @@ class TravellerState:
     cursor: Cursor = field(default_factory=Cursor)  # the walk after `history`
     base: Cursor | None = None  # the walk before `history` (None: history starts at the beginning)
     base_key: Key | None = None  # last event folded into `base`
-    pending: dict[str, Candidate] = field(default_factory=dict)  # implied alerts not yet due
-    emitted: dict[str, tuple[str, Candidate]] = field(default_factory=dict)  # alert id -> (last action, as emitted)
+    pending: dict[str, AlertCandidate] = field(default_factory=dict)  # implied alerts not yet due
+    emitted: dict[str, EmittedAlert] = field(default_factory=dict)  # alert id -> (last action, as emitted)
     stays_pending: dict[str, StayCandidate] = field(default_factory=dict)  # closed stays waiting for the watermark
     stays_emitted: dict[str, EmittedStay] = field(default_factory=dict)
 
@@ -99,7 +84,7 @@ class TravellerState:
     @property
     def last_key(self) -> Key | None:
         if self.history:
-            return (self.history[-1][T], self.history[-1][ID])
+            return (self.history[-1].t, self.history[-1].event_id)
         return self.base_key
 
     def to_bytes(self) -> bytes:
@@ -127,14 +112,14 @@ class TravellerState:
             raise ValueError(f"traveller state format {fmt} is not {_FORMAT}")
         return cls(
             key,
-            history,
+            events_from(history),
             Cursor.unpack(cursor),
             Cursor.unpack(base) if base is not None else None,
             base_key,
-            pending,
-            emitted,
-            stays_pending,
-            stays_emitted,
+            {k: named(AlertCandidate, c) for k, c in pending.items()} if pending else {},
+            {k: named(EmittedAlert, (a, named(AlertCandidate, c))) for k, (a, c) in emitted.items()} if emitted else {},
+            {k: named(StayCandidate, s) for k, s in stays_pending.items()} if stays_pending else {},
+            {k: named(EmittedStay, e) for k, e in stays_emitted.items()} if stays_emitted else {},
         )
 
 
@@ -166,8 +151,8 @@ def step(
     wm = to_us(watermark)
     if (
         not events
-        and (not state.pending or all(c[C_DUE] > wm for c in state.pending.values()))
-        and (not state.stays_pending or all(s[ST_CLOSE_T] > wm for s in state.stays_pending.values()))
+        and (not state.pending or all(c.due > wm for c in state.pending.values()))
+        and (not state.stays_pending or all(s.close_t > wm for s in state.stays_pending.values()))
     ):
         return StepResult(state, [], [], _next_due(state.pending, state.stays_pending))  # nothing due: no change
     new, rejected = _admit(state, events, rules)
@@ -182,36 +167,36 @@ def step(
     old_open: str | None = None  # the open stay the walk started from (its alerts may change)
     if not new:
         cursor = state.cursor
-    elif last is None or (new[0][T], new[0][ID]) > last:
+    elif last is None or (new[0].t, new[0].event_id) > last:
         # fast path: continue the walk from the saved cursor
         horizon = retention.reorder_seconds * 1_000_000
-        if history and new[0][T] - history[-1][T] > horizon:
+        if history and new[0].t - history[-1].t > horizon:
             # a long gap: the whole retained history is past the horizon, so the cursor becomes the base
             base, base_key, history = state.cursor, last, ()
             emitted, stays_emitted = _forget(pending, emitted, stays_pending, stays_emitted, base, base_key)
         cursor = state.cursor.copy()
-        old_open = cursor.open.entry[ID] if cursor.open is not None else None
+        old_open = cursor.open.entry.event_id if cursor.open is not None else None
         advance(ctx, key, cursor, new, found)
         history = (*history, *new)
         if found.open_touched:
-            found.alerts.extend(open_alerts(ctx, key, cursor))
+            found.alerts.extend(open_alerts(ctx, cursor))
     else:
         # an event sorts before the last one known: replay the retained history from the base snapshot
         full = True
         history = tuple(sorted((*history, *new)))
         cursor = base.copy() if base is not None else Cursor()
-        old_open = base.open.entry[ID] if base is not None and base.open is not None else None
+        old_open = base.open.entry.event_id if base is not None and base.open is not None else None
         advance(ctx, key, cursor, list(history), found)
-        found.alerts.extend(open_alerts(ctx, key, cursor))
+        found.alerts.extend(open_alerts(ctx, cursor))
 
     alerts: list[Alert] = []
     stay_scope = old_open if not full and found.open_touched else None
-    if found.alerts or full or stay_scope is not None or (pending and any(c[C_DUE] <= wm for c in pending.values())):
+    if found.alerts or full or stay_scope is not None or (pending and any(c.due <= wm for c in pending.values())):
         pending, emitted = _settle_alerts(
             ctx, key, found.alerts, pending, emitted, full, base_key, old_open, stay_scope, wm, emitted_time, alerts
         )
     stays: list[Stay] = []
-    if found.stays or full or (stays_pending and any(s[ST_CLOSE_T] <= wm for s in stays_pending.values())):
+    if found.stays or full or (stays_pending and any(s.close_t <= wm for s in stays_pending.values())):
         stays_pending, stays_emitted = _settle_stays(
             ctx, key, found.stays, stays_pending, stays_emitted, base_key if full else None, full, old_open, wm, stays
         )
@@ -233,20 +218,20 @@ def _admit(state: TravellerState, events: Sequence[Event], rules: RuleBook) -> t
         ev = events[0]
         eid = ev.event_id
         for e in state.history:
-            if e[ID] == eid:
+            if e.event_id == eid:
                 return [], []
         c = compact(ev, rules)
-        if floor is None or (c[T], c[ID]) > floor:
+        if floor is None or (c.t, c.event_id) > floor:
             return [c], []
         return [], [(ev, _too_late(ev, floor))]
-    known = {e[ID] for e in state.history}
+    known = {e.event_id for e in state.history}
     fresh: dict[str, Compact] = {}
     rejected: list[tuple[Event, str]] = []
     for ev in events:
         if ev.event_id in known or ev.event_id in fresh:
             continue
         c = compact(ev, rules)
-        if floor is not None and (c[T], c[ID]) <= floor:
+        if floor is not None and (c.t, c.event_id) <= floor:
             rejected.append((ev, _too_late(ev, floor)))
             continue
         fresh[ev.event_id] = c
@@ -256,9 +241,9 @@ def _admit(state: TravellerState, events: Sequence[Event], rules: RuleBook) -> t
 def _settle_alerts(
     ctx: Context,
     key: str,
-    found: list[Candidate],
-    pending: dict[str, Candidate],
-    emitted: dict[str, tuple[str, Candidate]],
+    found: list[AlertCandidate],
+    pending: dict[str, AlertCandidate],
+    emitted: dict[str, EmittedAlert],
     replay: bool,
     base_key: Key | None,
     base_open: str | None,
@@ -266,30 +251,30 @@ def _settle_alerts(
     wm: int,
     emitted_time: datetime,
     out: list[Alert],
-) -> tuple[dict[str, Candidate], dict[str, tuple[str, Candidate]]]:
+) -> tuple[dict[str, AlertCandidate], dict[str, EmittedAlert]]:
     """Diff what the walk implies against what was emitted. Known alerts the walk re-derived but did not
     find are disproved: after a replay, all anchored after the base (and the base's open stay's); after a
     change to an open stay, that stay's (`stay_scope`)."""
     pending, emitted = dict(pending), dict(emitted)
-    produced = {c[C_ID]: c for c in found}
+    produced = {c.id: c for c in found}
     if replay or stay_scope is not None:
-        known = (*pending.items(), *((a, e[1]) for a, e in emitted.items()))
+        known = (*pending.items(), *((a, e.alert) for a, e in emitted.items()))
         if replay:
             gone = [a for a, c in known if _in_scope(c, base_key, base_open)]
         else:
-            gone = [a for a, c in known if c[C_STAY] == stay_scope]
+            gone = [a for a, c in known if c.stay == stay_scope]
         for aid in gone:
             if aid in produced:
                 continue
             pending.pop(aid, None)
             prior = emitted.get(aid)
-            if prior is not None and prior[0] != RETRACTED:
-                out.append(alert_record(ctx, key, prior[1], AlertAction.RETRACTED, emitted_time))
-                emitted[aid] = (RETRACTED, prior[1])
+            if prior is not None and prior.action != RETRACTED:
+                out.append(alert_record(ctx, key, prior.alert, AlertAction.RETRACTED, emitted_time))
+                emitted[aid] = named(EmittedAlert, (RETRACTED, prior.alert))
     for aid, c in produced.items():
         _offer(ctx, key, aid, c, wm, pending, emitted, out, emitted_time)
     for aid, c in list(pending.items()):
-        if c[C_DUE] <= wm:
+        if c.due <= wm:
             _offer(ctx, key, aid, c, wm, pending, emitted, out, emitted_time)
     return pending, emitted
 
@@ -308,22 +293,21 @@ def _settle_stays(
 ) -> tuple[dict[str, StayCandidate], dict[str, EmittedStay]]:
     """Emit new and changed closed stays; after a replay, void the ones late data showed never existed."""
     pending, emitted = dict(pending), dict(emitted)
-    made = {s[ST_ID]: s for s in found}
+    made = {s.id: s for s in found}
     if full:
-        known = [(sid, s[ST_ANCHOR_T]) for sid, s in pending.items()] + [(sid, e[3]) for sid, e in emitted.items()]
+        known = [(sid, s.anchor_t) for sid, s in pending.items()] + [(sid, e.anchor_t) for sid, e in emitted.items()]
         for sid, anchor_t in known:
             if sid in made or not _stay_in_scope(anchor_t, sid, base_key, base_open):
                 continue
             pending.pop(sid, None)
             prior = emitted.get(sid)
-            if prior is not None and prior[2]:
-                rev, _, _, t, nat, basis, purpose = prior
-                out.append(void_stay_record(ctx, key, sid, t, nat, basis, purpose, rev + 1))
-                emitted[sid] = (rev + 1, 0, 0, t, nat, basis, purpose)
+            if prior is not None and prior.live:
+                out.append(void_stay_record(ctx, key, sid, prior.revision + 1, prior))
+                emitted[sid] = prior._replace(revision=prior.revision + 1, fingerprint=0, live=0)
     for sid, s in made.items():
         _offer_stay(key, sid, s, wm, pending, emitted, out)
     for sid, s in list(pending.items()):
-        if s[ST_CLOSE_T] <= wm:
+        if s.close_t <= wm:
             _offer_stay(key, sid, s, wm, pending, emitted, out)
     return pending, emitted
 
@@ -335,10 +319,10 @@ def _too_late(ev: Event, floor: Key) -> str:
     )
 
 
-def _next_due(pending: dict[str, Candidate], stays_pending: dict[str, StayCandidate]) -> datetime | None:
+def _next_due(pending: dict[str, AlertCandidate], stays_pending: dict[str, StayCandidate]) -> datetime | None:
     if not pending and not stays_pending:
         return None
-    due = [c[C_DUE] for c in pending.values()] + [s[ST_CLOSE_T] for s in stays_pending.values()]
+    due = [c.due for c in pending.values()] + [s.close_t for s in stays_pending.values()]
     return from_us(min(due))
 
 
@@ -346,40 +330,40 @@ def _offer(
     ctx: Context,
     key: str,
     aid: str,
-    c: Candidate,
+    c: AlertCandidate,
     wm: int,
-    pending: dict[str, Candidate],
-    emitted: dict[str, tuple[str, Candidate]],
+    pending: dict[str, AlertCandidate],
+    emitted: dict[str, EmittedAlert],
     out: list[Alert],
     emitted_time: datetime,
 ) -> None:
     """Emit what `c` calls for given what was emitted before; otherwise keep it pending until due."""
-    due_now = ctx.immediate[c[C_TYPE]] or c[C_DUE] <= wm
+    due_now = ctx.immediate[c.type] or c.due <= wm
     prior = emitted.get(aid)
-    if prior is None or prior[0] == RETRACTED:
+    if prior is None or prior.action == RETRACTED:
         if not due_now:
             pending[aid] = c
             return
         pending.pop(aid, None)
         out.append(alert_record(ctx, key, c, AlertAction.RAISED, emitted_time))
         action = RAISED
-        if c[C_RESOLVED]:
+        if c.resolved:
             out.append(alert_record(ctx, key, c, AlertAction.RESOLVED, emitted_time))
             action = RESOLVED
-        emitted[aid] = (action, c)
+        emitted[aid] = named(EmittedAlert, (action, c))
         return
     last_action, old = prior
-    if old[C_DUE] != c[C_DUE] and not due_now:
+    if old.due != c.due and not due_now:
         # late data moved the deadline past the watermark: not due after all, until the new due time
         out.append(alert_record(ctx, key, old, AlertAction.RETRACTED, emitted_time))
-        emitted[aid] = (RETRACTED, old)
+        emitted[aid] = named(EmittedAlert, (RETRACTED, old))
         pending[aid] = c
         return
     pending.pop(aid, None)
-    want = RESOLVED if c[C_RESOLVED] else RAISED
+    want = RESOLVED if c.resolved else RAISED
     if want != last_action or c != old:
         out.append(alert_record(ctx, key, c, AlertAction(want), emitted_time))
-        emitted[aid] = (want, c)
+        emitted[aid] = named(EmittedAlert, (want, c))
 
 
 def _offer_stay(
@@ -391,16 +375,16 @@ def _offer_stay(
     emitted: dict[str, EmittedStay],
     out: list[Stay],
 ) -> None:
-    if s[ST_GATED] and s[ST_CLOSE_T] > wm:
+    if s.gated and s.close_t > wm:
         pending[sid] = s
         return
     pending.pop(sid, None)
     prior = emitted.get(sid)
     fp = _fingerprint(s)
-    if prior is None or not prior[2] or prior[1] != fp:
-        rev = 0 if prior is None else prior[0] + 1
+    if prior is None or not prior.live or prior.fingerprint != fp:
+        rev = 0 if prior is None else prior.revision + 1
         out.append(stay_record(key, s, rev))
-        emitted[sid] = (rev, fp, 1, s[ST_ANCHOR_T], s[ST_NAT], s[ST_BASIS], s[ST_PURPOSE])
+        emitted[sid] = EmittedStay(rev, fp, 1, s.anchor_t, s.nationality, s.basis, s.purpose)
 
 
 def _fingerprint(s: StayCandidate) -> int:
@@ -408,13 +392,9 @@ def _fingerprint(s: StayCandidate) -> int:
     return int.from_bytes(hashlib.blake2b(msgpack.packb(s), digest_size=8).digest(), "big")
 
 
-def _in_scope(c: Candidate, base_key: Key | None, base_open: str | None) -> bool:
+def _in_scope(c: AlertCandidate, base_key: Key | None, base_open: str | None) -> bool:
     """Could a replay from the base re-derive this alert? (Otherwise it is final and must be kept.)"""
-    return (
-        base_key is None
-        or (c[C_ANCHOR_T], c[C_ANCHOR]) > base_key
-        or (base_open is not None and c[C_STAY] == base_open)
-    )
+    return base_key is None or (c.anchor_t, c.anchor) > base_key or (base_open is not None and c.stay == base_open)
 
 
 def _stay_in_scope(anchor_t: int, anchor: str, base_key: Key | None, base_open: str | None) -> bool:
@@ -422,19 +402,21 @@ def _stay_in_scope(anchor_t: int, anchor: str, base_key: Key | None, base_open: 
 
 
 def _forget(
-    pending: dict[str, Candidate],
-    emitted: dict[str, tuple[str, Candidate]],
+    pending: dict[str, AlertCandidate],
+    emitted: dict[str, EmittedAlert],
     stays_pending: dict[str, StayCandidate],
     stays_emitted: dict[str, EmittedStay],
     base: Cursor,
     base_key: Key | None,
-) -> tuple[dict[str, tuple[str, Candidate]], dict[str, EmittedStay]]:
+) -> tuple[dict[str, EmittedAlert], dict[str, EmittedStay]]:
     """Drop what was emitted for events no replay can reach any more - unless a revision of it is still
     pending (it needs the last one emitted: its action, its revision number)."""
-    base_open = base.open.entry[ID] if base.open is not None else None
-    kept = {a: e for a, e in emitted.items() if a in pending or _in_scope(e[1], base_key, base_open)}
+    base_open = base.open.entry.event_id if base.open is not None else None
+    kept = {a: e for a, e in emitted.items() if a in pending or _in_scope(e.alert, base_key, base_open)}
     kept_stays = {
-        i: e for i, e in stays_emitted.items() if i in stays_pending or _stay_in_scope(e[3], i, base_key, base_open)
+        i: e
+        for i, e in stays_emitted.items()
+        if i in stays_pending or _stay_in_scope(e.anchor_t, i, base_key, base_open)
     }
     return kept, kept_stays
 
@@ -445,21 +427,21 @@ def _fold(
     history: tuple[Compact, ...],
     base: Cursor | None,
     base_key: Key | None,
-    pending: dict[str, Candidate],
-    emitted: dict[str, tuple[str, Candidate]],
+    pending: dict[str, AlertCandidate],
+    emitted: dict[str, EmittedAlert],
     stays_pending: dict[str, StayCandidate],
     stays_emitted: dict[str, EmittedStay],
     retention: Retention,
-) -> tuple[tuple[Compact, ...], Cursor | None, Key | None, dict[str, tuple[str, Candidate]], dict[str, EmittedStay]]:
+) -> tuple[tuple[Compact, ...], Cursor | None, Key | None, dict[str, EmittedAlert], dict[str, EmittedStay]]:
     """Move the base forward over events older than the reorder horizon (a silent re-walk of those events)."""
-    horizon = history[-1][T] - retention.reorder_seconds * 1_000_000
+    horizon = history[-1].t - retention.reorder_seconds * 1_000_000
     n = 0
-    while n < len(history) and history[n][T] < horizon:
+    while n < len(history) and history[n].t < horizon:
         n += 1
     if n == 0:
         return history, base, base_key, emitted, stays_emitted
     folded = base.copy() if base is not None else Cursor()
     advance(ctx, key, folded, list(history[:n]), Findings())
-    new_key = (history[n - 1][T], history[n - 1][ID])
+    new_key = (history[n - 1].t, history[n - 1].event_id)
     emitted, stays_emitted = _forget(pending, emitted, stays_pending, stays_emitted, folded, new_key)
     return history[n:], folded, new_key, emitted, stays_emitted

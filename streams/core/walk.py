@@ -10,32 +10,24 @@ prunes itself to what a later event can look back at.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.records import AlertType, EntryBasisKind, StatusChangeKind
 from streams.core.allowed import allowed_stay
-from streams.core.context import Context
+from streams.core.context import Context, ImpossibleTravel
 from streams.core.model import (
-    CROSSING,
-    DAY,
     DAY_US,
     ENTRY,
     HOUR_US,
-    ID,
-    KIND,
-    REGISTRATION,
-    S_FROM,
-    S_KIND,
-    S_UNTIL,
-    X_BASIS,
-    X_CP,
-    X_DIR,
-    X_NAT,
-    Candidate,
+    AlertCandidate,
     Compact,
+    CrossingEvent,
     OpenStay,
+    RegistrationEvent,
+    StatusEvent,
     StayCandidate,
-    T,
+    StayMemo,
+    named,
 )
 from streams.core.outcome import candidate, exit_without_entry_stay, registration_alerts, stay_outcome
 from streams.core.window import Interval
@@ -52,28 +44,62 @@ WATCH_RULE = "document-watch-list"  # no rules-file row: any report of loss or t
 MATCHING_RULE = "stay-matching"  # exit without entry / double entry follow from matching, not from a rules row
 
 
-class Cursor:
-    """The walk's state after some prefix of the ordered history."""
+class PrevCrossing(NamedTuple):
+    """The previous accepted crossing (impossible travel is measured from it)."""
 
-    __slots__ = ("bans", "lost", "open", "past", "permit", "prev", "recent_regs")
+    t: int
+    checkpoint: str
+    event_id: str
+
+
+class LostDocument(NamedTuple):
+    """A DOCUMENT_LOST/STOLEN report in force: every crossing on the document raises an alert."""
+
+    t: int
+    event_id: str
+    change: str  # DOCUMENT_LOST or DOCUMENT_STOLEN
+    day: int
+
+
+class Ban(NamedTuple):
+    """An entry ban after EXPELLED, until its last banned day."""
+
+    t: int
+    last_day: int
+    event_id: str
+    day: int  # the day of the expulsion
+
+
+_CURSOR_FIELDS = ("prev", "lost", "bans", "permit", "recent_regs", "open", "past")
+
+
+class Cursor:
+    """The walk's state after some prefix of the ordered history.
+
+    A cursor read from storage (`unpack`) names its tuples on first use, and packs back as stored until then:
+    the base snapshot is only walked by a replay or a fold, so most steps never pay for it. Such a cursor is
+    read-only (the walk only advances copies)."""
+
+    __slots__ = (*_CURSOR_FIELDS, "_stored")
 
     def __init__(
         self,
-        prev: tuple[int, str, str] | None = None,
-        lost: tuple[int, str, str, int] | None = None,
-        bans: tuple[tuple[int, int, str, int], ...] = (),
-        permit: Compact | None = None,
-        recent_regs: tuple[Compact, ...] = (),
+        prev: PrevCrossing | None = None,
+        lost: LostDocument | None = None,
+        bans: tuple[Ban, ...] = (),
+        permit: StatusEvent | None = None,
+        recent_regs: tuple[RegistrationEvent, ...] = (),
         open: OpenStay | None = None,
         past: tuple[Interval, ...] = (),
     ) -> None:
-        self.prev = prev  # previous accepted crossing: (time, checkpoint, event id)
-        self.lost = lost  # DOCUMENT_LOST/STOLEN in force: (time, event id, kind, local day)
-        self.bans = bans  # EXPELLED bans not yet over: (time, last banned day, event id, local day)
+        self.prev = prev
+        self.lost = lost
+        self.bans = bans  # bans not yet over
         self.permit = permit  # latest WORK_PERMIT_ISSUED not revoked
         self.recent_regs = recent_regs  # registrations of the last 24 h (an entry counts them)
         self.open = open
         self.past = past  # counted days of earlier windowed stays still inside the longest window
+        self._stored: tuple[Any, ...] | None = None
 
     def copy(self) -> Cursor:
         return Cursor(
@@ -87,6 +113,8 @@ class Cursor:
         )
 
     def pack(self) -> tuple[Any, ...]:
+        if self._stored is not None:
+            return self._stored
         return (
             self.prev,
             self.lost,
@@ -99,8 +127,26 @@ class Cursor:
 
     @classmethod
     def unpack(cls, data: tuple[Any, ...]) -> Cursor:
-        prev, lost, bans, permit, recent, open_, past = data
-        return cls(prev, lost, bans, permit, recent, OpenStay.unpack(open_) if open_ is not None else None, past)
+        """The cursor `pack` stored (its tuples are named when a field is first read)."""
+        cur = cls.__new__(cls)
+        cur._stored = data
+        return cur
+
+    def __getattr__(self, name: str) -> Any:
+        """Only reached for a field not set yet: a stored cursor's first read names all its tuples."""
+        stored = self._stored
+        if stored is None or name not in _CURSOR_FIELDS:
+            raise AttributeError(name)
+        prev, lost, bans, permit, recent, open_, past = stored
+        self.prev = named(PrevCrossing, prev) if prev is not None else None
+        self.lost = named(LostDocument, lost) if lost is not None else None
+        self.bans = tuple([named(Ban, b) for b in bans]) if bans else ()
+        self.permit = named(StatusEvent, permit) if permit is not None else None
+        self.recent_regs = tuple([named(RegistrationEvent, r) for r in recent]) if recent else ()
+        self.open = OpenStay.unpack(open_) if open_ is not None else None
+        self.past = tuple([named(Interval, i) for i in past]) if past else ()
+        self._stored = None
+        return getattr(self, name)
 
 
 class Findings:
@@ -109,15 +155,16 @@ class Findings:
     __slots__ = ("alerts", "open_touched", "stays")
 
     def __init__(self) -> None:
-        self.alerts: list[Candidate] = []
+        self.alerts: list[AlertCandidate] = []
         self.stays: list[StayCandidate] = []
         self.open_touched = False
 
 
-def _ban_end(ctx: Context, s: Compact) -> int:
-    if s[S_UNTIL] is not None:
-        return int(s[S_UNTIL])
-    start = date.fromordinal(int(s[S_FROM] if s[S_FROM] is not None else s[DAY]))
+def _ban_end(ctx: Context, s: StatusEvent) -> int:
+    """The last banned day: the order's end, or the rules' default years from its start."""
+    if s.valid_until is not None:
+        return int(s.valid_until)
+    start = date.fromordinal(int(s.valid_from if s.valid_from is not None else s.day))
     years = ctx.rules.ban.default_ban_years
     try:
         end = start.replace(year=start.year + years)
@@ -129,12 +176,11 @@ def _ban_end(ctx: Context, s: Compact) -> int:
 def advance(ctx: Context, traveller_key: str, cur: Cursor, events: list[Compact], found: Findings) -> None:
     """Walk `events` (ordered, all after the cursor) from `cur`, updating it in place."""
     for e in events:
-        kind = e[KIND]
-        if kind == CROSSING:
+        if isinstance(e, CrossingEvent):
             _crossing(ctx, traveller_key, cur, e, found)
-        elif kind == REGISTRATION:
-            cutoff = e[T] - DAY_US
-            cur.recent_regs = (*(r for r in cur.recent_regs if r[T] >= cutoff), e)
+        elif isinstance(e, RegistrationEvent):
+            cutoff = e.t - DAY_US
+            cur.recent_regs = (*(r for r in cur.recent_regs if r.t >= cutoff), e)
             if cur.open is not None:
                 cur.open.regs = (*cur.open.regs, e)
                 found.open_touched = True
@@ -142,14 +188,14 @@ def advance(ctx: Context, traveller_key: str, cur: Cursor, events: list[Compact]
             _status(ctx, cur, e, found)
 
 
-def _status(ctx: Context, cur: Cursor, e: Compact, found: Findings) -> None:
-    k = e[S_KIND]
+def _status(ctx: Context, cur: Cursor, e: StatusEvent, found: Findings) -> None:
+    k = e.change
     if k in _LOST:
-        cur.lost = (e[T], e[ID], k, e[DAY])
+        cur.lost = LostDocument(e.t, e.event_id, k, e.day)
     elif k == _RECOVERED:
         cur.lost = None
     elif k == _EXPELLED:
-        cur.bans = (*cur.bans, (e[T], _ban_end(ctx, e), e[ID], e[DAY]))
+        cur.bans = (*cur.bans, Ban(e.t, _ban_end(ctx, e), e.event_id, e.day))
     if k == _WORK_PERMIT_ISSUED:
         cur.permit = e
     elif ctx.revoke.get(k) == _WORK_PERMIT_ISSUED:
@@ -159,144 +205,159 @@ def _status(ctx: Context, cur: Cursor, e: Compact, found: Findings) -> None:
         found.open_touched = True
 
 
-def _crossing(ctx: Context, key: str, cur: Cursor, e: Compact, found: Findings) -> None:
-    t: int = e[T]
-    cp: str = e[X_CP]
-    nat: str = e[X_NAT]
-    foreign = e[X_BASIS] != _CITIZEN
-    entering = e[X_DIR] == ENTRY
-
-    # Step 1: a crossing faster than the distance allows is probably a cloned document
-    impossible = None
+def _crossing(ctx: Context, key: str, cur: Cursor, e: CrossingEvent, found: Findings) -> None:
+    """Steps 1, 6 and 2 for one crossing, in that order: an impossible crossing still meets the watch lists
+    but is excluded from matching; a citizen's crossing opens and closes no stay."""
     prev = cur.prev
-    if prev is not None and prev[1] != cp:
-        impossible = ctx.impossible(prev[1], cp, t - prev[0])
-        if impossible is not None:
-            km, hours, limit, air = impossible
-            rule = ctx.rules.impossible_travel
-            found.alerts.append(
-                candidate(
-                    AlertType.IMPOSSIBLE_TRAVEL,
-                    e,
-                    due=t,
-                    resolved=False,
-                    evidence=[prev[2], e[ID]],
-                    checkpoint=cp,
-                    nationality=nat,
-                    rule_id=rule.id,
-                    rule_version=rule.version,
-                    params={
-                        "km": round(km, 1),
-                        "hours": round(hours, 2),
-                        "limit_kmh": limit,
-                        "mode": "air" if air else "ground",
-                        "prev_cp": prev[1],
-                        "prev_t": prev[0],
-                    },
-                )
-            )
+    impossible = (
+        _impossible_travel(ctx, prev, e, found) if prev is not None and prev.checkpoint != e.checkpoint else None
+    )
+    if cur.lost is not None or cur.bans:
+        _watch_lists(ctx, cur, e, found)
+    if impossible is not None:
+        return  # excluded from matching; not the previous accepted crossing either
+    cur.prev = named(PrevCrossing, (e.t, e.checkpoint, e.event_id))  # named(): per crossing, the cheap way
+    if e.basis == _CITIZEN:
+        return
+    if e.direction == ENTRY:
+        _enter(ctx, key, cur, e, found)
+    elif cur.open is not None:
+        _close(ctx, cur, found, exit_event=e)
+    else:
+        _exit_without_entry(ctx, e, found)
 
-    # Step 6: watch lists, for accepted and impossible crossings alike
-    if foreign and entering and cur.bans:
-        cur.bans = tuple(b for b in cur.bans if b[1] >= e[DAY])
+
+def _impossible_travel(ctx: Context, prev: PrevCrossing, e: CrossingEvent, found: Findings) -> ImpossibleTravel | None:
+    """Step 1: a crossing faster than the distance from the previous one allows is probably a cloned document."""
+    impossible = ctx.impossible(prev.checkpoint, e.checkpoint, e.t - prev.t)
+    if impossible is None:
+        return None
+    rule = ctx.rules.impossible_travel
+    found.alerts.append(
+        candidate(
+            AlertType.IMPOSSIBLE_TRAVEL,
+            e,
+            due=e.t,
+            resolved=False,
+            evidence=[prev.event_id, e.event_id],
+            checkpoint=e.checkpoint,
+            nationality=e.nationality,
+            rule_id=rule.id,
+            rule_version=rule.version,
+            params={
+                "km": round(impossible.km, 1),
+                "hours": round(impossible.hours, 2),
+                "limit_kmh": impossible.limit_kmh,
+                "mode": "air" if impossible.air else "ground",
+                "prev_cp": prev.checkpoint,
+                "prev_t": prev.t,
+            },
+        )
+    )
+    return impossible
+
+
+def _watch_lists(ctx: Context, cur: Cursor, e: CrossingEvent, found: Findings) -> None:
+    """Step 6: a foreigner entering under a ban in force (BANNED_ENTRY); any crossing on a document reported
+    lost or stolen (LOST_STOLEN_DOCUMENT). For accepted and impossible crossings alike."""
+    entering = e.direction == ENTRY
+    if entering and cur.bans and e.basis != _CITIZEN:
+        cur.bans = tuple(b for b in cur.bans if b.last_day >= e.day)
         ban = cur.bans[-1] if cur.bans else None  # the latest ban still in force (all come before, in order)
         if ban is not None:
             found.alerts.append(
                 candidate(
                     AlertType.BANNED_ENTRY,
                     e,
-                    due=t,
+                    due=e.t,
                     resolved=False,
-                    evidence=[ban[2], e[ID]],
-                    checkpoint=cp,
-                    nationality=nat,
+                    evidence=[ban.event_id, e.event_id],
+                    checkpoint=e.checkpoint,
+                    nationality=e.nationality,
                     rule_id=ctx.rules.ban.id,
                     rule_version=ctx.rules.ban.version,
-                    params={"until": ban[1], "expelled_day": ban[3]},
+                    params={"until": ban.last_day, "expelled_day": ban.day},
                 )
             )
-    if cur.lost is not None:
-        lost = cur.lost
+    lost = cur.lost
+    if lost is not None:
         found.alerts.append(
             candidate(
                 AlertType.LOST_STOLEN_DOCUMENT,
                 e,
-                due=t,
+                due=e.t,
                 resolved=False,
-                evidence=[lost[1], e[ID]],
-                checkpoint=cp,
-                nationality=nat,
+                evidence=[lost.event_id, e.event_id],
+                checkpoint=e.checkpoint,
+                nationality=e.nationality,
                 rule_id=WATCH_RULE,
                 rule_version=ctx.version,
-                params={"status": lost[2], "lost_day": lost[3], "direction": "ENTRY" if entering else "EXIT"},
+                params={"status": lost.change, "lost_day": lost.day, "direction": "ENTRY" if entering else "EXIT"},
             )
         )
 
-    if impossible is not None:
-        return  # excluded from matching; not the previous accepted crossing either
-    cur.prev = (t, cp, e[ID])
-    if not foreign:
-        return
 
-    # Step 2: stays
-    if entering:
-        if cur.open is not None:
-            old = cur.open.entry
-            gap = old[X_CP] != cp or t - old[T] > HOUR_US
-            found.alerts.append(
-                candidate(
-                    AlertType.DOUBLE_ENTRY,
-                    e,
-                    due=t,
-                    resolved=False,
-                    evidence=[old[ID], e[ID]],
-                    checkpoint=cp,
-                    nationality=nat,
-                    rule_id=MATCHING_RULE,
-                    rule_version=ctx.version,
-                    params={"likely": "data_gap" if gap else "duplicate_scan", "prev_cp": old[X_CP], "prev_t": old[T]},
-                )
+def _enter(ctx: Context, key: str, cur: Cursor, e: CrossingEvent, found: Findings) -> None:
+    """Step 2: an entry opens a stay; one still open is closed by it (DOUBLE_ENTRY: a missing exit record when
+    far or long apart, else a duplicate scan). The new stay takes the stay-limit row in force today, the
+    work permit it rests on and the registrations of the last 24 h."""
+    old = cur.open.entry if cur.open is not None else None
+    if old is not None:
+        gap = old.checkpoint != e.checkpoint or e.t - old.t > HOUR_US
+        found.alerts.append(
+            candidate(
+                AlertType.DOUBLE_ENTRY,
+                e,
+                due=e.t,
+                resolved=False,
+                evidence=[old.event_id, e.event_id],
+                checkpoint=e.checkpoint,
+                nationality=e.nationality,
+                rule_id=MATCHING_RULE,
+                rule_version=ctx.version,
+                params={"likely": "data_gap" if gap else "duplicate_scan", "prev_cp": old.checkpoint, "prev_t": old.t},
             )
-            _close(ctx, key, cur, found, superseded_by=e)
-        row = ctx.stay_limit(nat, e[X_BASIS], e[DAY])
-        cutoff = t - DAY_US
-        cur.open = OpenStay(
-            e,
-            row.id if row is not None else None,
-            cur.permit if e[X_BASIS] == _WORK_PERMIT else None,
-            (),
-            tuple(r for r in cur.recent_regs if r[T] >= cutoff) if cur.recent_regs else (),
         )
-        found.open_touched = True
-    elif cur.open is not None:
-        _close(ctx, key, cur, found, exit_event=e)
-    else:
-        if e[X_BASIS] not in _NO_EWE_ALERT:
-            found.alerts.append(
-                candidate(
-                    AlertType.EXIT_WITHOUT_ENTRY,
-                    e,
-                    due=t,
-                    resolved=False,
-                    evidence=[e[ID]],
-                    checkpoint=cp,
-                    nationality=nat,
-                    rule_id=MATCHING_RULE,
-                    rule_version=ctx.version,
-                    params={},
-                )
+        _close(ctx, cur, found, superseded_by=e)
+    row = ctx.stay_limit(e.nationality, e.basis, e.day)
+    cutoff = e.t - DAY_US
+    cur.open = OpenStay(
+        e,
+        row.id if row is not None else None,
+        cur.permit if e.basis == _WORK_PERMIT else None,
+        (),
+        tuple(r for r in cur.recent_regs if r.t >= cutoff) if cur.recent_regs else (),
+    )
+    found.open_touched = True
+
+
+def _exit_without_entry(ctx: Context, e: CrossingEvent, found: Findings) -> None:
+    """Step 2: an exit with no open stay: a one-day stay record, and an alert unless residents and citizens."""
+    if e.basis not in _NO_EWE_ALERT:
+        found.alerts.append(
+            candidate(
+                AlertType.EXIT_WITHOUT_ENTRY,
+                e,
+                due=e.t,
+                resolved=False,
+                evidence=[e.event_id],
+                checkpoint=e.checkpoint,
+                nationality=e.nationality,
+                rule_id=MATCHING_RULE,
+                rule_version=ctx.version,
+                params={},
             )
-        found.stays.append(exit_without_entry_stay(ctx, key, e))
+        )
+    found.stays.append(exit_without_entry_stay(ctx, e))
 
 
 def _close(
     ctx: Context,
-    key: str,
     cur: Cursor,
     found: Findings,
     *,
-    exit_event: Compact | None = None,
-    superseded_by: Compact | None = None,
+    exit_event: CrossingEvent | None = None,
+    superseded_by: CrossingEvent | None = None,
 ) -> None:
     stay = cur.open
     assert stay is not None
@@ -304,13 +365,17 @@ def _close(
     assert closer is not None
     memo = stay.memo
     allowed = None
-    if memo is not None and memo[0] == len(stay.statuses) and (not stay.statuses or stay.statuses[-1][T] < closer[T]):
-        allowed = memo[2]  # every status change of the stay came before its close: L is what it was while open
-    result = stay_outcome(ctx, key, stay, cur.past, exit_event=exit_event, superseded_by=superseded_by, allowed=allowed)
+    if (
+        memo is not None
+        and memo.statuses == len(stay.statuses)
+        and (not stay.statuses or stay.statuses[-1].t < closer.t)
+    ):
+        allowed = memo.allowed  # every status change of the stay came before its close: L is what it was while open
+    result = stay_outcome(ctx, stay, cur.past, exit_event=exit_event, superseded_by=superseded_by, allowed=allowed)
     found.alerts.extend(result.alerts)
     if result.stay is not None:
         found.stays.append(result.stay)
-    _remember(ctx, cur, result.counted, closer[DAY])
+    _remember(ctx, cur, result.counted, closer.day)
     cur.open = None
     found.open_touched = True
 
@@ -319,21 +384,21 @@ def _remember(ctx: Context, cur: Cursor, counted: list[Interval], today: int) ->
     """Add a closed stay's counted days; forget days no window starting today or later can reach."""
     horizon = today - ctx.max_window_days
     past = cur.past
-    if past and past[0][1] < horizon:
-        past = tuple(i for i in past if i[1] >= horizon)
+    if past and past[0].last < horizon:
+        past = tuple(i for i in past if i.last >= horizon)
     if counted:
         past = (*past, *counted)
     cur.past = past
 
 
-def open_alerts(ctx: Context, traveller_key: str, cur: Cursor) -> list[Candidate]:
+def open_alerts(ctx: Context, cur: Cursor) -> list[AlertCandidate]:
     """Deadline candidates of the open stay as it stands (none without an open stay)."""
     stay = cur.open
     if stay is None:
         return []
     memo = stay.memo
-    if memo is None or memo[0] != len(stay.statuses):
+    if memo is None or memo.statuses != len(stay.statuses):
         allowed = allowed_stay(ctx, stay, None)
-        limits = stay_outcome(ctx, traveller_key, stay, cur.past, with_registration=False, allowed=allowed).alerts
-        stay.memo = memo = (len(stay.statuses), tuple(limits), allowed)
-    return [*memo[1], *registration_alerts(ctx, stay, None, [], {})]
+        limits = stay_outcome(ctx, stay, cur.past, with_registration=False, allowed=allowed).alerts
+        stay.memo = memo = named(StayMemo, (len(stay.statuses), tuple(limits), allowed))
+    return [*memo.alerts, *registration_alerts(ctx, stay, None)]

@@ -9,8 +9,23 @@ travellers who come close: visa runners.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-Interval = tuple[int, int, str]  # first day, last day (inclusive ordinals), anchor event id of the stay
+
+class Interval(NamedTuple):
+    """Days present during one stay that count towards its rolling window (stored in the cursor)."""
+
+    first: int  # day ordinal, inclusive
+    last: int  # day ordinal, inclusive
+    anchor: str  # entry event id of the stay
+
+
+class Breach(NamedTuple):
+    """The first day a rolling window is exceeded."""
+
+    day: int
+    days_present: int  # in the window ending that day
+    anchors: list[str]  # entry event ids of the stays that contributed days
 
 
 def counted_segments(first: int, last: int, covered: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -40,11 +55,8 @@ def first_breach(
     covered: Sequence[tuple[int, int]],
     past: Sequence[Interval],
     anchor: str,
-) -> tuple[int, int, list[str]] | None:
-    """The first day D of this stay (D <= L) with more than `limit_days` present in [D - W + 1, D].
-
-    Returns (D, days present in that window, anchors of the stays that contributed days) or None.
-    """
+) -> Breach | None:
+    """The first day D of this stay (D <= L) with more than `limit_days` present in [D - W + 1, D], or None."""
     top = min(last_present, last_allowed)
     if top < first:
         return None
@@ -76,5 +88,5 @@ def first_breach(
                     anchors.append(who)
             if anchor not in anchors:
                 anchors.append(anchor)
-            return day, count, anchors
+            return Breach(day, count, anchors)
     return None

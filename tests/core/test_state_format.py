@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 
 from schemas.records import EntryBasisKind, HostKind, Purpose, Registration, RegistrationAction, StatusChangeKind
 from streams.core import AddressState, Event, Retention, TravellerState, address_step, step
+from streams.core.model import AlertCandidate, CrossingEvent, EmittedAlert, EmittedStay
+from streams.core.walk import Ban
+from streams.core.window import Interval
 from tests.core.factory import (
     ALA,
     CHECKPOINTS,
@@ -44,7 +47,7 @@ def _scenarios() -> dict[str, tuple[str, list[Event]]]:
     uz, pak, worker = person("UZB", "U7000001"), person("PAK", "P7000001"), person("TJK", "T7100001")
     visa, wp = EntryBasisKind.VISA, EntryBasisKind.WORK_PERMIT
     # windowed stays (past intervals), exit without entry, impossible travel, cancellation, watch lists, transit
-    uzb = [
+    uzb: list[Event] = [
         entry("2025-12-10 09:00", SYRYM, who=uz, eid="f-00"),
         exit_("2025-12-20 09:00", ZHAISAN, who=uz, eid="f-01"),
         entry("2026-01-02 10:00", ZHAISAN, who=uz, eid="f-02"),
@@ -64,7 +67,7 @@ def _scenarios() -> dict[str, tuple[str, list[Event]]]:
         status("2026-04-12 10:00", StatusChangeKind.DOCUMENT_RECOVERED, who=uz, eid="f-14"),
     ]
     # a double entry (a superseded stay), a visa extension
-    paks = [
+    paks: list[Event] = [
         status(
             "2026-01-05 10:00", StatusChangeKind.WORK_PERMIT_ISSUED, who=pak, valid_until=date(2026, 2, 1), eid="p-01"
         ),
@@ -75,7 +78,7 @@ def _scenarios() -> dict[str, tuple[str, list[Event]]]:
         status("2026-03-10 10:00", StatusChangeKind.VISA_EXTENDED, who=pak, valid_until=date(2026, 5, 1), eid="p-06"),
     ]
     # an open stay on a work permit, later revoked
-    work = [
+    work: list[Event] = [
         status(
             "2026-01-05 10:00",
             StatusChangeKind.WORK_PERMIT_ISSUED,
@@ -209,6 +212,29 @@ def test_a_decoded_state_decides_like_the_state_it_was_written_from():
     ), "the gated states have alerts still to emit"
 
 
+def test_stored_records_decode_to_named_records():
+    stored = _fixture()
+    worker = TravellerState.from_bytes(stored["worker"])
+    stay = worker.cursor.open
+    assert stay is not None and isinstance(stay.entry, CrossingEvent)
+    assert (stay.entry.event_id, stay.entry.basis, stay.entry.checkpoint) == ("w-03", "WORK_PERMIT", ZHAISAN)
+    assert stay.permit is not None and stay.permit.change == "WORK_PERMIT_ISSUED"
+    assert [s.change for s in stay.statuses] == ["WORK_PERMIT_REVOKED"]
+    assert [r.registration_id for r in stay.regs] == ["R-W0"]
+    uzb = TravellerState.from_bytes(stored["uzb_in_order"])
+    assert uzb.cursor.bans and all(isinstance(b, Ban) and b.last_day > b.day for b in uzb.cursor.bans)
+    assert uzb.cursor.past and all(isinstance(i, Interval) and i.first <= i.last for i in uzb.cursor.past)
+    assert uzb.cursor.prev is not None and uzb.cursor.prev.checkpoint == ZHAISAN
+    assert all(isinstance(c, AlertCandidate) and c.due > 0 for c in uzb.pending.values())
+    assert all(isinstance(e, EmittedAlert) and e.alert.id == a for a, e in uzb.emitted.items())
+    assert all(isinstance(e, EmittedStay) and e.live == 1 for e in uzb.stays_emitted.values())
+    gated = TravellerState.from_bytes(stored["pak_gated"])
+    assert [s.gated for s in gated.stays_pending.values()] == [1]
+    address = AddressState.from_bytes(stored["address"])
+    assert all(r.host_kind == "PRIVATE_HOST" for r in address.history)
+    assert all(r.registration_id == k for k, r in address.cursor.active.items())
+
+
 def test_address_state_written_by_format_1_code_decodes_to_the_state_built_now():
     stored = _fixture()["address"]
     state = address_state()
@@ -220,7 +246,7 @@ def test_address_state_written_by_format_1_code_decodes_to_the_state_built_now()
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(h=histories(), lag_h=st.sampled_from([0, 6, 48, 24 * 40]), reverse_pairs=st.booleans())
-def test_any_traveller_state_survives_a_round_trip(h: tuple[str, list[Event]], lag_h: int, reverse_pairs: bool):
+def test_any_traveller_state_survives_a_round_trip(h: tuple[str, list[Event]], lag_h: int, reverse_pairs: bool) -> None:
     key, events = h
     order = list(range(len(events)))
     if reverse_pairs:  # some late arrivals: replays, revised and voided stays
