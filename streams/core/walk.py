@@ -70,17 +70,10 @@ class Ban(NamedTuple):
     day: int  # the day of the expulsion
 
 
-_CURSOR_FIELDS = ("prev", "lost", "bans", "permit", "recent_regs", "open", "past")
-
-
 class Cursor:
-    """The walk's state after some prefix of the ordered history.
+    """The walk's state after some prefix of the ordered history."""
 
-    A cursor read from storage (`unpack`) names its tuples on first use, and packs back as stored until then:
-    the base snapshot is only walked by a replay or a fold, so most steps never pay for it. Such a cursor is
-    read-only (the walk only advances copies)."""
-
-    __slots__ = (*_CURSOR_FIELDS, "_stored")
+    __slots__ = ("bans", "lost", "open", "past", "permit", "prev", "recent_regs")
 
     def __init__(
         self,
@@ -99,7 +92,6 @@ class Cursor:
         self.recent_regs = recent_regs  # registrations of the last 24 h (an entry counts them)
         self.open = open
         self.past = past  # counted days of earlier windowed stays still inside the longest window
-        self._stored: tuple[Any, ...] | None = None
 
     def copy(self) -> Cursor:
         return Cursor(
@@ -113,8 +105,6 @@ class Cursor:
         )
 
     def pack(self) -> tuple[Any, ...]:
-        if self._stored is not None:
-            return self._stored
         return (
             self.prev,
             self.lost,
@@ -125,15 +115,30 @@ class Cursor:
             self.past,
         )
 
-    @classmethod
-    def unpack(cls, data: tuple[Any, ...]) -> Cursor:
+    @staticmethod
+    def unpack(data: tuple[Any, ...]) -> Cursor:
         """The cursor `pack` stored (its tuples are named when a field is first read)."""
-        cur = cls.__new__(cls)
-        cur._stored = data
-        return cur
+        return StoredCursor(data)
+
+
+_CURSOR_FIELDS = frozenset(Cursor.__slots__)
+
+
+class StoredCursor(Cursor):
+    """A cursor as read from storage: it names its tuples when a field is first read, and packs back as stored
+    until then. The base snapshot is only walked by a replay or a fold, so most steps never pay for it. Read-only:
+    the walk advances a `copy()`, a plain Cursor (which keeps attribute reads fast: no `__getattr__`)."""
+
+    __slots__ = ("_stored",)
+
+    def __init__(self, data: tuple[Any, ...]) -> None:  # the fields stay unset until first read
+        self._stored: tuple[Any, ...] | None = data
+
+    def pack(self) -> tuple[Any, ...]:
+        return self._stored if self._stored is not None else super().pack()
 
     def __getattr__(self, name: str) -> Any:
-        """Only reached for a field not set yet: a stored cursor's first read names all its tuples."""
+        """Only reached for a field not set yet: the first read names all the stored tuples."""
         stored = self._stored
         if stored is None or name not in _CURSOR_FIELDS:
             raise AttributeError(name)
