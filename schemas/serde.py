@@ -18,6 +18,7 @@ import io
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -115,6 +116,144 @@ def raw_schema_for(record_type: type) -> dict[str, Any]:
 def fingerprint_of(record_type: type) -> bytes:
     """The 8-byte single-object fingerprint of the latest schema of `record_type`."""
     return latest_version(record_type.__name__).fingerprint
+
+
+# --- enums read as ints --------------------------------------------------------------------------------------
+# fastavro 1.13 reads an enum index with Python indexing, so a corrupt index -1 becomes the last symbol; ClickHouse
+# refuses it. An enum's wire encoding IS a zig-zag int, so the body is read with every enum replaced by "int" and
+# the indexes are mapped to symbols here, refusing any outside 0..len(symbols)-1, as ClickHouse does.
+
+Convert = Callable[[Any], Any]
+
+
+class _BadEnum(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _enums_as_ints(node: Any, enums: dict[str, list[str]]) -> Any:
+    """A copy of raw schema `node` with every enum definition and reference replaced by "int"; fills `enums`."""
+    if isinstance(node, str):
+        return "int" if node in enums else node
+    if isinstance(node, list):
+        return [_enums_as_ints(n, enums) for n in node]
+    if isinstance(node, dict):
+        if node.get("type") == "enum":
+            enums[node["name"]] = list(node["symbols"])
+            if "namespace" in node:
+                enums[f"{node['namespace']}.{node['name']}"] = list(node["symbols"])
+            return "int"
+        return {
+            k: (_enums_as_ints(v, enums) if k in ("type", "fields", "items", "values") else v) for k, v in node.items()
+        }
+    return node
+
+
+def _enum_converter(name: str, symbols: list[str], where: str) -> Convert:
+    last = len(symbols) - 1
+
+    def convert(index: int) -> str:
+        if 0 <= index <= last:
+            return symbols[index]
+        raise _BadEnum(f"{where}: enum {name} index {index} is out of range 0..{last}")
+
+    return convert
+
+
+def _converter(node: Any, enums: dict[str, list[str]], named: dict[str, Convert | None], where: str) -> Convert | None:
+    """What turns the decoded value of raw schema `node` (enums read as ints) into its Avro value; None: nothing to."""
+    if isinstance(node, str):
+        if node in enums:
+            return _enum_converter(node.rsplit(".", 1)[-1], enums[node], where)
+        return named.get(node)
+    if isinstance(node, list):
+        return _union_converter(node, enums, named, where)
+    kind = node.get("type")
+    if kind == "enum":
+        return _enum_converter(node["name"], enums[node["name"]], where)
+    if kind == "record":
+        fields = [
+            (f["name"], c)
+            for f in node["fields"]
+            if (c := _converter(f["type"], enums, named, f"{where}.{f['name']}" if where else f["name"])) is not None
+        ]
+        convert_record = _record_converter(fields) if fields else None
+        named[node["name"]] = convert_record
+        if "namespace" in node:
+            named[f"{node['namespace']}.{node['name']}"] = convert_record
+        return convert_record
+    if kind == "array":
+        item = _converter(node["items"], enums, named, f"{where}[]")
+        return None if item is None else (lambda v: [item(x) for x in v])
+    if kind == "map":
+        value = _converter(node["values"], enums, named, f"{where}{{}}")
+        return None if value is None else (lambda v: {k: value(x) for k, x in v.items()})
+    if isinstance(kind, dict | list):
+        return _converter(kind, enums, named, where)
+    return None  # a primitive, with or without a logical type
+
+
+def _record_converter(fields: list[tuple[str, Convert]]) -> Convert:
+    def convert(d: dict[str, Any]) -> dict[str, Any]:
+        for name, c in fields:
+            d[name] = c(d[name])
+        return d
+
+    return convert
+
+
+def _union_converter(
+    branches: list[Any], enums: dict[str, list[str]], named: dict[str, Convert | None], where: str
+) -> Convert | None:
+    """Branches told apart by the Python type fastavro reads them as; an enum beside an int would be ambiguous."""
+    by_type: dict[type, Convert] = {}
+    for b in branches:
+        c = _converter(b, enums, named, where)
+        if c is None:
+            continue
+        kind = b if isinstance(b, str) and b not in enums else (b.get("type") if isinstance(b, dict) else b)
+        py = int if (isinstance(b, str) and b in enums) or kind == "enum" else list if kind == "array" else dict
+        if py in by_type:
+            raise ValueError(f"{where}: a union with two branches of one Python type holding enums")
+        by_type[py] = c
+    if not by_type:
+        return None
+    plain = [b for b in branches if isinstance(b, str) and b in ("int", "long")]
+    if int in by_type and plain:
+        raise ValueError(f"{where}: a union of an enum and an int cannot be read with enums as ints")
+
+    def convert(v: Any) -> Any:
+        c = by_type.get(type(v))
+        return v if c is None else c(v)
+
+    return convert
+
+
+@dataclass(frozen=True)
+class _IntEnumReading:
+    writer: dict[str, Any]  # the writer schema, parsed, with enums as "int"
+    reader: dict[str, Any] | None  # the same for the latest version; None when that is the writer
+    convert: Convert | None  # indexes to symbols (None: the record has no enum)
+
+
+@cache
+def _int_enum_reading(record_name: str, version: int) -> _IntEnumReading:
+    versions = schema_versions()[record_name]
+    writer, latest = versions[version - 1], versions[-1]
+    writer_enums: dict[str, list[str]] = {}
+    writer_int = parse_schema(_enums_as_ints(writer.raw, writer_enums))
+    reader_int: Any = None
+    enums = writer_enums
+    if latest is not writer:
+        enums = {}
+        reader_int = parse_schema(_enums_as_ints(latest.raw, enums))
+        for name, symbols in enums.items():
+            if writer_enums.get(name, symbols) != symbols:
+                # Indexes are mapped with one symbol list: resolving changed symbols would need the writer's list.
+                raise ValueError(f"{record_name}: enum {name} symbols differ between v{version} and v{latest.version}")
+    convert = _converter(latest.raw, enums, {}, "")
+    return _IntEnumReading(writer_int, reader_int, convert)  # type: ignore[arg-type]
 
 
 # Registry clients are shared per URL: the `mock://` client keeps its schemas in the instance, so producer and
@@ -242,17 +381,22 @@ class Serde:
         writer = _by_fingerprint().get(fp)
         if writer is None:
             raise DecodeError(f"unknown schema fingerprint {fp.hex()}: not one of the versions in schemas/avro")
-        reader = latest_version(writer.record_name)
+        reading = _int_enum_reading(writer.record_name, writer.version)
         buf = io.BytesIO(data)
         buf.seek(_SINGLE_HEADER)
         try:
-            d = fastavro.schemaless_reader(buf, writer.parsed, None if reader is writer else reader.parsed)
+            d = fastavro.schemaless_reader(buf, reading.writer, reading.reader)
         except Exception as exc:  # any failure to parse untrusted bytes is a decode error, never a crash
             raise DecodeError(f"truncated or corrupt {writer.record_name} v{writer.version} body: {exc!r}") from exc
         if buf.tell() != len(data):
             raise DecodeError(
                 f"corrupt {writer.record_name} v{writer.version} body: {len(data) - buf.tell()} bytes left over"
             )
+        if reading.convert is not None:
+            try:
+                d = reading.convert(d)
+            except _BadEnum as exc:
+                raise DecodeError(f"corrupt {writer.record_name} v{writer.version} body: {exc.reason}") from exc
         return writer.record_name, d  # type: ignore[return-value]
 
     def _decode_confluent(self, data: bytes, topic: str) -> tuple[str, AvroDict]:
