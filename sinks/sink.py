@@ -40,13 +40,14 @@ from shekara.collector import fewer_collections
 from shekara.logs import get_logger
 from shekara.rules import load_rules
 from shekara.settings import Settings
-from sinks.batch import Assembler, BatchPlan, Messages, Rejected, pending_intent, plan_batch
+from sinks.batch import Assembler, BatchPlan, Message, Messages, Rejected, pending_intent, plan_batch
 from sinks.clickhouse import connect, is_embedded
 from sinks.framing import Framer
 from sinks.migrate import migrate
 from sinks.query_server import QueryServer
 from sinks.retention import OverstaySweep
 from sinks.writer import Staged, TransientWriteError, Warehouse, WriteResult, routes
+from streams import intake as processors_intake
 from streams.outputs import bounded, dead_letter
 
 log = get_logger(__name__)
@@ -151,6 +152,7 @@ class _SinkLoop:
         t = settings.topics
         self.sources = frozenset({t.crossings, t.registrations, t.status_changes})
         self.serde = Serde.from_settings(settings)
+        self.intake = processors_intake.Intake(settings, self.serde)  # asks who owns a ClickHouse refusal
         self.assembler = Assembler(settings.sink.batch_size, settings.sink.flush_interval)
         self.assigned: set[tuple[str, int]] = set()
         self.at_end: set[tuple[str, int]] = set()
@@ -433,8 +435,9 @@ class _SinkLoop:
         """(the rejects the sink dead-letters, those it only leaves out): see `owner`."""
         letters: list[Rejected] = []
         skipped: list[Rejected] = []
+        dead_letter_topic = self.settings.topics.dead_letter
         for r in rejected:
-            (letters if owner(r, self.sources, self.settings.topics.dead_letter) == "sink" else skipped).append(r)
+            (letters if owner(r, self.sources, dead_letter_topic, self.intake) == "sink" else skipped).append(r)
         return letters, skipped
 
     def _retrying(self, step: Callable[[], Any], stop: threading.Event, generation: int, what: str) -> Any:
@@ -542,20 +545,33 @@ class _SinkLoop:
             self.paused = False
 
 
-def owner(r: Rejected, sources: frozenset[str], dead_letter_topic: str) -> str:
+def owner(
+    r: Rejected, sources: frozenset[str], dead_letter_topic: str, intake: processors_intake.Intake | None = None
+) -> str:
     """Who dead-letters a rejected message: "processors", "sink", or "nobody".
 
     The stream processors read the source topics and refuse there everything the sink's decode and
     validation refuse (the sink mirrors their intake): such a message is theirs. The sink owns what only it
-    reads (the processors' outputs) and what only it fails on (ClickHouse refusing a record the processors
-    accepted). A dead letter that cannot be landed is nobody's: dead-lettering it could go on for ever.
+    reads (the processors' outputs) and what only it fails on: a source record ClickHouse refuses is the
+    processors' when their own `intake` (same settings) refuses it too, and the sink's only when the intake
+    accepts it. A dead letter that cannot be landed is nobody's: dead-lettering it could go on for ever.
     """
-    topic = r.message.topic
-    if topic == dead_letter_topic:
+    m = r.message
+    if m.topic == dead_letter_topic:
         return "nobody"
-    if topic in sources and (r.stage == "decode" or r.mirrors_intake):
+    if m.topic not in sources:
+        return "sink"
+    if r.stage == "decode" or r.mirrors_intake:
+        return "processors"
+    if intake is not None and _intake_refuses(intake, m):
         return "processors"
     return "sink"
+
+
+def _intake_refuses(intake: processors_intake.Intake, m: Message) -> bool:
+    """Whether the processors refuse `m`, judged as they judge it: against its Kafka timestamp (rare: a refusal)."""
+    now = datetime.fromtimestamp(m.timestamp / 1000, UTC) if m.timestamp is not None else datetime.now(UTC)
+    return isinstance(intake.admit(m.topic, m.key, m.value, now=now), processors_intake.Rejected)
 
 
 def columns_of(consumed: list[KafkaMessage]) -> Messages:
