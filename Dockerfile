@@ -17,6 +17,7 @@ COPY schemas/ schemas/
 COPY producers/ producers/
 COPY streams/ streams/
 COPY sinks/ sinks/
+COPY harness/ harness/
 COPY rules/ rules/
 COPY deploy/healthcheck.py deploy/healthcheck.py
 # [server] adds rocksdict: the processors keep their tables in RocksDB (SHEKARA_FAUST__STORE=rocksdb://).

@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy shekara schemas producers streams sinks
+	$(VENV)/bin/mypy shekara schemas producers streams sinks harness
 
 bench: $(STAMP)
 	$(VENV)/bin/shekara bench

@@ -1,4 +1,4 @@
-"""`shekara process` (run processor workers) and `shekara evaluate` (measure alert quality end to end)."""
+"""`shekara process` (run processor workers). `shekara evaluate` is tooling: it registers from `harness.evaluate`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +19,6 @@ log = get_logger(__name__)
 
 def register(app: typer.Typer) -> None:
     app.command()(process)
-    app.command()(evaluate)
 
 
 def process(
@@ -34,7 +32,7 @@ def process(
     Each worker is a child process, supervised: one that exits (a fatal error, its broker replaced by a new
     one) is started again after a back-off that grows while it keeps failing, with one line saying so.
     """
-    from shekara.supervise import Backoff, exit_line
+    from streams.supervise import Backoff, exit_line
     from streams.worker import spawn_worker
 
     settings = get_settings()
@@ -84,32 +82,3 @@ def process(
                 except subprocess.TimeoutExpired:
                     child.kill()
         typer.echo("workers stopped")
-
-
-def evaluate(
-    days: Annotated[int, typer.Option(min=1, help="Simulated days")] = 60,
-    seed: Annotated[int, typer.Option(help="Simulator seed")] = 7,
-    scale: Annotated[float, typer.Option(help="Traffic scale (1.0 = about 190,000 crossings a day)")] = 0.02,
-    faults: Annotated[
-        bool, typer.Option("--faults/--no-faults", help="Late, out-of-order, duplicate, malformed")
-    ] = True,
-    crash_after: Annotated[
-        int | None, typer.Option(help="SIGKILL worker 0 once the group committed N source events, then restart it")
-    ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
-    broker: Annotated[
-        str | None, typer.Option(help="Use this broker (kafka://host:port) instead of an embedded one")
-    ] = None,
-    work_dir: Annotated[Path | None, typer.Option(help="Where logs and state go (default: a temp dir)")] = None,
-) -> None:
-    """Run simulated traffic through the real broker and workers; compare the alerts with the ground truth."""
-    from streams.evaluate import EvaluationConfig, run_evaluation
-
-    config = EvaluationConfig(
-        days=days, seed=seed, scale=scale, faults=faults, crash_after=crash_after, workers=workers, broker_url=broker
-    )
-    report = run_evaluation(config, work_dir=work_dir, progress=lambda line: typer.echo(line, err=True))
-    for line in report.lines():
-        typer.echo(line)
-    if not report.complete:
-        raise typer.Exit(1)

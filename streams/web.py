@@ -40,10 +40,10 @@ import faust
 from faust.web import Request, Response, View
 
 from schemas.records import Alert, AlertAction, AlertType, DeadLetter
-from shekara.console import SEVERITY_ORDER, parse_severities, parse_types
 from shekara.logs import get_logger
 from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.settings import Settings, check_secrets, get_settings, is_loopback, refuse_weak_secrets
+from streams.console import SEVERITY_ORDER, parse_severities, parse_types
 
 log = get_logger(__name__)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from harness import samples
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
-from sinks import samples
 from sinks.clickhouse import chdb_path, connect, scratch_dir
 from sinks.migrate import migrate
 
@@ -89,7 +89,7 @@ def test_a_sink_killed_mid_batch_leaves_no_clear_records(settings: Settings, tmp
     tmpdir.mkdir()
     scratch = scratch_dir(settings)
     sink = subprocess.Popen(
-        [sys.executable, "-m", "shekara.cli", "sink"],
+        [sys.executable, "-m", "harness.cli", "sink"],
         env=_sink_env(settings, tmpdir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -21,9 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness import samples
 from shekara.embedded import EmbeddedBroker
 from shekara.settings import Settings, SinkSettings
-from sinks import samples, writer
+from sinks import writer
 from sinks.analyst import QueryError
 from sinks.clickhouse import query_endpoint_file
 from sinks.query_server import ask
@@ -50,7 +51,7 @@ class Sink:
 
     def shekara(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "shekara.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "harness.cli", *args], env=self.env, capture_output=True, text=True, timeout=120
         )
 
     def endpoint(self) -> tuple[int, str]:
@@ -92,7 +93,7 @@ def sink(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
         **{f"SHEKARA_SINK__ANALYST_{k.upper()}": str(v) for k, v in LIMITS.items()},
     }
     log = (tmp / "sink.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "shekara.cli", "sink"], env=env, stdout=log, stderr=log)
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "sink"], env=env, stdout=log, stderr=log)
     endpoint = query_endpoint_file(settings)
     deadline = time.monotonic() + 60
     while not endpoint.exists() and process.poll() is None and time.monotonic() < deadline:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.faults import _fields
 from shekara.admin import ensure_topics
 from shekara.broker_watch import BrokerWatch, Throttle, await_topics, topic_problems
 from shekara.embedded import launch
-from shekara.faults import _fields
 from shekara.settings import Settings, TopicNames
-from shekara.supervise import Backoff, exit_line
+from streams.supervise import Backoff, exit_line
 
 
 def test_backoff_doubles_to_a_ceiling_and_resets_after_a_healthy_run() -> None:
@@ -45,7 +45,7 @@ def test_throttle_lets_one_line_of_a_kind_through_then_counts_the_rest() -> None
 
 
 def test_hostile_mutations_reach_every_date_and_time_field() -> None:
-    from producers.simulator import SimulationConfig, simulate
+    from harness.simulator import SimulationConfig, simulate
 
     kinds: dict[str, set[tuple[str, ...]]] = {}
     wanted = {

@@ -594,7 +594,7 @@ def test_dockerfile_builds_the_server_extra_from_python_311_slim(compose: dict[s
 
 
 def test_commands_the_compose_runs_exist() -> None:
-    from shekara.cli import app
+    from harness.cli import app
 
     runner = CliRunner()
     for command, options in (

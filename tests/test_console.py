@@ -22,13 +22,9 @@ import pytest
 from confluent_kafka import Producer
 from rich.console import Console
 
-from schemas.ids import alert_id
-from schemas.records import Alert, AlertAction, AlertType, Severity
-from schemas.serde import Serde
-from shekara import ops_cli
-from shekara.bench import BenchResult
-from shekara.console import AlertFilter, format_alert, format_rejected, parse_filter
-from shekara.ops_cli import (
+from harness import ops_cli
+from harness.bench import BenchResult
+from harness.ops_cli import (
     NOT_AVAILABLE,
     ComponentOutcome,
     load_component,
@@ -38,8 +34,12 @@ from shekara.ops_cli import (
     run_component,
     tail_alerts,
 )
+from schemas.ids import alert_id
+from schemas.records import Alert, AlertAction, AlertType, Severity
+from schemas.serde import Serde
 from shekara.reference import load_checkpoints
 from shekara.settings import Settings
+from streams.console import AlertFilter, format_alert, format_rejected, parse_filter
 
 ALMATY = ZoneInfo("Asia/Almaty")
 REPO = Path(__file__).resolve().parent.parent
@@ -251,7 +251,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
 def test_alerts_command_prints_matching_history(settings: Settings) -> None:
     publish(settings, encode(settings, make_alert("e-1"), make_alert("e-2", type_=AlertType.WINDOW_BREACH)))
     done = subprocess.run(
-        [sys.executable, "-m", "shekara.cli", "alerts", "--type", "WINDOW_BREACH"],
+        [sys.executable, "-m", "harness.cli", "alerts", "--type", "WINDOW_BREACH"],
         env=cli_env(settings),
         capture_output=True,
         text=True,
@@ -266,7 +266,7 @@ def test_alerts_command_prints_matching_history(settings: Settings) -> None:
 @pytest.mark.integration
 def test_alerts_command_follows_in_colour(settings: Settings) -> None:
     env = {**cli_env(settings), "FORCE_COLOR": "1"}
-    cmd = [sys.executable, "-m", "shekara.cli", "alerts", "--follow", "--severity", "CRITICAL", "--max", "1"]
+    cmd = [sys.executable, "-m", "harness.cli", "alerts", "--follow", "--severity", "CRITICAL", "--max", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -286,7 +286,7 @@ def test_alerts_command_follows_in_colour(settings: Settings) -> None:
 
 def test_alerts_command_rejects_unknown_type() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "shekara.cli", "alerts", "--type", "NOPE"],
+        [sys.executable, "-m", "harness.cli", "alerts", "--type", "NOPE"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -304,7 +304,7 @@ TOY_BENCH = textwrap.dedent(
 
     from confluent_kafka.admin import AdminClient
 
-    from shekara.bench import BenchResult
+    from harness.bench import BenchResult
 
     SEEN = []
 
@@ -379,7 +379,7 @@ def test_bench_runs_components_on_a_fresh_broker_and_reports_them(toy_modules: P
 
 def test_report_shows_ratio_against_the_baseline() -> None:
     result = BenchResult("processor", "events/s through one worker", 7000.0, "events/s", "bare take() loop", 7800.0)
-    outcome = ComponentOutcome("streams", "streams.bench", "ok", 1.0, [result])
+    outcome = ComponentOutcome("streams", "harness.bench.processor", "ok", 1.0, [result])
     console = Console(width=200, record=True)
     console.print(report_table([outcome], quick=False))
     text = console.export_text()
@@ -399,7 +399,7 @@ def test_bench_command_writes_json(toy_modules: Path, tmp_path: Path, monkeypatc
     out = tmp_path / "bench.json"
     from typer.testing import CliRunner
 
-    from shekara.cli import app
+    from harness.cli import app
 
     result = CliRunner().invoke(app, ["bench", "--quick", "--only", "toy", "--json", str(out)])
     assert result.exit_code == 0, result.output

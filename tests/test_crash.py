@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.evaluate import EvaluationConfig, run_evaluation
 from shekara.embedded import EmbeddedBroker
-from streams.evaluate import EvaluationConfig, run_evaluation
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 

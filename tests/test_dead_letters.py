@@ -17,13 +17,14 @@ import typer
 from confluent_kafka import Consumer, Producer, TopicPartition
 from typer.testing import CliRunner
 
+from harness import samples
+from harness.readback import read_dead_letters
 from schemas.serde import Serde
 from shekara.settings import Settings
-from sinks import cli, samples
+from sinks import cli
 from sinks.batch import Message, Rejected
 from sinks.clickhouse import connect
 from sinks.sink import owner, run_sink
-from streams.readback import read_dead_letters
 from tests.test_sink import counts, fast, publish, running_sink, scalar, wait_for
 
 BIG_KEY = b"k" * 500_000

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.evaluate import EvaluationConfig, ExpectedAlert, run_evaluation, score
+from harness.readback import final_alerts
 from schemas.records import Alert, AlertAction, AlertType, Severity
 from shekara.embedded import EmbeddedBroker
-from streams.evaluate import EvaluationConfig, ExpectedAlert, run_evaluation, score
-from streams.readback import final_alerts
 
 T0 = datetime(2026, 6, 10, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shekara.faults import SCENARIOS, render, run_scenario
+from harness.faults import SCENARIOS, render, run_scenario
 from shekara.settings import get_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from harness import readback
 from schemas.records import Crossing, Direction
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
-from streams import readback
 from streams.worker import read_status
 from tests.test_topology import NOW, crossing, wait_for, worker
 

@@ -149,7 +149,7 @@ def run_publish(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str, broker_url: str | None = None
 ) -> Result:
     """`shekara publish ARGS` with `settings` (its broker unless `broker_url`), as an operator runs it."""
-    from shekara.cli import app
+    from harness.cli import app
 
     monkeypatch.setenv("SHEKARA_BROKER_URL", broker_url or settings.broker_url)
     monkeypatch.setenv("SHEKARA_DATA_DIR", str(settings.data_dir))
@@ -357,7 +357,7 @@ def test_a_damaged_avro_file_is_reported_not_raised(tmp_path: Path) -> None:
 
 
 def test_cli_refuses_an_unknown_type(tmp_path: Path) -> None:
-    from shekara.cli import app
+    from harness.cli import app
 
     path = write_lines(tmp_path / "x.jsonl", [crossing_json()])
     result = CliRunner().invoke(app, ["publish", str(path), "--type", "visa"])

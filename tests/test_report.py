@@ -11,8 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from harness import samples
 from schemas.records import AlertType, Checkpoint, CheckpointKind, Direction
-from sinks import cli, samples
+from sinks import cli
 from sinks.analyst import ALMATY, QueryError, parse_saved_query, query_table, run_query, saved_queries, split_format
 from sinks.report import build_dashboard, render_html, render_text
 from tests.test_sink_transforms import Env, env  # noqa: F401 - the fixture

@@ -16,11 +16,11 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Producer
 
+from harness import samples
 from schemas.records import Direction
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
-from sinks import samples
 from sinks.clickhouse import connect
 from sinks.migrate import MIGRATIONS_DIR, migrate
 from sinks.retention import mark_overstay_exits

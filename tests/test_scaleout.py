@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from harness import readback
 from schemas.records import Direction
 from schemas.serde import Serde
 from shekara.settings import Settings
-from streams import readback
 from streams.worker import read_status, spawn_worker
 from tests.test_topology import crossing, key_of
 

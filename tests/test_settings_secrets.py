@@ -206,7 +206,7 @@ def test_commands_exit_2_with_one_line_naming_the_setting(
 ) -> None:
     (tmp_path / "events.jsonl").write_text("{}\n")
     done = subprocess.run(
-        [sys.executable, "-m", "shekara.cli", *command],
+        [sys.executable, "-m", "harness.cli", *command],
         env=strong_env(tmp_path, **{variable: value}),
         cwd=tmp_path,
         capture_output=True,

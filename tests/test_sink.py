@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
+from harness import samples
+from harness.readback import read_dead_letters
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
-from sinks import samples
 from sinks.batch import BatchPlan
 from sinks.clickhouse import connect, query_endpoint_file
 from sinks.sink import SinkStats, run_sink
 from sinks.writer import WriteResult
-from streams.readback import read_dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -229,7 +229,7 @@ def test_analysts_query_read_only_while_the_sink_runs(settings: Settings):
 
     def shekara(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "shekara.cli", *args], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "harness.cli", *args], env=env, capture_output=True, text=True, timeout=120
         )
 
     with running_sink(s):

@@ -10,10 +10,10 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError
 from confluent_kafka import Message as KafkaMessage
 
+from harness import samples
 from schemas.convert import to_avro
 from schemas.serde import Serde, latest_version
 from shekara.settings import Settings
-from sinks import samples
 from sinks.batch import (
     Assembler,
     Intent,

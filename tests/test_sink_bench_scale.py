@@ -1,4 +1,4 @@
-"""The benchmark warehouse (`sinks.scale`): simulator rows copied up keep the simulator's shares, and the
+"""The benchmark warehouse (`harness.scale`): simulator rows copied up keep the simulator's shares, and the
 views hold what the fact tables say. Small: two weeks at scale 0.01 (~21k crossings), 3 copies over 2 years."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from harness.scale import TABLES, YEAR_SHIFT_DAYS, BuildReport, WarehouseSpec, cached_warehouse, views_consistent
 from shekara.settings import Settings
 from sinks.clickhouse import connect
-from sinks.scale import TABLES, YEAR_SHIFT_DAYS, BuildReport, WarehouseSpec, cached_warehouse, views_consistent
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from harness import samples
 from schemas.records import (
     Checkpoint,
     CheckpointKind,
@@ -40,7 +41,6 @@ from schemas.serde import DecodeError, Serde
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.rules import load_rules
 from shekara.settings import Limits, Settings
-from sinks import samples
 from sinks.batch import Intent, Message, plan_batch, ranges_of
 from sinks.clickhouse import connect
 from sinks.framing import Framer

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from harness import samples
 from schemas.records import Checkpoint, CheckpointKind, Crossing, Direction, HostKind, Stay
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, pseudonymise, traveller_key
 from shekara.rules import load_rules
 from shekara.settings import Settings
-from sinks import samples
 from sinks.batch import Assembler, BatchPlan, Message, plan_batch
 from sinks.clickhouse import connect
 from sinks.framing import Framer

@@ -57,7 +57,7 @@ def test_existing_topics_get_the_new_retention(settings: Settings) -> None:
 
 def test_a_bad_setting_is_one_line_not_a_traceback() -> None:
     env = {**os.environ, "SHEKARA_SOURCE_RETENTION_DAYS": "0"}
-    done = subprocess.run([sys.executable, "-m", "shekara.cli", "topics"], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "topics"], env=env, capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "bad setting SHEKARA_SOURCE_RETENTION_DAYS='0': Input should be greater than or equal to 1"

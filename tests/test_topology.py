@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from harness import readback
 from schemas.ids import alert_id
 from schemas.records import (
     AlertAction,
@@ -39,7 +40,6 @@ from schemas.records import (
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.settings import Settings
-from streams import readback
 from streams.core import address_key
 from streams.worker import spawn_worker, wait_for_assignment
 

@@ -15,16 +15,15 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
+from harness import readback, samples
 from producers.client import EventProducer
 from schemas.records import AlertType, StatusChangeKind
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.settings import Settings
-from sinks import samples
 from sinks.clickhouse import chdb_path, connect
 from sinks.sink import run_sink
 from sinks.writer import hmac_pads
-from streams import readback
 from tests.test_sink import fast
 from tests.test_topology import wait_for, worker
 

@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from harness import samples
 from schemas.records import AlertAction, AlertType, Checkpoint, CheckpointKind, Direction, EntryBasisKind, HostKind
 from schemas.records import RegistrationAction as RA
 from shekara.pseudonym import pseudonymise
-from sinks import samples
 from tests.test_sink_transforms import Env, env  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from producers.simulator import FaultRates, SimulationConfig, simulate_with_truth
+from harness.simulator import FaultRates, SimulationConfig, simulate_with_truth
 from schemas.records import AlertAction, Registration
 from shekara.pseudonym import traveller_key
 from streams.core import AddressState, TravellerState, address_key, address_step, step

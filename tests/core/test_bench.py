@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.core.bench import run_core_benchmark, traffic
+from harness.bench.core import run_core_benchmark, traffic
 
 
 def test_traffic_is_deterministic_and_in_event_time_order():
@@ -23,8 +23,8 @@ def test_core_benchmark_reports_rates_against_its_baselines(capsys):
 
 
 def test_bench_results_for_the_report():
+    from harness.bench.core import run
     from shekara.settings import Settings
-    from streams.core.bench import run
 
     results = run(Settings(), quick=True)
     assert [r.unit for r in results] == ["events/s", "events/s", "bytes"]

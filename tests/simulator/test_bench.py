@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from producers.simulator.bench import COMPONENT, run
+from harness.bench.simulator import COMPONENT, run
 from shekara.settings import Settings
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import fastavro
 from typer.testing import CliRunner
 
-from producers.simulator import SimulationConfig, simulate, write_files
-from producers.simulator.materialise import RECORD_NAME
-from producers.simulator.output import FILES, MALFORMED_FILE, SUMMARY_FILE, TRUTH_FILE, read_truth
-from shekara.cli import app
+from harness.cli import app
+from harness.simulator import SimulationConfig, simulate, write_files
+from harness.simulator.materialise import RECORD_NAME
+from harness.simulator.output import FILES, MALFORMED_FILE, SUMMARY_FILE, TRUTH_FILE, read_truth
 
 KEY = b"simulator-test-key"
 

@@ -14,15 +14,15 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from producers.simulator import AnomalyRates, FaultRates, SimEvent, Simulation, SimulationConfig, simulate
-from producers.simulator.anomalies import ANOMALIES
-from producers.simulator.catalogue import Catalogue
-from producers.simulator.faults import MALFORMED_SORTS
-from producers.simulator.generate import Engine
-from producers.simulator.materialise import Materialiser
-from producers.simulator.plan import Person, Planned, PlannedRegistration, from_record, make_person
-from producers.simulator.population import CIS, Volume, foreign_nationality_shares
-from producers.simulator.truth import Expected, address_truth, traveller_truth
+from harness.simulator import AnomalyRates, FaultRates, SimEvent, Simulation, SimulationConfig, simulate
+from harness.simulator.anomalies import ANOMALIES
+from harness.simulator.catalogue import Catalogue
+from harness.simulator.faults import MALFORMED_SORTS
+from harness.simulator.generate import Engine
+from harness.simulator.materialise import Materialiser
+from harness.simulator.plan import Person, Planned, PlannedRegistration, from_record, make_person
+from harness.simulator.population import CIS, Volume, foreign_nationality_shares
+from harness.simulator.truth import Expected, address_truth, traveller_truth
 from schemas.convert import to_avro
 from schemas.records import AlertType, Crossing
 from schemas.serde import DecodeError, Serde

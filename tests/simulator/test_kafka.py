@@ -10,8 +10,8 @@ from datetime import date
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from producers.simulator import FaultRates, SimulationConfig, simulate
-from producers.simulator.kafka import publish
+from harness.simulator import FaultRates, SimulationConfig, simulate
+from harness.simulator.kafka import publish
 from schemas.serde import DecodeError, Serde
 from shekara.settings import Settings
 

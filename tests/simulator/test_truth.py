@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from producers.simulator.plan import (
+from harness.simulator.plan import (
     Person,
     Planned,
     PlannedCrossing,
@@ -15,7 +15,7 @@ from producers.simulator.plan import (
     PlannedStatus,
     make_person,
 )
-from producers.simulator.truth import Expected, address_key, address_truth, normalise_address, traveller_truth
+from harness.simulator.truth import Expected, address_key, address_truth, normalise_address, traveller_truth
 from schemas.ids import alert_id
 from schemas.records import (
     Direction,

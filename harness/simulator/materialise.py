@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from producers.simulator.catalogue import Catalogue
-from producers.simulator.plan import Planned, PlannedCrossing, PlannedRegistration
+from harness.simulator.catalogue import Catalogue
+from harness.simulator.plan import Planned, PlannedCrossing, PlannedRegistration
 from schemas.records import Checkpoint, Crossing, Registration, StatusChange
 
 CROSSING = "crossing"

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from producers.simulator.anomalies import ANOMALIES, Injected, span_days
-from producers.simulator.behaviours import (
+from harness.simulator.anomalies import ANOMALIES, Injected, span_days
+from harness.simulator.behaviours import (
     BUILDERS,
     CROSSINGS_PER_JOURNEY,
     MAX_TRIP_DAYS,
@@ -27,12 +27,12 @@ from producers.simulator.behaviours import (
     resident_trip,
     share_of_trips_at_least,
 )
-from producers.simulator.config import SimulationConfig
-from producers.simulator.faults import Faults
-from producers.simulator.materialise import Materialiser, kind_of
-from producers.simulator.plan import Planned, PlannedRegistration
-from producers.simulator.truth import Expected, address_truth, traveller_truth
-from producers.simulator.world import Journey, World
+from harness.simulator.config import SimulationConfig
+from harness.simulator.faults import Faults
+from harness.simulator.materialise import Materialiser, kind_of
+from harness.simulator.plan import Planned, PlannedRegistration
+from harness.simulator.truth import Expected, address_truth, traveller_truth
+from harness.simulator.world import Journey, World
 from schemas.records import Crossing, Registration, StatusChange
 from shekara.collector import fewer_collections
 

@@ -1,7 +1,7 @@
 """One shard of a run as records, for bulk loaders that work shard by shard (the warehouse benchmark).
 
 `Simulation` merges every shard in one process; a loader that spreads the shards over worker processes
-(`sinks.scale`) takes them one at a time here. Shards are independent partitions of the population (own
+(`harness.scale`) takes them one at a time here. Shards are independent partitions of the population (own
 travellers, ids, hosts, random streams), so a traveller's events are all in one shard, in publish order.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from producers.simulator.config import SimulationConfig
-from producers.simulator.generate import Engine, SimEvent
+from harness.simulator.config import SimulationConfig
+from harness.simulator.generate import Engine, SimEvent
 
 
 class ShardRun:

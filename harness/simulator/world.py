@@ -11,12 +11,12 @@ import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from producers.simulator.catalogue import Catalogue, Post
-from producers.simulator.config import SimulationConfig
-from producers.simulator.hosts import Host, Hosts
-from producers.simulator.plan import Person, Planned, PlannedCrossing, PlannedRegistration, PlannedStatus
-from producers.simulator.population import People, Volume
-from producers.simulator.rand import pick
+from harness.simulator.catalogue import Catalogue, Post
+from harness.simulator.config import SimulationConfig
+from harness.simulator.hosts import Host, Hosts
+from harness.simulator.plan import Person, Planned, PlannedCrossing, PlannedRegistration, PlannedStatus
+from harness.simulator.population import People, Volume
+from harness.simulator.rand import pick
 from schemas.records import (
     CheckpointKind,
     Conveyance,

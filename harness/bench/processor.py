@@ -41,6 +41,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from harness.bench import BenchResult
 from schemas.records import (
     Alert,
     Checkpoint,
@@ -58,7 +59,6 @@ from schemas.records import (
 )
 from schemas.serde import Serde
 from shekara.admin import ensure_topics
-from shekara.bench import BenchResult
 from shekara.logs import get_logger
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.reference import load_checkpoints
@@ -93,7 +93,7 @@ def _fresh_outputs(settings: Settings, tag: str) -> Settings:
 
 def simulated_messages(settings: Settings, events: int) -> list[tuple[str, bytes, bytes]]:
     """(topic, key, value) of the first `events` valid events of the simulator's traffic (anomalies on)."""
-    from producers.simulator import FaultRates, SimulationConfig, simulate
+    from harness.simulator import FaultRates, SimulationConfig, simulate
 
     serde = Serde.from_settings(settings)
     t = settings.topics
@@ -242,7 +242,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def _spawn_variant(
     settings: Settings, kind: str, app_id: str, result_file: Path, log_path: Path
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "streams.bench", "--variant", kind, "--app-id", app_id, "--result", str(result_file)]
+    cmd = [sys.executable, "-m", "harness.bench.processor", "--variant", kind, "--app-id", app_id]
+    cmd += ["--result", str(result_file)]
     with open(log_path, "ab") as out:
         return subprocess.Popen(
             cmd, env=worker_env(settings), cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -548,7 +549,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench")
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.processor")
     parser.add_argument("--variant", choices=["bare", "drain", "naive"], help="run one baseline variant (internal)")
     parser.add_argument("--app-id")
     parser.add_argument("--result", type=Path)

@@ -1,6 +1,6 @@
 """The ops console's alert lines: which alerts to show and how one reads on a terminal.
 
-Pure functions over `schemas.records.Alert`; the consumer that feeds them is `shekara.ops_cli`. A line answers,
+Pure functions over `schemas.records.Alert`; the consumer that feeds them is `harness.ops_cli`. A line answers,
 in this order: since when (due time, local), what (action, severity, type), who (nationality and a short
 pseudonymous traveller key: document numbers never reach the console), where (checkpoint), why (the rule's
 reason) and the evidence (event ids).

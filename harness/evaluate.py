@@ -25,15 +25,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from harness import readback
 from schemas.records import Alert, AlertType, Stay
 from shekara.admin import ensure_topics, wait_for_broker
 from shekara.embedded import EmbeddedBroker, launch
 from shekara.logs import get_logger
 from shekara.rules import load_rules
 from shekara.settings import Settings, TopicNames
-from streams import readback
 from streams.worker import read_status, spawn_worker
 
 log = get_logger(__name__)
@@ -197,7 +199,7 @@ class EvaluationReport:
 
 
 def simulation_config(config: EvaluationConfig, settings: Settings) -> Any:
-    from producers.simulator import AnomalyRates, FaultRates, SimulationConfig
+    from harness.simulator import AnomalyRates, FaultRates, SimulationConfig
 
     kwargs: dict[str, Any] = {
         "days": config.days,
@@ -214,7 +216,7 @@ def simulation_config(config: EvaluationConfig, settings: Settings) -> Any:
 
 
 def expected_from_truth(items: Iterable[Any]) -> tuple[list[ExpectedAlert], int]:
-    """(expected alerts, malformed count) from the simulator's ground truth (`producers.simulator.Expected`)."""
+    """(expected alerts, malformed count) from the simulator's ground truth (`harness.simulator.Expected`)."""
     alerts: list[ExpectedAlert] = []
     malformed = 0
     for item in items:
@@ -227,7 +229,7 @@ def expected_from_truth(items: Iterable[Any]) -> tuple[list[ExpectedAlert], int]
 
 def ground_truth(sim_config: Any) -> tuple[list[ExpectedAlert], int]:
     """The simulator's expected alerts for the run (an independent generation of the same seed)."""
-    from producers.simulator import Simulation
+    from harness.simulator import Simulation
 
     return expected_from_truth(Simulation(sim_config).expected())
 
@@ -325,7 +327,7 @@ def run_evaluation(
     progress: Callable[[str], None] | None = None,
 ) -> EvaluationReport:
     """Run the whole evaluation and return its report (see the module doc)."""
-    from producers.simulator import publish
+    from harness.simulator import publish
 
     say = progress or (lambda _line: None)
     own_dir = work_dir is None
@@ -434,3 +436,34 @@ def run_evaluation(
 def _published_count(summary: Any) -> int:
     messages = getattr(summary, "messages", 0)
     return messages if isinstance(messages, int) else 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)
+
+
+def evaluate_command(
+    days: Annotated[int, typer.Option(min=1, help="Simulated days")] = 60,
+    seed: Annotated[int, typer.Option(help="Simulator seed")] = 7,
+    scale: Annotated[float, typer.Option(help="Traffic scale (1.0 = about 190,000 crossings a day)")] = 0.02,
+    faults: Annotated[
+        bool, typer.Option("--faults/--no-faults", help="Late, out-of-order, duplicate, malformed")
+    ] = True,
+    crash_after: Annotated[
+        int | None, typer.Option(help="SIGKILL worker 0 once the group committed N source events, then restart it")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+    broker: Annotated[
+        str | None, typer.Option(help="Use this broker (kafka://host:port) instead of an embedded one")
+    ] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="Where logs and state go (default: a temp dir)")] = None,
+) -> None:
+    """Run simulated traffic through the real broker and workers; compare the alerts with the ground truth."""
+    config = EvaluationConfig(
+        days=days, seed=seed, scale=scale, faults=faults, crash_after=crash_after, workers=workers, broker_url=broker
+    )
+    report = run_evaluation(config, work_dir=work_dir, progress=lambda line: typer.echo(line, err=True))
+    for line in report.lines():
+        typer.echo(line)
+    if not report.complete:
+        raise typer.Exit(1)

@@ -84,18 +84,19 @@ def topics() -> None:
         typer.echo(f"{spec.name:40} {spec.partitions:3}  {spec.config.get('cleanup.policy', ''):8} {mark}")
 
 
-# Subcommands of the other stages register below (producers, simulator, streams, sinks, ops).
+# Subcommands of the runtime stages (producers, streams, sinks) and of the harness register below.
 def _register_optional() -> None:
     import importlib
 
     for module in (
         "producers.cli",  # publish
-        "producers.simulator.cli",  # simulate
-        "streams.cli",  # process, evaluate
+        "harness.simulator.cli",  # simulate
+        "streams.cli",  # process
+        "harness.evaluate",  # evaluate
         "sinks.cli",  # sink, migrate, sql, report
-        "shekara.ops_cli",  # alerts, bench
-        "shekara.demo",  # demo
-        "shekara.faults",  # faults
+        "harness.ops_cli",  # alerts, bench
+        "harness.demo",  # demo
+        "harness.faults",  # faults
     ):
         try:
             mod = importlib.import_module(module)

@@ -84,9 +84,9 @@ def run_demo(
     The evaluation is printed and a shortfall is reported, but it does not fail the run (`shekara evaluate` and
     the tests gate on it).
     """
-    from producers.simulator import publish
-    from shekara.stack import Stack
-    from streams.evaluate import EvaluationConfig, ground_truth, simulation_config
+    from harness.evaluate import EvaluationConfig, ground_truth, simulation_config
+    from harness.simulator import publish
+    from harness.stack import Stack
 
     work_dir = settings.data_dir / "demo"
     if work_dir.exists():
@@ -128,8 +128,8 @@ def run_demo(
             land_s = time.monotonic() - t0
 
         report, alert_pairs = _evaluate(stack, config, sim_config, expected, malformed, summary, publish_s, process_s)
+        from harness.readback import read_dead_letters
         from sinks.dead_letters import tally
-        from streams.readback import read_dead_letters
 
         letters = tally(read_dead_letters(settings))
         stack.stop_sink()  # releases the chDB directory for the queries below
@@ -199,9 +199,9 @@ def _evaluate(
     process_s: float,
 ) -> tuple[Any, set[tuple[str, str]]]:
     """Score the processors' final alerts on the topic against the ground truth (as `shekara evaluate` does)."""
+    from harness import readback
+    from harness.evaluate import EvaluationReport, score
     from shekara.rules import load_rules
-    from streams import readback
-    from streams.evaluate import EvaluationReport, score
 
     settings = stack.settings
     alerts = readback.read_alerts(settings)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from producers.simulator.config import AnomalyRates, FaultRates, SimulationConfig
-from producers.simulator.generate import SimEvent, Simulation, simulate, simulate_with_truth
-from producers.simulator.output import SimSummary, write_files
-from producers.simulator.truth import Expected
+from harness.simulator.config import AnomalyRates, FaultRates, SimulationConfig
+from harness.simulator.generate import SimEvent, Simulation, simulate, simulate_with_truth
+from harness.simulator.output import SimSummary, write_files
+from harness.simulator.truth import Expected
 
 if TYPE_CHECKING:
-    from producers.simulator.kafka import Progress
+    from harness.simulator.kafka import Progress
     from shekara.settings import Settings
 
 
@@ -27,8 +27,8 @@ def publish(
     speed: float | None = None,
     progress: bool | Progress = False,
 ) -> SimSummary:
-    """Send a run to Kafka: `producers.simulator.kafka.publish`, imported on use (it loads the Kafka client)."""
-    from producers.simulator.kafka import publish as _publish
+    """Send a run to Kafka: `harness.simulator.kafka.publish`, imported on use (it loads the Kafka client)."""
+    from harness.simulator.kafka import publish as _publish
 
     return _publish(config, settings, speed=speed, progress=progress)
 

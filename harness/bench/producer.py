@@ -23,6 +23,7 @@ import dacite
 import fastavro
 from confluent_kafka import Producer
 
+from harness.bench import BenchResult
 from producers import build
 from producers.client import EventProducer, key_for
 from schemas.convert import from_avro, to_avro
@@ -30,7 +31,6 @@ from schemas.records import Crossing
 from schemas.serde import Serde, schema_for
 from schemas.validation import validate
 from shekara.admin import admin_client, ensure_topics
-from shekara.bench import BenchResult
 from shekara.settings import Settings, TopicNames
 from shekara.topics import TopicSpec
 
@@ -208,7 +208,7 @@ def run(settings: Settings, quick: bool) -> list[BenchResult]:
     return _cpu_results(records) + _publish_results(settings, records)
 
 
-if __name__ == "__main__":  # python -m producers.bench [--full]: against the broker in the settings
+if __name__ == "__main__":  # python -m harness.bench.producer [--full]: against the broker in the settings
     import sys
 
     from shekara.settings import get_settings

@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from producers.simulator.catalogue import Pick
-from producers.simulator.plan import Person, new_person
+from harness.simulator.catalogue import Pick
+from harness.simulator.plan import Person, new_person
 from schemas.records import DocumentType, Sex
 from shekara.rules import RuleBook
 

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from producers.simulator.config import AnomalyRates, FaultRates, SimulationConfig
-from producers.simulator.output import SUMMARY_FILE, TRUTH_FILE, SimSummary
+from harness.simulator.config import AnomalyRates, FaultRates, SimulationConfig
+from harness.simulator.output import SUMMARY_FILE, TRUTH_FILE, SimSummary
 from shekara.settings import Settings, get_settings
 
 
@@ -69,7 +69,7 @@ def simulate(
 def _to_files(config: SimulationConfig, out: Path, workers: int | None, codec: str) -> SimSummary:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from producers.simulator.output import write_files
+    from harness.simulator.output import write_files
 
     with Progress(
         TextColumn("[bold]simulating"),
@@ -83,8 +83,8 @@ def _to_files(config: SimulationConfig, out: Path, workers: int | None, codec: s
 
 
 def _to_kafka(config: SimulationConfig, settings: Settings, speed: float | None, out: Path | None) -> SimSummary:
-    from producers.simulator.generate import Simulation
-    from producers.simulator.kafka import publish
+    from harness.simulator.generate import Simulation
+    from harness.simulator.kafka import publish
 
     try:
         summary = publish(config, settings, speed=speed, progress=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from harness.bench import BenchResult
 from schemas.records import (
     Checkpoint,
     Crossing,
@@ -39,7 +40,6 @@ from schemas.records import (
     StatusChangeKind,
     Traveller,
 )
-from shekara.bench import BenchResult
 from shekara.pseudonym import traveller_key
 from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.rules import RuleBook, load_rules

@@ -1,6 +1,6 @@
 """Operations commands: `shekara alerts` (the ops console) and `shekara bench` (one report of every benchmark).
 
-Thin shells: the alert lines come from `shekara.console`, the figures from each component's ``bench.run``.
+Thin shells: the alert lines come from `streams.console`, the figures from each component's ``bench.run``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.bench import BenchResult
 from schemas.records import Alert
-from shekara.bench import BenchResult
-from shekara.console import AlertFilter, format_alert, format_rejected, parse_filter
 from shekara.logs import get_logger
 from shekara.settings import Mode, Settings, TopicNames, get_settings
+from streams.console import AlertFilter, format_alert, format_rejected, parse_filter
 
 log = get_logger(__name__)
 
@@ -210,10 +210,10 @@ def alerts(
 
 # (name for --only, module exposing run(settings, quick) -> list[BenchResult]), in pipeline order.
 COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("simulator", "producers.simulator.bench"),
-    ("producer", "producers.bench"),
-    ("streams", "streams.bench"),
-    ("sink", "sinks.bench"),
+    ("simulator", "harness.bench.simulator"),
+    ("producer", "harness.bench.producer"),
+    ("streams", "harness.bench.processor"),
+    ("sink", "harness.bench.sink"),
 )
 NOT_AVAILABLE = "not available"
 

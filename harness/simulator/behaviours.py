@@ -17,10 +17,10 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from operator import attrgetter
 
-from producers.simulator.catalogue import Pick, Post
-from producers.simulator.hosts import Host
-from producers.simulator.plan import Person, Planned, PlannedRegistration
-from producers.simulator.population import (
+from harness.simulator.catalogue import Pick, Post
+from harness.simulator.hosts import Host
+from harness.simulator.plan import Person, Planned, PlannedRegistration
+from harness.simulator.population import (
     HOURS_AIR,
     HOURS_LAND,
     HOURS_OFFICE,
@@ -28,8 +28,8 @@ from producers.simulator.population import (
     HOURS_TRADER_OUT,
     HourPick,
 )
-from producers.simulator.rand import pick, ri
-from producers.simulator.world import CITIZEN, DIPLOMAT, ONE_DAY, RESIDENT, VISA_FREE, Journey, World
+from harness.simulator.rand import pick, ri
+from harness.simulator.world import CITIZEN, DIPLOMAT, ONE_DAY, RESIDENT, VISA_FREE, Journey, World
 from schemas.records import (
     CheckpointKind,
     Direction,

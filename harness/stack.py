@@ -5,7 +5,7 @@ production (`python -m streams.worker`, `shekara sink`), started as subprocesses
 their environment, so they can be killed with SIGKILL and started again like real services.
 
 The stack supervises them as `shekara process` does its workers: a worker or the sink that exits is started
-again after a back-off (`shekara.supervise`), with one line in the log. A worker exits of its own accord on a
+again after a back-off (`streams.supervise`), with one line in the log. A worker exits of its own accord on a
 fatal error, and a worker or the sink when the broker was replaced by a new one (`shekara.broker_watch`).
 """
 
@@ -25,7 +25,7 @@ from shekara.admin import ensure_topics, wait_for_broker
 from shekara.embedded import EmbeddedBroker, free_port, launch, port_in_use
 from shekara.logs import get_logger
 from shekara.settings import REPO_ROOT, Settings
-from shekara.supervise import Backoff, exit_line
+from streams.supervise import Backoff, exit_line
 
 log = get_logger(__name__)
 
@@ -132,7 +132,7 @@ class Stack:
 
         with open(self.work_dir / "sink.log", "ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "shekara.cli", "sink"],
+                [sys.executable, "-m", "harness.cli", "sink"],
                 env=worker_env(self.settings),
                 cwd=REPO_ROOT,
                 stdout=out,
@@ -288,7 +288,7 @@ class Stack:
         self._wait(self.settings.sink.group_id, self.sink_topics, timeout, on_lag)
 
     def lag(self, group: str, topics: list[str]) -> int:
-        from streams.readback import GroupProgress
+        from harness.readback import GroupProgress
 
         progress = GroupProgress(self.settings, group, topics)
         try:
@@ -297,7 +297,7 @@ class Stack:
             progress.close()
 
     def _wait(self, group: str, topics: list[str], timeout: float, on_lag: Lag | None, settle: float = 2.0) -> None:
-        from streams.readback import GroupProgress
+        from harness.readback import GroupProgress
 
         progress = GroupProgress(self.settings, group, topics)
         deadline = time.monotonic() + timeout

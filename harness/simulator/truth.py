@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from producers.simulator.plan import Planned, PlannedCrossing, PlannedRegistration, PlannedStatus, order_key
+from harness.simulator.plan import Planned, PlannedCrossing, PlannedRegistration, PlannedStatus, order_key
 from schemas.ids import alert_id
 from schemas.records import (
     AlertType,

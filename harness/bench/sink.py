@@ -6,7 +6,7 @@
 2. Dashboard queries: p95 latency (20 warm runs; quick: 10) of every query of `shekara report` over a warehouse
    of at least 100 M crossings (quick: 5 M), against the daily-flows chart computed from the fact table
    instead of its view. The warehouse is simulator traffic landed by the sink's writer and copied up inside
-   ClickHouse (`sinks.scale`: how, exactly), cached under ``var/bench/`` and reused by later runs.
+   ClickHouse (`harness.scale`: how, exactly), cached under ``var/bench/`` and reused by later runs.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer
 
+from harness import samples
+from harness.bench import BenchResult
+from harness.scale import FULL, QUICK, WarehouseSpec, cache_root, cached_warehouse
 from schemas.serde import Serde
 from shekara.admin import ensure_topics, wait_for_broker
-from shekara.bench import BenchResult
 from shekara.logs import get_logger
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings, TopicNames, get_settings
-from sinks import samples
 from sinks.analyst import Reader, saved_queries
 from sinks.clickhouse import connect
 from sinks.migrate import migrate
 from sinks.report import DASHBOARD
-from sinks.scale import FULL, QUICK, WarehouseSpec, cache_root, cached_warehouse
 from sinks.sink import run_sink
 
 log = get_logger(__name__)
@@ -210,7 +210,7 @@ def _raw_insert_rate(settings: Settings, crossings: list[Any], keys: list[str]) 
 
 def dashboard_latency(settings: Settings, spec: WarehouseSpec, repeats: int) -> list[BenchResult]:
     """p95 of every dashboard query over the simulator-made warehouse of `spec` (built or reused, see
-    `sinks.scale`), beside the daily-flows chart computed from the fact table instead of its view."""
+    `harness.scale`), beside the daily-flows chart computed from the fact table instead of its view."""
     started = time.monotonic()
     warehouse, report = cached_warehouse(settings, spec, cache_root(get_settings()))
     prepared = time.monotonic() - started

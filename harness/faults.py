@@ -111,7 +111,7 @@ class Run:
 
     @classmethod
     def prepare(cls, name: str, base: Settings, size: Size) -> Run:
-        from streams.evaluate import EvaluationConfig, ground_truth, simulation_config
+        from harness.evaluate import EvaluationConfig, ground_truth, simulation_config
 
         work_dir = base.data_dir / "faults" / name
         if work_dir.exists():
@@ -141,7 +141,7 @@ class Run:
         """Publish the run's traffic; `progress` receives (fraction, messages handed to the producer) as it goes.
 
         `paced`: spread over `PACED_S` seconds instead of as fast as possible."""
-        from producers.simulator import publish
+        from harness.simulator import publish
 
         speed = self.size.days * 86_400 / PACED_S if paced else None
         summary = publish(self.sim_config, settings, speed=speed, progress=progress or False)
@@ -152,7 +152,7 @@ class Run:
 
 
 def _committed(settings: Settings, group: str, topics: list[str]) -> int:
-    from streams.readback import GroupProgress
+    from harness.readback import GroupProgress
 
     progress = GroupProgress(settings, group, topics)
     try:
@@ -199,10 +199,10 @@ def _join(thread: threading.Thread, errors: list[BaseException], timeout: float 
 
 def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str]]]:
     """Checks while the stack runs: alerts vs the ground truth, rejections vs dead letters, delivery to processors."""
+    from harness import readback
+    from harness.evaluate import DEFAULT_MARGIN, score
     from shekara.rules import load_rules
     from sinks.dead_letters import tally
-    from streams import readback
-    from streams.evaluate import DEFAULT_MARGIN, score
 
     settings = stack.settings
     alerts = readback.read_alerts(settings)
@@ -334,7 +334,7 @@ def check_delivery(stack: Any) -> Check:
 
 
 def processor_kill(run: Run) -> None:
-    from shekara.stack import Stack
+    from harness.stack import Stack
 
     with Stack(run.settings, run.work_dir) as stack:
         thread, errors = _in_background(lambda: run.publish(stack.settings))
@@ -352,7 +352,7 @@ def processor_kill(run: Run) -> None:
 
 
 def sink_kill(run: Run) -> None:
-    from shekara.stack import Stack
+    from harness.stack import Stack
 
     with Stack(run.settings, run.work_dir) as stack:
         thread, errors = _in_background(lambda: run.publish(stack.settings))
@@ -466,8 +466,8 @@ PRODUCER_CLIENT_ID = "shekara-simulator"  # the simulator's EventProducer (the s
 
 
 def broker_outage(run: Run) -> None:
+    from harness.stack import Stack
     from shekara.embedded import free_port
-    from shekara.stack import Stack
 
     outage_s = 20.0 if run.size.days > 7 else 10.0
     broker_port = free_port()
@@ -509,7 +509,7 @@ def broker_outage(run: Run) -> None:
 
 def clickhouse_failures(run: Run) -> None:
     """The sink runs in this process, its inserts refused for a while (as a ClickHouse outage would)."""
-    from shekara.stack import Stack
+    from harness.stack import Stack
     from sinks import writer
     from sinks.sink import run_sink
 
@@ -552,7 +552,7 @@ def clickhouse_failures(run: Run) -> None:
 
 
 def hostile_input(run: Run) -> None:
-    from shekara.stack import Stack
+    from harness.stack import Stack
 
     with Stack(run.settings, run.work_dir) as stack:
         payloads = hostile_payloads(run, stack.settings, run.size.hostile)
@@ -574,7 +574,7 @@ def hostile_input(run: Run) -> None:
 
 def rebalance(run: Run) -> None:
     """A second worker joins the group mid-run, later the first is killed: two rebalances, both ways."""
-    from shekara.stack import Stack
+    from harness.stack import Stack
     from streams.worker import read_status
 
     with Stack(run.settings, run.work_dir) as stack:
@@ -626,8 +626,8 @@ def _outage_s(run: Run) -> float:
 
 def long_outage(run: Run) -> None:
     """The broker unreachable for every client (processors, sink, producer) for longer than the session timeout."""
+    from harness.stack import Stack
     from shekara.embedded import free_port
-    from shekara.stack import Stack
 
     outage_s = _outage_s(run)
     broker_port = free_port()
@@ -700,9 +700,9 @@ def broker_restart(run: Run) -> None:
     them; the same traffic published again to the new broker is processed and landed (the warehouse keeps
     each event and alert once: the replay has the same ids).
     """
+    from harness.stack import Stack
     from shekara.admin import admin_client
     from shekara.embedded import free_port
-    from shekara.stack import Stack
 
     broker_port = free_port()
     proxy = Proxy(broker_port)
@@ -762,7 +762,7 @@ def hostile_payloads(run: Run, settings: Settings, n: int) -> list[Payload]:
     from hypothesis import settings as hsettings
     from hypothesis import strategies as st
 
-    from producers.simulator import simulate
+    from harness.simulator import simulate
     from schemas.records import Registration
     from schemas.serde import Serde
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from producers.simulator.behaviours import (
+from harness.simulator.behaviours import (
     HOUR,
     LAND_ROUTES,
     finish,
@@ -25,9 +25,9 @@ from producers.simulator.behaviours import (
     transit_plan,
     visit_exit_time,
 )
-from producers.simulator.catalogue import Post
-from producers.simulator.plan import Person, Planned, PlannedRegistration
-from producers.simulator.world import CITIZEN, ONE_DAY, VISA_FREE, Journey, World
+from harness.simulator.catalogue import Post
+from harness.simulator.plan import Person, Planned, PlannedRegistration
+from harness.simulator.world import CITIZEN, ONE_DAY, VISA_FREE, Journey, World
 from schemas.records import Direction, EntryBasis, EntryBasisKind, HostKind, Purpose, StatusChangeKind
 from shekara.reference import distance_km
 

@@ -1,6 +1,6 @@
 """A benchmark warehouse of 100 M crossings made from simulator traffic, and cached between runs.
 
-1. **Base.** The traffic simulator (`producers.simulator`, anomalies on, data faults off) runs a year - the 52
+1. **Base.** The traffic simulator (`harness.simulator`, anomalies on, data faults off) runs a year - the 52
    whole weeks before the current one - at a small scale, one worker process per core over its shards. Each
    shard's events also go through the stream processors' pure core (`streams.core.step`: the shell's loop
    without Kafka, watermark 6 h behind, deadlines fired from a time index, and at the end of the period),
@@ -42,8 +42,8 @@ from typing import Any, NamedTuple
 
 from clickhouse_connect.driver.client import Client
 
-from producers.simulator import FaultRates, SimulationConfig
-from producers.simulator.export import ShardRun
+from harness.simulator import FaultRates, SimulationConfig
+from harness.simulator.export import ShardRun
 from schemas.serde import Serde
 from shekara.logs import get_logger
 from shekara.reference import load_checkpoints

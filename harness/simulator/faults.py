@@ -18,11 +18,11 @@ from typing import Any
 
 import fastavro
 
-from producers.simulator.catalogue import SOUTHERN, Catalogue
-from producers.simulator.config import FaultRates
-from producers.simulator.materialise import CROSSING, RECORD_NAME, REGISTRATION, Materialiser, kind_of
-from producers.simulator.plan import Planned, PlannedCrossing
-from producers.simulator.world import EventIds
+from harness.simulator.catalogue import SOUTHERN, Catalogue
+from harness.simulator.config import FaultRates
+from harness.simulator.materialise import CROSSING, RECORD_NAME, REGISTRATION, Materialiser, kind_of
+from harness.simulator.plan import Planned, PlannedCrossing
+from harness.simulator.world import EventIds
 from schemas.records import CheckpointKind, Crossing, Registration, StatusChange
 from schemas.serde import SINGLE_OBJECT_MAGIC, fingerprint_of, latest_version, schema_versions
 from shekara.rules import RuleBook

@@ -24,9 +24,9 @@ from typing import Any, BinaryIO
 from fastavro import block_reader
 from fastavro.write import Writer
 
-from producers.simulator.config import SimulationConfig
-from producers.simulator.generate import Counts, Engine, describe
-from producers.simulator.materialise import CROSSING, KINDS, RECORD_NAME, REGISTRATION, STATUS_CHANGE
+from harness.simulator.config import SimulationConfig
+from harness.simulator.generate import Counts, Engine, describe
+from harness.simulator.materialise import CROSSING, KINDS, RECORD_NAME, REGISTRATION, STATUS_CHANGE
 from schemas.serde import latest_version
 
 FILES = {CROSSING: "crossings.avro", REGISTRATION: "registrations.avro", STATUS_CHANGE: "status_changes.avro"}

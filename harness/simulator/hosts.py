@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date
 
-from producers.simulator.catalogue import Pick
+from harness.simulator.catalogue import Pick
 from schemas.records import HostKind
 from shekara.rules import RuleBook
 

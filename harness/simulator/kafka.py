@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Producer
 
+from harness.simulator.config import SimulationConfig
+from harness.simulator.generate import Simulation
+from harness.simulator.output import SimSummary, summarise
 from producers.client import EventProducer
-from producers.simulator.config import SimulationConfig
-from producers.simulator.generate import Simulation
-from producers.simulator.output import SimSummary, summarise
 from schemas.validation import ValidationError
 from shekara.logs import get_logger
 from shekara.settings import Settings

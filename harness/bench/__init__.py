@@ -1,7 +1,7 @@
 """What every component benchmark returns, so `shekara bench` can print one report and write it as JSON.
 
 Each component exposes ``run(settings: Settings, quick: bool) -> list[BenchResult]`` in its own
-``bench`` module (``producers.simulator.bench``, ``producers.bench``, ``streams.bench``, ``sinks.bench``).
+module under ``harness.bench`` (``simulator``, ``producer``, ``processor``, ``sink``).
 A figure is only meaningful beside its baseline measured in the same run: these machines are noisy.
 """
 

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from fastavro.write import Writer
 
-from producers.simulator.config import SimulationConfig
-from producers.simulator.generate import Engine, simulate
-from producers.simulator.output import default_workers, write_files
+from harness.bench import BenchResult
+from harness.simulator.config import SimulationConfig
+from harness.simulator.generate import Engine, simulate
+from harness.simulator.output import default_workers, write_files
 from schemas.records import (
     Checkpoint,
     CheckpointKind,
@@ -39,7 +40,6 @@ from schemas.records import (
     Traveller,
 )
 from schemas.serde import latest_version
-from shekara.bench import BenchResult
 from shekara.settings import Settings
 
 COMPONENT = "simulator"
