@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
-
-class CheckpointKind(StrEnum):
-    ROAD = "ROAD"
-    RAIL = "RAIL"
-    AIR = "AIR"
-    SEA = "SEA"
+# Re-exported: the foundation's rules and reference data need these codes, and the foundation imports nothing above it.
+from shekara.codes import AlertType as AlertType
+from shekara.codes import CheckpointKind as CheckpointKind
+from shekara.codes import EntryBasisKind as EntryBasisKind
+from shekara.codes import Purpose as Purpose
+from shekara.codes import Severity as Severity
 
 
 class Direction(StrEnum):
@@ -39,27 +39,6 @@ class Sex(StrEnum):
     M = "M"
     F = "F"
     X = "X"
-
-
-class Purpose(StrEnum):
-    TRANSIT = "TRANSIT"
-    TOURISM = "TOURISM"
-    BUSINESS = "BUSINESS"
-    PRIVATE = "PRIVATE"
-    WORK = "WORK"
-    STUDY = "STUDY"
-    RESIDENCE = "RESIDENCE"
-    REPATRIATION = "REPATRIATION"
-
-
-class EntryBasisKind(StrEnum):
-    CITIZEN = "CITIZEN"  # Kazakh citizens: crossings are recorded, no stay limit applies
-    VISA_FREE = "VISA_FREE"
-    VISA = "VISA"
-    RESIDENCE_PERMIT = "RESIDENCE_PERMIT"
-    WORK_PERMIT = "WORK_PERMIT"
-    REFUGEE = "REFUGEE"
-    DIPLOMATIC = "DIPLOMATIC"
 
 
 class ConveyanceKind(StrEnum):
@@ -99,32 +78,10 @@ class StatusChangeKind(StrEnum):
     DOCUMENT_RECOVERED = "DOCUMENT_RECOVERED"  # takes a document off the watch list
 
 
-class AlertType(StrEnum):
-    IN_COUNTRY_OVERSTAY = "IN_COUNTRY_OVERSTAY"
-    OUT_OF_COUNTRY_OVERSTAY = "OUT_OF_COUNTRY_OVERSTAY"
-    WINDOW_BREACH = "WINDOW_BREACH"  # 90/180 "visa run"
-    UNREGISTERED_STAY = "UNREGISTERED_STAY"
-    TRANSIT_OVERSTAY = "TRANSIT_OVERSTAY"
-    WRONG_ROUTE_EXIT = "WRONG_ROUTE_EXIT"
-    EXIT_WITHOUT_ENTRY = "EXIT_WITHOUT_ENTRY"
-    DOUBLE_ENTRY = "DOUBLE_ENTRY"
-    IMPOSSIBLE_TRAVEL = "IMPOSSIBLE_TRAVEL"
-    BANNED_ENTRY = "BANNED_ENTRY"
-    LOST_STOLEN_DOCUMENT = "LOST_STOLEN_DOCUMENT"
-    FICTITIOUS_ADDRESS = "FICTITIOUS_ADDRESS"
-
-
 class AlertAction(StrEnum):
     RAISED = "RAISED"
     RESOLVED = "RESOLVED"  # the condition ended (e.g. the late exit arrived)
     RETRACTED = "RETRACTED"  # late data showed the alert was never due
-
-
-class Severity(StrEnum):
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
-    CRITICAL = "CRITICAL"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from schemas.records import CheckpointKind
+from shekara.codes import CheckpointKind
 
 DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "rules" / "checkpoints.csv"
 EARTH_RADIUS_KM = 6371.0088

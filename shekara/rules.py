@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from schemas.records import AlertType, EntryBasisKind, Purpose, Severity
+from shekara.codes import AlertType, EntryBasisKind, Purpose, Severity
 
 DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "kz.toml"
 GENERAL = "GENERAL"
