@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from schemas.records import Alert, DeadLetter
 from schemas.serde import Serde
@@ -27,6 +30,9 @@ from shekara.settings import Limits, Settings
 
 log = get_logger(__name__)
 MAX_REASON_CHARS = 2_000  # a reason quoting a huge value is cut here (the value is in the source topic)
+# A dead letter is written after its source message, but by another host's clock: read back from this much earlier.
+LETTER_CLOCK_MARGIN_MS = 300_000
+Coordinates = tuple[str, int, int]  # source topic, partition, offset of a dead-lettered message
 
 
 class OutputError(RuntimeError):
@@ -101,6 +107,10 @@ class Outputs:
         self._errors: list[str] = []
         self._lock = threading.Lock()
         self.sent = {"alerts": 0, "stays": 0, "dead_letters": 0, "address_registrations": 0}
+        # Source coordinates already in the dead-letter topic past the committed offsets (`lettered_since`, at
+        # assignment): a worker killed between its dead letter and its commit must not send it again on replay.
+        self.lettered: set[Coordinates] = set()
+        self.letters_not_resent = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -132,6 +142,9 @@ class Outputs:
         self.sent["stays"] += 1
 
     def dead(self, letter: DeadLetter) -> None:
+        if self.lettered and (letter.source_topic, letter.source_partition, letter.source_offset) in self.lettered:
+            self.letters_not_resent += 1
+            return
         letter = bounded(letter, self.limits)
         self._produce(self.topics.dead_letter, letter.key, self.serde.encode(letter, self.topics.dead_letter))
         self.sent["dead_letters"] += 1
@@ -172,3 +185,102 @@ class Outputs:
             self.flush_sync(10.0)
         except OutputError as exc:
             log.warning("outputs not flushed at close", error=str(exc))
+
+
+def lettered_since(
+    settings: Settings, starts: Mapping[tuple[str, int], int], *, timeout: float = 30.0
+) -> set[Coordinates]:
+    """Source coordinates at or past `starts` (committed offsets) that already have a dead letter.
+
+    Run at assignment only. A dead letter is written after its source message was, so the dead-letter topic is
+    read from the time of the first uncommitted source message (less a clock margin) to its end; a partition with
+    nothing uncommitted costs one fetch. The letters are keyed like their source, not by source partition, so
+    every dead-letter partition is read from that time. Ends are found by fetching to end of partition, not by
+    asking for the high watermark: the embedded broker (Tansu) reports the last batch's base offset + 1 there.
+    """
+    consumer = Consumer(
+        {
+            **settings.kafka_config(),
+            "group.id": f"shekara-letters-{uuid.uuid4()}",  # assign() only: never joins or commits
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": client_logger("streams.outputs.lettered"),
+        }
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        first = _first_timestamps(consumer, starts, deadline)
+        if not first:
+            return set()
+        since = max(0, min(first.values()) - LETTER_CLOCK_MARGIN_MS)
+        found: set[Coordinates] = set()
+        serde = Serde.from_settings(settings)
+        for value in _read_letters_from(consumer, settings.topics.dead_letter, since, deadline):
+            try:
+                letter = serde.decode(value, settings.topics.dead_letter)
+            except ValueError:
+                continue  # not a dead letter of ours: nothing to skip for it
+            if not isinstance(letter, DeadLetter) or letter.source_partition is None or letter.source_offset is None:
+                continue
+            committed = starts.get((letter.source_topic, letter.source_partition))
+            if (
+                committed is not None
+                and letter.source_offset >= committed
+                and (
+                    letter.source_topic,
+                    letter.source_partition,
+                )
+                in first
+            ):
+                found.add((letter.source_topic, letter.source_partition, letter.source_offset))
+        return found
+    finally:
+        consumer.close()
+
+
+def _read_to_end(
+    consumer: Consumer, assign: list[TopicPartition], deadline: float, what: str, *, first_only: bool = False
+) -> Iterator[Message]:
+    """The messages of the assigned partitions from their offsets to their end, or only the first of each."""
+    consumer.assign(assign)
+    open_ = {(tp.topic, tp.partition) for tp in assign}
+    while open_ and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is None:
+            continue
+        error = msg.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                open_.discard((msg.topic() or "", msg.partition() or 0))
+            continue
+        yield msg
+        if first_only:
+            tp = (msg.topic() or "", msg.partition() or 0)
+            open_.discard(tp)
+            consumer.incremental_unassign([TopicPartition(*tp)])
+    if open_:
+        raise KafkaException(f"{what}: {len(open_)} partitions not read to their end in time")
+
+
+def _first_timestamps(
+    consumer: Consumer, starts: Mapping[tuple[str, int], int], deadline: float
+) -> dict[tuple[str, int], int]:
+    """The Kafka timestamp (ms) of the message at each partition's start, for those with one."""
+    first: dict[tuple[str, int], int] = {}
+    assign = [TopicPartition(t, p, start) for (t, p), start in starts.items()]
+    for msg in _read_to_end(consumer, assign, deadline, "source read-back", first_only=True):
+        first.setdefault((msg.topic() or "", msg.partition() or 0), msg.timestamp()[1])
+    return first
+
+
+def _read_letters_from(consumer: Consumer, topic: str, since_ms: int, deadline: float) -> list[bytes]:
+    """Every value of `topic` written at or after `since_ms`, up to its current end."""
+    meta = consumer.list_topics(topic, timeout=max(1.0, deadline - time.monotonic()))
+    partitions = sorted(meta.topics[topic].partitions)
+    found = consumer.offsets_for_times(
+        [TopicPartition(topic, p, since_ms) for p in partitions], timeout=max(1.0, deadline - time.monotonic())
+    )
+    assign = [TopicPartition(topic, tp.partition, tp.offset) for tp in found if tp.offset >= 0]
+    if not assign:
+        return []
+    return [m.value() or b"" for m in _read_to_end(consumer, assign, deadline, "dead-letter read-back") if m.value()]

@@ -57,7 +57,7 @@ from streams.deadlines import Deadlines
 from streams.drain import batches
 from streams.matching import RawMessage, Stepped, StepRequest
 from streams.offload import LocalMatching, MatchingProcess, MatchingRunner
-from streams.outputs import Outputs, dead_letter
+from streams.outputs import Outputs, dead_letter, lettered_since
 from streams.pipeline import CommitPipeline
 from streams.positions import Positions
 from streams.raw import raw_topic
@@ -149,6 +149,22 @@ def _dead(
         )
     )
     stats.dead_letters += 1
+
+
+async def _read_back_letters(settings: Settings, outputs: Outputs, starts: dict[tuple[str, int], int]) -> None:
+    """Have `outputs` skip the dead letters already sent for offsets past the commit (a killed predecessor's).
+
+    A failed read-back is not fatal: the worker goes on and may send such a letter twice (the sink and the
+    alerts deduplicate by id), rather than stop a partition.
+    """
+    try:
+        lettered = await asyncio.to_thread(lettered_since, settings, starts)
+    except Exception as exc:
+        log.warning("cannot read back dead letters sent since the commit", error=str(exc))
+        lettered = set()
+    outputs.lettered = lettered
+    if lettered:
+        log.info("dead letters already sent since the commit: not sent again", count=len(lettered))
 
 
 async def _submit_commit(
@@ -636,6 +652,7 @@ def build_topology(
         matcher.positions.start_at(travellers)
         matcher.aligner.start_at(travellers)
         checker.positions.start_at({tp: s for tp, s in positions.items() if tp[0] == t.address_registrations})
+        await _read_back_letters(settings, outputs, positions)
 
     traveller_state.on_recover(rewind_uncommitted)
 
