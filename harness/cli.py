@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -12,7 +13,31 @@ from pydantic import ValidationError
 from shekara import logs
 from shekara.settings import Settings, get_settings
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The command, saying in one line (exit 2, no traceback) that the broker or the warehouse cannot be reached.
+
+    Commands check up front (`shekara.admin.require_broker`); this also catches the same failure met later on.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from confluent_kafka import KafkaException
+
+        from shekara.admin import Unreachable, is_unreachable, unreachable_line
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except Unreachable as exc:
+            line = str(exc)
+        except KafkaException as exc:
+            if not is_unreachable(exc):
+                raise
+            line = unreachable_line(get_settings())
+        typer.secho(f"error: {line}", fg="red", err=True)
+        sys.exit(2)
+
+
+app = _App(
     help="Shekara: border-crossing and migration-registration event pipeline.",
     no_args_is_help=True,
     add_completion=False,
@@ -73,11 +98,11 @@ def up(
 @app.command()
 def topics() -> None:
     """Create the project's topics on the configured broker (idempotent) and list them."""
-    from shekara.admin import ensure_topics, wait_for_broker
+    from shekara.admin import ensure_topics, require_broker
     from shekara.topics import catalogue
 
     settings = get_settings()
-    wait_for_broker(settings)
+    require_broker(settings)
     created = set(ensure_topics(settings))
     for spec in catalogue(settings):
         mark = "created" if spec.name in created else "exists"

@@ -165,6 +165,7 @@ def alerts(
     max_alerts: Annotated[int | None, typer.Option("--max", help="Stop after this many alerts")] = None,
 ) -> None:
     """Print alerts from the alerts topic as coloured lines: since when, what, who, where, why, evidence."""
+    from shekara.admin import require_broker
     from shekara.reference import load_checkpoints
     from shekara.rules import load_rules
 
@@ -173,6 +174,7 @@ def alerts(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     settings = get_settings()
+    require_broker(settings)
     tz = load_rules(settings.rules_file).timezone
     checkpoints = load_checkpoints()
     out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False)

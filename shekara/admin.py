@@ -19,6 +19,30 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(settings.kafka_config())
 
 
+class Unreachable(Exception):
+    """A command cannot reach the broker or the warehouse: `str()` is the one line to say; the command exits 2."""
+
+
+def unreachable_line(settings: Settings) -> str:
+    hint = "is `shekara up` running?" if settings.mode == "embedded" else "is the broker up? see docker-compose.yml"
+    return f"cannot reach the Kafka broker at {settings.bootstrap_servers} ({hint})"
+
+
+def require_broker(settings: Settings, timeout: float | None = None) -> None:
+    """Wait up to `timeout` (default `reach_timeout_seconds`) for the broker to answer; `Unreachable` if it does not."""
+    try:
+        wait_for_broker(settings, settings.reach_timeout_seconds if timeout is None else timeout)
+    except TimeoutError:
+        raise Unreachable(unreachable_line(settings)) from None
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """A confluent-kafka error that means no broker answered (rather than one that answered no)."""
+    if not isinstance(exc, KafkaException) or not exc.args or not isinstance(exc.args[0], KafkaError):
+        return False
+    return exc.args[0].code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+
+
 def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     """Block until the broker answers a metadata request, or raise TimeoutError."""
     client = admin_client(settings)
@@ -26,7 +50,7 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            client.list_topics(timeout=2)
+            client.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
             return
         except KafkaException as exc:
             last = exc

@@ -8,6 +8,7 @@ Embedded and server mode differ only here; the code path is the same.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from datetime import date
 from enum import StrEnum
@@ -182,6 +183,8 @@ class Settings(BaseSettings):
     rules_file: Path = REPO_ROOT / "rules" / "kz.toml"
     log_level: str = "WARNING"
     log_format: str = "console"  # or "json"
+    # How long a command waits for the broker or the warehouse to answer before saying, in one line, it cannot.
+    reach_timeout_seconds: float = Field(default=10.0, gt=0)
     allowed_lateness_seconds: int = 6 * 3600
     max_future_skew_seconds: int = 300
     # Days the source topics keep events, in clear, for replay and late uploads; the pseudonymised warehouse is
@@ -214,8 +217,17 @@ class Settings(BaseSettings):
         return ",".join(u.split("://", 1)[-1] for u in self.broker_url.split(";"))
 
     def kafka_config(self) -> dict[str, Any]:
-        """The base of every confluent-kafka client's configuration: the broker and this process's credentials."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka.librdkafka()}
+        """The base of every confluent-kafka client's configuration: the broker and this process's credentials.
+
+        librdkafka's own lines go through the project's logging (`shekara.kafka`), throttled; quiet unless
+        SHEKARA_LOG_LEVEL asks for INFO or DEBUG (then its warnings and above; at DEBUG everything).
+        """
+        from shekara.broker_watch import client_logger  # imports this module
+
+        logger = client_logger("shekara.kafka")
+        wanted = self.log_level.upper()
+        logger.setLevel({"DEBUG": logging.DEBUG, "INFO": logging.WARNING}.get(wanted, logging.CRITICAL + 1))
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka.librdkafka(), "logger": logger}
 
     @property
     def spool_dir(self) -> Path:

@@ -28,12 +28,14 @@ def sink(
     once: Annotated[bool, typer.Option("--once", help="Drain what is in the topics now, then exit")] = False,
 ) -> None:
     """Land the topics in ClickHouse (runs until Ctrl-C). Also answers `shekara sql` in embedded mode."""
+    from shekara.admin import require_broker
     from shekara.broker_watch import EXIT_BROKER_GONE, BrokerGone
     from sinks.clickhouse import WarehouseBusy
     from sinks.sink import run_sink
 
     settings = get_settings()
     refuse_weak_secrets(settings, ops_page=False)
+    require_broker(settings)  # unreachable at start: one line (an outage once running is ridden out)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -32,11 +32,13 @@ def process(
     Each worker is a child process, supervised: one that exits (a fatal error, its broker replaced by a new
     one) is started again after a back-off that grows while it keeps failing, with one line saying so.
     """
+    from shekara.admin import require_broker
     from streams.supervise import Backoff, exit_line
     from streams.worker import spawn_worker
 
     settings = get_settings()
     refuse_weak_secrets(settings, clickhouse=False)
+    require_broker(settings)  # unreachable at start: one line, rather than workers restarting in a loop
     base_port = web_port or settings.faust.web_port
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

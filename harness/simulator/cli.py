@@ -59,6 +59,9 @@ def simulate(
         pseudonym_key=settings.pseudonym_key_bytes,
     )
     if to_kafka:
+        from shekara.admin import require_broker
+
+        require_broker(settings)  # a generator run against no broker would only fill the spool: say so instead
         summary = _to_kafka(config, settings, speed, out)
     else:
         assert out is not None
