@@ -9,7 +9,7 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -78,14 +78,24 @@ def migrate() -> None:
 def sql(
     query: Annotated[str | None, typer.Argument(help="SQL to run, read-only; '-' reads it from stdin")] = None,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="pretty, CSV, JSON, TSV, or a ClickHouse format")
+        str, typer.Option("--format", "-f", help="pretty, CSV, JSON, TSV, or a ClickHouse format (Parquet too)")
     ] = "pretty",
     saved: Annotated[str | None, typer.Option("--saved", "-s", help="Run a saved query (see --list)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value for the query")] = None,
     list_saved: Annotated[bool, typer.Option("--list", help="List the saved queries")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file")] = None,
 ) -> None:
     """Run a read-only query against the configured ClickHouse (also while the sink runs)."""
-    from sinks.analyst import QueryError, run_query, saved_queries
+    from sinks.analyst import (
+        DEFAULT_DATA,
+        QueryError,
+        Reader,
+        as_of_hint,
+        is_binary,
+        is_empty,
+        saved_queries,
+        split_format,
+    )
     from sinks.clickhouse import WarehouseBusy, WarehouseMissing
 
     catalogue = saved_queries()
@@ -95,27 +105,42 @@ def sql(
             typer.echo(f"{q.name:32} {q.title}" + (f"  [{defaults}]" if defaults else ""))
         return
     given = dict(_param(p) for p in (param or []))
-    args: dict[str, str] = {}
-    if saved:
-        if saved not in catalogue:
-            typer.secho(f"error: no saved query {saved!r}; see `shekara sql --list`", fg="red", err=True)
-            raise typer.Exit(2)
-        try:
-            text, args = catalogue[saved].sql, catalogue[saved].arguments(given)
-        except ValueError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from exc
-    elif query:
-        text, args = (sys.stdin.read() if query == "-" else query), given
-    else:
-        typer.secho("error: give a query, --saved NAME or --list", fg="red", err=True)
-        raise typer.Exit(2)
+    if saved and saved not in catalogue:
+        _fail(f"no saved query {saved!r}; see `shekara sql --list`", 2)
+    if not saved and not query:
+        _fail("give a query, --saved NAME or --list", 2)
+    text = catalogue[saved].sql if saved else (sys.stdin.read() if query == "-" else str(query))
+    ch_format = split_format(text, fmt)[1]
+    if is_binary(ch_format) and output is None and sys.stdout.isatty():
+        _fail(f"{ch_format} is binary: pass --output FILE or redirect stdout", 2)
     try:
-        out = run_query(get_settings(), text, fmt, args)
+        with Reader(get_settings()) as reader:
+            data, args = None, given
+            if saved:
+                try:
+                    prepared = reader.prepare(catalogue[saved], given)
+                except ValueError as exc:
+                    _fail(str(exc), 2)
+                data, args = prepared.data, prepared.args
+                if prepared.as_of_from_data is not None:
+                    typer.echo(as_of_hint(prepared.as_of_from_data), err=True)
+            out = reader.raw(text, fmt, args)
+            if is_empty(out, ch_format):
+                data = data or reader.data_range(DEFAULT_DATA)
+                typer.echo(f"0 rows ({data.describe()})", err=True)
     except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
-    sys.stdout.write(out.decode(errors="replace"))
+        _fail(str(exc), 1)
+    # Bytes as ClickHouse wrote them: binary formats (Parquet, Arrow, Native) must not pass through a text codec.
+    if output is not None:
+        output.write_bytes(out)
+    else:
+        sys.stdout.buffer.write(out)
+        sys.stdout.buffer.flush()
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
 
 
 def report(
@@ -134,6 +159,10 @@ def report(
     except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
+    if dashboard.as_of_from_data and dashboard.as_of is not None:
+        from sinks.analyst import as_of_hint
+
+        typer.echo(as_of_hint(dashboard.as_of, "--as-of YYYY-MM-DD"), err=True)
     typer.echo(render_text(dashboard))
     if html is not None:
         html.write_text(render_html(dashboard), encoding="utf-8")

@@ -18,7 +18,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from shekara.settings import Settings
-from sinks.analyst import Reader, SavedQuery, Table, saved_queries
+from sinks.analyst import DEFAULT_DATA, Reader, SavedQuery, Table, saved_queries
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,22 @@ class Dashboard:
     generated: datetime
     warehouse: str
     sections: tuple[Section, ...]
-    as_of: date | None = None  # None: today
+    as_of: date | None = None  # None: today (no data anywhere)
+    as_of_from_data: bool = False  # as_of was not given: the last day with data
 
 
 def build_dashboard(
     settings: Settings, panels: tuple[Panel, ...] = DASHBOARD, *, as_of: date | None = None
 ) -> Dashboard:
-    """Run the dashboard's saved queries; `as_of`: the day they are judged at (default: today in Almaty)."""
+    """Run the dashboard's saved queries; `as_of`: the day they are judged at (default: the last day with data)."""
     catalogue = saved_queries()
     sections = []
+    from_data = False
     with Reader(settings) as reader:
+        if as_of is None:  # one day for every panel: the latest across the facts they read
+            sources = {catalogue[p.query].data or DEFAULT_DATA for p in panels}
+            lasts = [d for d in (reader.data_range(s).last for s in sorted(sources)) if d is not None]
+            as_of, from_data = (max(lasts), True) if lasts else (None, False)
         for panel in panels:
             q: SavedQuery = catalogue[panel.query]
             given = {k: str(v) for k, v in panel.params.items()}
@@ -83,7 +89,7 @@ def build_dashboard(
             for name, value in args.items():  # "over the last `days` days" -> "over the last 30 days"
                 description = description.replace(f"`{name}`", str(value))
             sections.append(Section(q.name, q.title, description, table, panel.chart, panel.limit_rows))
-    return Dashboard(datetime.now(UTC), _where(settings), tuple(sections), as_of)
+    return Dashboard(datetime.now(UTC), _where(settings), tuple(sections), as_of, from_data)
 
 
 def _where(settings: Settings) -> str:
@@ -100,6 +106,7 @@ def render_text(dashboard: Dashboard, width: int = 120) -> str:
     console.print(
         f"Shekara dashboard - {dashboard.generated:%Y-%m-%d %H:%M} UTC - {dashboard.warehouse}"
         + (f" - as of {dashboard.as_of}" if dashboard.as_of else "")
+        + (" (the last day with data)" if dashboard.as_of_from_data else "")
     )
     for s in dashboard.sections:
         console.print()
@@ -150,7 +157,8 @@ def render_html(dashboard: Dashboard) -> str:
         "</style></head><body>",
         "<h1>Shekara dashboard</h1>",
         f"<p class='desc'>Generated {dashboard.generated:%Y-%m-%d %H:%M} UTC from {html.escape(dashboard.warehouse)}"
-        + (f", as of {dashboard.as_of}." if dashboard.as_of else "."),
+        + (f", as of {dashboard.as_of}" if dashboard.as_of else "")
+        + (" (the last day with data)." if dashboard.as_of_from_data else "."),
         " Aggregates only: travellers appear as pseudonymous keys, never by document.</p>",
     ]
     for s in dashboard.sections:

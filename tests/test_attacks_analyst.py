@@ -333,3 +333,15 @@ def test_shekara_sql_and_report_work_and_an_attack_is_one_line(sink: Sink) -> No
     assert attack.returncode == 1
     lines = attack.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: refused: system.processes is not readable"), lines
+
+
+def test_parquet_through_the_endpoint_is_byte_for_byte(sink: Sink, tmp_path: Path) -> None:
+    # The sink owns the directory: the bytes cross its HTTP endpoint and must come out as ClickHouse wrote them.
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "out.parquet"
+    run = sink.shekara(
+        "sql", "SELECT toUInt8(200) AS x, toDate('2025-03-01') AS d", "-f", "Parquet", "--output", str(path)
+    )
+    assert run.returncode == 0, run.stderr
+    assert [(r["x"], str(r["d"])) for r in pq.read_table(path).to_pylist()] == [(200, "2025-03-01")]

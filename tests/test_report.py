@@ -129,7 +129,7 @@ def test_cli_sql_and_report(loaded: Env, tmp_path, monkeypatch: pytest.MonkeyPat
     assert listed.exit_code == 0 and "overstay_rates" in listed.output
     out = runner.invoke(app, ["sql", "--saved", "top_alert_types", "--param", "days=7", "--format", "CSV"])
     assert out.exit_code == 0, out.output
-    assert out.output.splitlines()[1:] == ['"IN_COUNTRY_OVERSTAY",2,0,0', '"WINDOW_BREACH",1,0,0']
+    assert out.stdout.splitlines()[1:] == ['"IN_COUNTRY_OVERSTAY",2,0,0', '"WINDOW_BREACH",1,0,0']
     bad = runner.invoke(app, ["sql", "SELEC nonsense"])
     assert bad.exit_code == 1
     page = tmp_path / "dash.html"

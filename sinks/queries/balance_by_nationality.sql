@@ -2,7 +2,8 @@
 -- description: Entries, exits and balance per nationality summed over the last `months` months.
 -- param: months UInt16 = 12
 -- param: top UInt16 = 15
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: crossings.event_date
 SELECT
     nationality,
     sum(entries) AS entries,

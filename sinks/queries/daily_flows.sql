@@ -1,7 +1,8 @@
 -- title: Daily crossings by checkpoint, direction and nationality
 -- description: Crossings per Almaty calendar day over the last `days` days, from the daily_flows view.
 -- param: days UInt16 = 30
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: daily_flows.day
 SELECT
     day,
     checkpoint_id,

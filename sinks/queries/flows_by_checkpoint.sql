@@ -2,7 +2,8 @@
 -- description: Entries and exits per checkpoint over the last `days` days, busiest first.
 -- param: days UInt16 = 30
 -- param: top UInt16 = 20
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: daily_flows.day
 SELECT
     checkpoint_id,
     any(checkpoint_kind) AS kind,

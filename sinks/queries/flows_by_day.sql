@@ -1,7 +1,8 @@
 -- title: Entries and exits per day
 -- description: All checkpoints together, over the last `days` days: the dashboard's flow chart.
 -- param: days UInt16 = 30
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: daily_flows.day
 SELECT
     day,
     sumIf(crossings, direction = 'ENTRY') AS entries,

@@ -2,7 +2,8 @@
 -- description: Pseudonymous hosts (host_key) ranked by late registrations over the last `months` months.
 -- param: months UInt16 = 12
 -- param: top UInt16 = 20
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: registrations.event_date
 SELECT
     host_key,
     any(host_kind) AS host_kind,

@@ -2,7 +2,8 @@
 -- description: Entries minus exits per calendar month and nationality, over the last `months` months,
 -- description: largest absolute balance first within a month.
 -- param: months UInt16 = 12
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: crossings.event_date
 SELECT
     month,
     nationality,

@@ -1,5 +1,6 @@
 -- title: Open alerts by type and severity
 -- description: Alerts raised and neither resolved nor retracted, from the alerts fact table.
+-- data: alerts.due_date
 SELECT type, severity, count() AS open_alerts, min(due_time) AS oldest_due
 FROM
 (

@@ -4,7 +4,8 @@
 -- description: overstays (not left), and their rates in percent of expected departures.
 -- param: months UInt16 = 12
 -- param: min_departures UInt32 = 1
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: crossings.event_date
 SELECT
     expected_departure_month,
     nationality,

@@ -4,7 +4,8 @@
 -- param: months UInt16 = 12
 -- param: min_departures UInt32 = 1
 -- param: top UInt16 = 20
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: crossings.event_date
 SELECT
     nationality,
     sum(expected_departures) AS expected,

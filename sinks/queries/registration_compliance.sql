@@ -2,7 +2,8 @@
 -- description: Registrations filed in the last `months` months, on time or late against the deadline of the
 -- description: rules file; no_deadline counts registrations no rule covers.
 -- param: months UInt16 = 12
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: registrations.event_date
 SELECT
     region,
     host_kind,

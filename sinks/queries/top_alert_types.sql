@@ -1,7 +1,8 @@
 -- title: Top alert types
 -- description: Alerts raised, resolved and retracted per type over the last `days` days (by day due).
 -- param: days UInt16 = 30
--- param: as_of Date = today
+-- param: as_of Date = latest
+-- data: alert_counts.day
 SELECT
     type,
     sumIf(alerts, action = 'RAISED') AS raised,
