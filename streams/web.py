@@ -24,6 +24,7 @@ table data, ``/router/…`` shows the cluster, the statistics) are off: the page
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
 import hmac
@@ -32,6 +33,7 @@ import math
 import socket
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -54,6 +56,8 @@ MAX_ALERTS_LISTED = 500  # the page lists the most urgent ones; the count says h
 REFRESH_MS = 3000
 TABLE_BATCH = 1000
 TABLE_BATCH_WITHIN = 1.0  # seconds: one table write per key per batch, not per event
+BROKER_CHECK_SECONDS = 2.0  # the replica asks the broker for metadata this often
+STALE_AFTER_SECONDS = 6.0  # silence longer than this: the page's data is stale, and says since when
 
 # Map frame: Kazakhstan's extent with a margin, equirectangular with longitudes shrunk by cos(48°N) so
 # distances look right in the middle of the country. No tiles: the machines have no internet.
@@ -140,6 +144,36 @@ def open_overstays(entries: Iterable[dict[str, Any]]) -> Counter[str]:
 
 
 # --- pure: checkpoint load ------------------------------------------------------------------------------
+
+
+@dataclass
+class BrokerContact:
+    """When this replica last heard from the broker: past `stale_after` s of silence its tables are stale."""
+
+    stale_after: float = STALE_AFTER_SECONDS
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_heard: datetime | None = None
+
+    def heard(self, at: datetime) -> None:
+        self.last_heard = at
+
+    def status(self, now: datetime) -> dict[str, Any]:
+        since = self.last_heard or self.started
+        reachable = (now - since).total_seconds() <= self.stale_after
+        return {
+            "reachable": reachable,
+            "last_heard": self.last_heard.isoformat() if self.last_heard else None,
+            "unreachable_since": None if reachable else since.isoformat(),
+        }
+
+
+def broker_answers(admin: Any, timeout: float = BROKER_CHECK_SECONDS * 0.75) -> bool:
+    """One metadata request through `admin` (a confluent-kafka AdminClient; blocking: run it off the event loop)."""
+    try:
+        admin.list_topics(timeout=timeout)
+        return True
+    except Exception:  # unreachable, or too slow to count as heard
+        return False
 
 
 def load_key(checkpoint_id: str, partition: int) -> str:
@@ -378,6 +412,16 @@ def install(app: faust.App, settings: Settings) -> None:
             for key, batch in minutes.items():
                 load[key] = fold_load(load.get(key), batch)
 
+    from confluent_kafka.admin import AdminClient
+
+    contact = BrokerContact()
+    admin = AdminClient({**settings.kafka_config(), "client.id": "shekara-ops-page"})
+
+    @app.timer(BROKER_CHECK_SECONDS)
+    async def check_broker() -> None:
+        if await asyncio.get_running_loop().run_in_executor(None, broker_answers, admin):
+            contact.heard(datetime.now(UTC))
+
     @app.page("/")
     async def ops_page(self: View, request: Request) -> Response:
         return self.html(page)
@@ -404,6 +448,7 @@ def install(app: faust.App, settings: Settings) -> None:
                 "app_id": app.conf.id,
                 "active_partitions": {t: sorted(ps) for t, ps in owned.items()},
                 "open_alerts": len(open_alerts),
+                "broker": {"address": settings.bootstrap_servers, **contact.status(datetime.now(UTC))},
             }
         )
 

@@ -1,0 +1,161 @@
+"""A command that cannot reach the broker or the warehouse says so in one line (issue 17, item 1).
+
+Each command runs as a user runs it, in its own process, against a local port nobody listens on and a
+warehouse directory that does not exist; the ops page's staleness through `BrokerContact` and `broker_answers`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from streams.web import BrokerContact, broker_answers
+
+REACH_TIMEOUT = 1.0  # seconds: how long each command waits for the closed port
+BOUND = 20.0  # seconds a command may take in all (interpreter start, imports, the wait)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # closed again: connections to it are refused
+
+
+@pytest.fixture
+def nowhere(tmp_path: Path) -> tuple[dict[str, str], str]:
+    address = f"127.0.0.1:{closed_port()}"
+    env = {
+        **os.environ,
+        "SHEKARA_BROKER_URL": f"kafka://{address}",
+        "SHEKARA_REACH_TIMEOUT_SECONDS": str(REACH_TIMEOUT),
+        "SHEKARA_DATA_DIR": str(tmp_path / "var"),
+        "SHEKARA_CLICKHOUSE_DSN": f"chdb://{tmp_path / 'var' / 'clickhouse'}",
+        "SHEKARA_LOG_LEVEL": "WARNING",
+    }
+    return env, address
+
+
+def run(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BOUND * 2,
+        stdin=subprocess.DEVNULL,
+    )
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("topics",),
+        ("alerts",),
+        ("alerts", "--follow"),
+        ("sink", "--once"),
+        ("sink",),
+        ("process",),
+        ("simulate", "--to-kafka", "--scale", "0.001"),
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_no_broker_is_one_line(nowhere: tuple[dict[str, str], str], args: tuple[str, ...]) -> None:
+    env, address = nowhere
+    done, seconds = run(env, *args)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert lines == [f"error: cannot reach the Kafka broker at {address} (is `shekara up` running?)"], lines[:5]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert seconds < BOUND
+
+
+@pytest.mark.parametrize("args", [("sql", "SELECT 1"), ("report",), ("dead-letters",)], ids=lambda a: a[0])
+def test_no_warehouse_is_one_line(nowhere: tuple[dict[str, str], str], args: tuple[str, ...]) -> None:
+    env, _ = nowhere
+    done, seconds = run(env, *args)
+    lines = done.stderr.splitlines()
+    assert done.returncode != 0
+    assert len(lines) == 1, lines[:5]
+    assert "clickhouse" in lines[0] and "shekara migrate" in lines[0], lines[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert seconds < BOUND
+
+
+def test_publish_spools_when_the_broker_is_down(nowhere: tuple[dict[str, str], str], tmp_path: Path) -> None:
+    """By design the publisher keeps what it cannot send on disk; librdkafka's reconnect lines stay out."""
+    env, _ = nowhere
+    bad = tmp_path / "one.jsonl"
+    bad.write_text("{}\n")
+    done, _ = run(env, "publish", str(bad), "--flush-timeout", "1")
+    assert done.returncode in (1, 3)
+    assert "Connect to" not in done.stderr and "Traceback" not in done.stderr
+    assert "spool" in done.stdout
+
+
+def test_contact_goes_stale_after_silence() -> None:
+    t0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+    contact = BrokerContact(stale_after=5.0, started=t0)
+    assert contact.status(t0 + timedelta(seconds=4))["reachable"]
+    never = contact.status(t0 + timedelta(seconds=6))
+    assert never == {"reachable": False, "last_heard": None, "unreachable_since": t0.isoformat()}
+    heard = t0 + timedelta(seconds=10)
+    contact.heard(heard)
+    assert contact.status(heard + timedelta(seconds=5))["reachable"]
+    stale = contact.status(heard + timedelta(seconds=7))
+    assert stale["reachable"] is False and stale["unreachable_since"] == heard.isoformat()
+
+
+def test_broker_answers_is_false_and_quick_on_a_closed_port() -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from shekara.settings import Settings
+
+    settings = Settings(broker_url=f"kafka://127.0.0.1:{closed_port()}")
+    started = time.monotonic()
+    assert broker_answers(AdminClient(settings.kafka_config()), timeout=0.5) is False
+    assert time.monotonic() - started < 3.0
+
+
+def test_broker_answers_a_live_broker(settings: object) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from shekara.settings import Settings
+
+    assert isinstance(settings, Settings)
+    assert broker_answers(AdminClient(settings.kafka_config()), timeout=5.0) is True
+
+
+@pytest.mark.slow
+def test_ops_page_status_says_since_when_the_broker_is_unreachable(tmp_path: Path) -> None:
+    """A page whose broker stops: /api/status turns from reachable to 'unreachable since' within seconds."""
+    from shekara.embedded import launch
+    from tests.test_web import start_page, topic_settings
+
+    broker = launch(log_path=tmp_path / "broker.log")
+    try:
+        server = start_page(topic_settings(broker, tmp_path / "var"), "ops-web-stale", tmp_path / "var")
+    except BaseException:
+        broker.stop()
+        raise
+    try:
+        up = server.wait_for("/api/status", lambda b: b["broker"]["reachable"] and b["broker"]["last_heard"])
+        assert up["broker"]["address"] == broker.bootstrap
+        broker.stop()
+        stopped = datetime.now(UTC)
+        down = server.wait_for("/api/status", lambda b: not b["broker"]["reachable"], timeout=30.0)
+        since = datetime.fromisoformat(down["broker"]["unreachable_since"])
+        assert stopped - timedelta(seconds=5) <= since <= stopped + timedelta(seconds=1)
+        assert down["broker"]["unreachable_since"] == down["broker"]["last_heard"]
+    finally:
+        server.stop()
+        broker.stop()
