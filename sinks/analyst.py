@@ -181,10 +181,12 @@ def is_binary(ch_format: str) -> bool:
 
 
 def is_empty(out: bytes, ch_format: str) -> bool | None:
-    """Whether a text output holds no rows: True, False, or None when its format cannot say (binary ones)."""
-    if is_binary(ch_format):
-        return None
+    """Whether an output holds no rows: True, False, or None when its format cannot say."""
     fmt = ch_format.lower()
+    if fmt in {"parquet", "arrow", "arrowstream"}:
+        return _arrow_rows(out, fmt) == 0
+    if is_binary(ch_format):
+        return True if not out else None  # row formats write nothing for no rows; others keep their header
     if fmt in {"json", "jsoncompact", "jsonstrings", "jsoncompactstrings"}:
         try:
             return int(json.loads(out).get("rows", 1)) == 0
@@ -193,6 +195,22 @@ def is_empty(out: bytes, ch_format: str) -> bool | None:
     lines = len(out.strip().splitlines())
     header = 2 if fmt.endswith("withnamesandtypes") else 1 if fmt.endswith("withnames") else 0
     return lines <= header
+
+
+def _arrow_rows(out: bytes, fmt: str) -> int | None:
+    # pyarrow comes with chDB. Parquet's row count is in its footer; Arrow's batches are read zero-copy.
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    try:
+        if fmt == "parquet":
+            return int(pq.read_metadata(pa.BufferReader(out)).num_rows)
+        reader = pa.ipc.open_file(out) if fmt == "arrow" else pa.ipc.open_stream(out)
+        return int(reader.read_all().num_rows)
+    except (pa.ArrowException, ValueError, OSError):
+        return None
 
 
 def _split_column(source: str) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from typer.testing import CliRunner, Result
 from harness import samples
 from schemas.records import AlertType, Direction
 from sinks import cli
-from sinks.analyst import MIN_KEY_PREFIX, Reader, is_empty, key_prefix
+from sinks.analyst import MIN_KEY_PREFIX, Reader, is_empty, key_prefix, parse_saved_query
 from tests.test_sink_transforms import Env, env  # noqa: F401 - the fixture
 
 # Noon UTC is the same calendar day in Almaty (UTC+5): the days below are the data's days there too.
@@ -96,7 +96,8 @@ def test_is_empty_by_format() -> None:
     assert is_empty(b"", "PrettyCompactMonoBlock")
     assert is_empty(b'"a","b"\n', "CSVWithNames") and not is_empty(b'"a"\n1\n', "CSVWithNames")
     assert is_empty(b'{"meta": [], "data": [], "rows": 0}', "JSON")
-    assert is_empty(b"PAR1...", "Parquet") is None  # binary: not judged from the bytes
+    assert is_empty(b"", "RowBinary") and is_empty(b"\x01", "RowBinary") is None  # no header to judge by
+    assert is_empty(b"PAR1 not parquet", "Parquet") is False  # unreadable: not claimed empty
 
 
 @pytest.mark.integration
@@ -121,6 +122,9 @@ def test_parquet_is_written_byte_for_byte(history: Env, tmp_path: Path) -> None:
     to_stdout = shekara("sql", query + " FORMAT Parquet")  # a trailing FORMAT clause works the same
     assert to_stdout.exit_code == 0
     assert pq.read_table(io.BytesIO(to_stdout.stdout_bytes)).equals(table)
+    empty = shekara("sql", query.replace("GROUP BY", "WHERE nationality = 'ZZZ' GROUP BY"), "-f", "Parquet")
+    assert empty.exit_code == 0 and pq.read_table(io.BytesIO(empty.stdout_bytes)).num_rows == 0
+    assert empty.stderr.startswith("0 rows (data in crossings: 2025-03-01..")
     native = shekara("sql", "SELECT toUInt8(200) AS x", "-f", "RowBinary")
     assert native.stdout_bytes == b"\xc8"  # not a replacement character: bytes pass through untouched
 
@@ -143,10 +147,20 @@ def test_travel_history_takes_the_displayed_key_prefix(history: Env) -> None:
 
 @pytest.mark.integration
 def test_a_prefix_of_several_travellers_is_refused(history: Env) -> None:
+    # Two stays whose keys share their first 12 characters (keyed hashes never do in practice; stays take any key).
+    shared = "abcdef012345"
+    stays = [samples.stay(f"s{i}", traveller_key=shared + str(i) * 20, entry_time=FIRST) for i in range(2)]
+    history.write(history.messages(stays))
+    query = parse_saved_query(
+        "stay_history",
+        "-- param: traveller_key String =\n-- key: traveller_key stays.traveller_key\n"
+        "SELECT stay_id FROM stays WHERE startsWith(traveller_key, {traveller_key:String})",
+    )
     with Reader(history.settings) as reader:
-        assert reader.key_matches("crossings.traveller_key", "") == 2  # several travellers: "2" means more than one
-        key = str(history.scalar("SELECT traveller_key FROM crossings LIMIT 1"))
-        assert reader.key_matches("crossings.traveller_key", key) == 1
+        with pytest.raises(ValueError, match="matches more than one traveller"):
+            reader.prepare(query, {"traveller_key": shared})
+        one = reader.prepare(query, {"traveller_key": shared + "1"})
+        assert reader.table(query.sql, one.args).rows == [["s1"]]
 
 
 def test_key_prefix_rules() -> None:
