@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -21,6 +23,7 @@ class _App(typer.Typer):
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from clickhouse_connect.driver.exceptions import OperationalError
         from confluent_kafka import KafkaException
 
         from shekara.admin import Unreachable, is_unreachable, unreachable_line
@@ -33,6 +36,9 @@ class _App(typer.Typer):
             if not is_unreachable(exc):
                 raise
             line = unreachable_line(get_settings())
+        except OperationalError:  # clickhouse-connect: the server did not answer (a query error is another class)
+            where = urlsplit(get_settings().clickhouse_dsn)
+            line = f"cannot reach ClickHouse at {where.hostname}:{where.port} (is `docker compose up` running?)"
         typer.secho(f"error: {line}", fg="red", err=True)
         sys.exit(2)
 
@@ -58,6 +64,10 @@ def _main(
             typer.echo(f"bad setting {name}={value}: {err['msg']}", err=True)
         raise typer.Exit(2) from None
     logs.configure(log_level or settings.log_level, settings.log_format)
+    # The HTTP clients' retry and failure lines repeat what the command says in one line: theirs only at DEBUG.
+    if (log_level or settings.log_level).upper() != "DEBUG":
+        for name in ("urllib3", "clickhouse_connect"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @app.command()

@@ -129,7 +129,7 @@ def sql(
                 data = data or reader.data_range(DEFAULT_DATA)
                 typer.echo(f"0 rows ({data.describe()})", err=True)
     except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
-        _fail(str(exc), 1)
+        _fail(str(exc), 1 if isinstance(exc, QueryError) else 2)  # 2: no warehouse to ask
     # Bytes as ClickHouse wrote them: binary formats (Parquet, Arrow, Native) must not pass through a text codec.
     if output is not None:
         output.write_bytes(out)
@@ -158,7 +158,7 @@ def report(
         dashboard = build_dashboard(get_settings(), as_of=None if as_of is None else as_of.date())
     except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(1 if isinstance(exc, QueryError) else 2) from exc  # 2: no warehouse to ask
     if dashboard.as_of_from_data and dashboard.as_of is not None:
         from sinks.analyst import as_of_hint
 
@@ -190,7 +190,7 @@ def dead_letters(
         rows, distinct = letters.totals(settings)
     except (QueryError, WarehouseBusy, WarehouseMissing) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(1 if isinstance(exc, QueryError) else 2) from exc  # 2: no warehouse to ask
     sys.stdout.write(out.decode(errors="replace"))
     typer.echo(f"{rows:,} dead letters ({distinct:,} distinct rejected messages)")
 

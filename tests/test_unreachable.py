@@ -84,10 +84,23 @@ def test_no_warehouse_is_one_line(nowhere: tuple[dict[str, str], str], args: tup
     env, _ = nowhere
     done, seconds = run(env, *args)
     lines = done.stderr.splitlines()
-    assert done.returncode != 0
+    assert done.returncode == 2, done.stderr[-2000:]
     assert len(lines) == 1, lines[:5]
     assert "clickhouse" in lines[0] and "shekara migrate" in lines[0], lines[0]
     assert "Traceback" not in done.stdout + done.stderr
+    assert seconds < BOUND
+
+
+@pytest.mark.parametrize(
+    "args", [("sql", "SELECT 1"), ("report",), ("dead-letters",), ("migrate",)], ids=lambda a: a[0]
+)
+def test_no_clickhouse_server_is_one_line(nowhere: tuple[dict[str, str], str], args: tuple[str, ...]) -> None:
+    env, _ = nowhere
+    port = closed_port()
+    done, seconds = run({**env, "SHEKARA_CLICKHOUSE_DSN": f"http://analyst:pw@127.0.0.1:{port}/shekara"}, *args)
+    assert done.returncode == 2, done.stderr[-2000:]
+    expected = f"error: cannot reach ClickHouse at 127.0.0.1:{port} (is `docker compose up` running?)"
+    assert done.stderr.splitlines() == [expected]
     assert seconds < BOUND
 
 
