@@ -81,7 +81,7 @@ class Outcome:
 class Closing:
     """How a stay ended, as the alerts of Steps 3-6 read it: by an exit, or superseded by a new entry."""
 
-    __slots__ = ("by_exit", "days", "event", "evidence", "exit", "last_present", "params")
+    __slots__ = ("by_exit", "days", "event", "exit", "last_present")
 
     def __init__(self, event: CrossingEvent, by_exit: bool, first: int) -> None:
         self.event = event  # the exit or the superseding entry
@@ -90,9 +90,17 @@ class Closing:
         # days of the stay counted like the law does (both ends for an exit), and the last day present
         self.days = event.day - first + 1 if by_exit else event.day - first
         self.last_present = event.day if by_exit else event.day - 1
-        self.evidence = [event.event_id]
-        # what an alert resolved by this close says about it (records.describe)
-        self.params = {"closed_by": "exit" if by_exit else "entry", "close_t": event.t, "close_cp": event.checkpoint}
+
+    # evidence and params only for the alerts a close resolves (most closes resolve none): built when read
+    @property
+    def evidence(self) -> list[str]:
+        return [self.event.event_id]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """What an alert resolved by this close says about it (records.describe)."""
+        e = self.event
+        return {"closed_by": "exit" if self.by_exit else "entry", "close_t": e.t, "close_cp": e.checkpoint}
 
     @classmethod
     def of(cls, exit_event: CrossingEvent | None, superseded_by: CrossingEvent | None, first: int) -> Closing | None:

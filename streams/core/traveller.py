@@ -32,10 +32,14 @@ from streams.core.model import (
     EmittedStay,
     Event,
     StayCandidate,
+    StoredEvent,
     compact,
     events_from,
     from_us,
+    id_of,
+    key_of,
     named,
+    time_of,
     to_us,
 )
 from streams.core.records import alert_record, stay_record, void_stay_record
@@ -68,7 +72,7 @@ class TravellerState:
     """Everything the shell stores per traveller key (serialise with to_bytes / from_bytes)."""
 
     traveller_key: str
-    history: tuple[Compact, ...] = ()  # retained events, ordered
+    history: tuple[StoredEvent, ...] = ()  # retained events, ordered (as stored: named only to walk them)
     cursor: Cursor = field(default_factory=Cursor)  # the walk after `history`
     base: Cursor | None = None  # the walk before `history` (None: history starts at the beginning)
     base_key: Key | None = None  # last event folded into `base`
@@ -83,9 +87,7 @@ class TravellerState:
 
     @property
     def last_key(self) -> Key | None:
-        if self.history:
-            return (self.history[-1].t, self.history[-1].event_id)
-        return self.base_key
+        return key_of(self.history[-1]) if self.history else self.base_key
 
     def to_bytes(self) -> bytes:
         return msgpack.packb(
@@ -112,7 +114,7 @@ class TravellerState:
             raise ValueError(f"traveller state format {fmt} is not {_FORMAT}")
         return cls(
             key,
-            events_from(history),
+            history,
             Cursor.unpack(cursor),
             Cursor.unpack(base) if base is not None else None,
             base_key,
@@ -170,7 +172,7 @@ def step(
     elif last is None or (new[0].t, new[0].event_id) > last:
         # fast path: continue the walk from the saved cursor
         horizon = retention.reorder_seconds * 1_000_000
-        if history and new[0].t - history[-1].t > horizon:
+        if history and new[0].t - time_of(history[-1]) > horizon:
             # a long gap: the whole retained history is past the horizon, so the cursor becomes the base
             base, base_key, history = state.cursor, last, ()
             emitted, stays_emitted = _forget(pending, emitted, stays_pending, stays_emitted, base, base_key)
@@ -183,10 +185,11 @@ def step(
     else:
         # an event sorts before the last one known: replay the retained history from the base snapshot
         full = True
-        history = tuple(sorted((*history, *new)))
+        walked = events_from(sorted((*history, *new)))
+        history = tuple(walked)
         cursor = base.copy() if base is not None else Cursor()
         old_open = base.open.entry.event_id if base is not None and base.open is not None else None
-        advance(ctx, key, cursor, list(history), found)
+        advance(ctx, key, cursor, walked, found)
         found.alerts.extend(open_alerts(ctx, cursor))
 
     alerts: list[Alert] = []
@@ -218,13 +221,13 @@ def _admit(state: TravellerState, events: Sequence[Event], rules: RuleBook) -> t
         ev = events[0]
         eid = ev.event_id
         for e in state.history:
-            if e.event_id == eid:
+            if id_of(e) == eid:
                 return [], []
         c = compact(ev, rules)
         if floor is None or (c.t, c.event_id) > floor:
             return [c], []
         return [], [(ev, _too_late(ev, floor))]
-    known = {e.event_id for e in state.history}
+    known = set(map(id_of, state.history))
     fresh: dict[str, Compact] = {}
     rejected: list[tuple[Event, str]] = []
     for ev in events:
@@ -424,7 +427,7 @@ def _forget(
 def _fold(
     ctx: Context,
     key: str,
-    history: tuple[Compact, ...],
+    history: tuple[StoredEvent, ...],
     base: Cursor | None,
     base_key: Key | None,
     pending: dict[str, AlertCandidate],
@@ -432,16 +435,16 @@ def _fold(
     stays_pending: dict[str, StayCandidate],
     stays_emitted: dict[str, EmittedStay],
     retention: Retention,
-) -> tuple[tuple[Compact, ...], Cursor | None, Key | None, dict[str, EmittedAlert], dict[str, EmittedStay]]:
+) -> tuple[tuple[StoredEvent, ...], Cursor | None, Key | None, dict[str, EmittedAlert], dict[str, EmittedStay]]:
     """Move the base forward over events older than the reorder horizon (a silent re-walk of those events)."""
-    horizon = history[-1].t - retention.reorder_seconds * 1_000_000
+    horizon = time_of(history[-1]) - retention.reorder_seconds * 1_000_000
     n = 0
-    while n < len(history) and history[n].t < horizon:
+    while n < len(history) and time_of(history[n]) < horizon:
         n += 1
     if n == 0:
         return history, base, base_key, emitted, stays_emitted
     folded = base.copy() if base is not None else Cursor()
-    advance(ctx, key, folded, list(history[:n]), Findings())
-    new_key = (history[n - 1].t, history[n - 1].event_id)
+    advance(ctx, key, folded, events_from(history[:n]), Findings())
+    new_key = key_of(history[n - 1])
     emitted, stays_emitted = _forget(pending, emitted, stays_pending, stays_emitted, folded, new_key)
     return history[n:], folded, new_key, emitted, stays_emitted

@@ -137,21 +137,34 @@ class StoredCursor(Cursor):
     def pack(self) -> tuple[Any, ...]:
         return self._stored if self._stored is not None else super().pack()
 
+    def copy(self) -> Cursor:
+        """A plain cursor named straight from the stored tuples (nothing named twice, no copy of a copy)."""
+        return _named_cursor(self._stored) if self._stored is not None else super().copy()
+
     def __getattr__(self, name: str) -> Any:
         """Only reached for a field not set yet: the first read names all the stored tuples."""
         stored = self._stored
         if stored is None or name not in _CURSOR_FIELDS:
             raise AttributeError(name)
-        prev, lost, bans, permit, recent, open_, past = stored
-        self.prev = named(PrevCrossing, prev) if prev is not None else None
-        self.lost = named(LostDocument, lost) if lost is not None else None
-        self.bans = tuple([named(Ban, b) for b in bans]) if bans else ()
-        self.permit = named(StatusEvent, permit) if permit is not None else None
-        self.recent_regs = tuple([named(RegistrationEvent, r) for r in recent]) if recent else ()
-        self.open = OpenStay.unpack(open_) if open_ is not None else None
-        self.past = tuple([named(Interval, i) for i in past]) if past else ()
+        c = _named_cursor(stored)
+        self.prev, self.lost, self.bans, self.permit = c.prev, c.lost, c.bans, c.permit
+        self.recent_regs, self.open, self.past = c.recent_regs, c.open, c.past
         self._stored = None
         return getattr(self, name)
+
+
+def _named_cursor(stored: tuple[Any, ...]) -> Cursor:
+    """The cursor `Cursor.pack` stored, its tuples named."""
+    prev, lost, bans, permit, recent, open_, past = stored
+    return Cursor(
+        named(PrevCrossing, prev) if prev is not None else None,
+        named(LostDocument, lost) if lost is not None else None,
+        tuple([named(Ban, b) for b in bans]) if bans else (),
+        named(StatusEvent, permit) if permit is not None else None,
+        tuple([named(RegistrationEvent, r) for r in recent]) if recent else (),
+        OpenStay.unpack(open_) if open_ is not None else None,
+        tuple([named(Interval, i) for i in past]) if past else (),
+    )
 
 
 class Findings:
