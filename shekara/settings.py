@@ -68,6 +68,9 @@ class FaustSettings(BaseModel):
     batch_within: float = 1.0
     # Decode, validate and step in a child process (streams.offload): a worker then uses two cores. Off for one core.
     matching_process: bool = True
+    # Tests only: SIGKILL the worker right after a batch's dead letters are acknowledged, before its commit
+    # (tests/test_letters_once.py: the replacement must not send them again).
+    kill_after_dead_letters: bool = False
 
 
 class SinkSettings(BaseModel):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import threading
 import time
 import uuid
@@ -111,6 +113,7 @@ class Outputs:
         # assignment): a worker killed between its dead letter and its commit must not send it again on replay.
         self.lettered: set[Coordinates] = set()
         self.letters_not_resent = 0
+        self._kill_after_dead_letters = settings.faust.kill_after_dead_letters  # tests only (settings)
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -179,6 +182,8 @@ class Outputs:
                 if not self._errors:
                     return
         await asyncio.get_running_loop().run_in_executor(None, self.flush_sync, timeout)
+        if self._kill_after_dead_letters and self.sent["dead_letters"]:
+            os.kill(os.getpid(), signal.SIGKILL)  # dead letters acknowledged, nothing committed: as a kill -9 there
 
     def close(self) -> None:
         try:

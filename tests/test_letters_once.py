@@ -7,6 +7,7 @@ skip them. Real embedded broker and a real worker.
 
 from __future__ import annotations
 
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from harness import readback
 from schemas.records import Direction
 from shekara.settings import Settings
 from streams.outputs import Outputs, dead_letter, lettered_since
+from streams.worker import spawn_worker
 from tests.test_poison import _encoded
 from tests.test_topology import NOW, crossing, worker
 
@@ -107,3 +109,33 @@ def test_a_replay_after_a_kill_leaves_one_dead_letter_per_rejected_message(setti
         dead = readback.read_dead_letters(s)
     per_offset = sorted((d.source_topic, d.source_partition, d.source_offset) for d in dead)
     assert per_offset == [(t.crossings, 0, 0), (t.crossings, 0, 2)]  # one each: offset 0 not lettered again
+
+
+@pytest.mark.slow
+def test_a_worker_killed_between_its_dead_letter_and_its_commit_is_not_lettered_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    s = settings.model_copy(update={"allowed_lateness_seconds": 2})
+    s.faust = s.faust.model_copy(update={"web_enabled": False})
+    t = s.topics
+    _publish(
+        s,
+        [
+            (t.crossings, b"poison-1", GARBAGE),
+            _encoded(s, crossing("in-1", "PP0000001", NOW - timedelta(days=3), Direction.ENTRY)),
+        ],
+    )
+    doomed = s.model_copy()
+    doomed.faust = s.faust.model_copy(update={"kill_after_dead_letters": True})
+    proc = spawn_worker(doomed, app_id="letters-kill", log_path=tmp_path / "doomed.log")
+    assert proc.wait(120) == -signal.SIGKILL  # killed itself right after its dead letter was acknowledged
+    topics = [t.crossings, t.registrations, t.status_changes, t.address_registrations]
+    progress = readback.GroupProgress(s, "letters-kill", topics)
+    assert progress.committed().get((t.crossings, 0), 0) == 0  # nothing committed past the poison
+    assert [d.source_offset for d in readback.read_dead_letters(s)] == [0]
+
+    with worker(s, tmp_path, "letters-kill", "replacement"):
+        progress.wait_until_caught_up(timeout=90)
+        progress.close()
+        dead = readback.read_dead_letters(s)
+    assert [(d.source_topic, d.source_partition, d.source_offset) for d in dead] == [(t.crossings, 0, 0)]
