@@ -27,10 +27,11 @@ class _App(typer.Typer):
         from confluent_kafka import KafkaException
 
         from shekara.admin import Unreachable, is_unreachable, unreachable_line
+        from shekara.embedded import BrokerError
 
         try:
             return super().__call__(*args, **kwargs)
-        except Unreachable as exc:
+        except (Unreachable, BrokerError) as exc:  # BrokerError: the embedded broker cannot start (says why)
             line = str(exc)
         except KafkaException as exc:
             if not is_unreachable(exc):

@@ -48,8 +48,13 @@ def demo(
     except RuntimeError as exc:
         console.print(f"error: {exc}", style="red")
         raise typer.Exit(2) from exc
+    from shekara.admin import Unreachable
+    from shekara.embedded import BrokerError
+
     try:
         outcome, last_day = run_demo(settings, days=days, seed=seed, scale=scale, workers=workers, console=console)
+    except (Unreachable, BrokerError):
+        raise  # the `shekara` command says it in one line, exit 2
     except Exception as exc:
         console.print(f"demo failed: {type(exc).__name__}: {exc}", style="red")
         raise typer.Exit(1) from exc

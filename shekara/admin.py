@@ -23,6 +23,10 @@ class Unreachable(Exception):
     """A command cannot reach the broker or the warehouse: `str()` is the one line to say; the command exits 2."""
 
 
+class BrokerTimeout(Unreachable, TimeoutError):
+    """`wait_for_broker` gave up: a TimeoutError to its callers, one line to the `shekara` command."""
+
+
 def unreachable_line(settings: Settings) -> str:
     hint = "is `shekara up` running?" if settings.mode == "embedded" else "is the broker up? see docker-compose.yml"
     return f"cannot reach the Kafka broker at {settings.bootstrap_servers} ({hint})"
@@ -30,10 +34,7 @@ def unreachable_line(settings: Settings) -> str:
 
 def require_broker(settings: Settings, timeout: float | None = None) -> None:
     """Wait up to `timeout` (default `reach_timeout_seconds`) for the broker to answer; `Unreachable` if it does not."""
-    try:
-        wait_for_broker(settings, settings.reach_timeout_seconds if timeout is None else timeout)
-    except TimeoutError:
-        raise Unreachable(unreachable_line(settings)) from None
+    wait_for_broker(settings, settings.reach_timeout_seconds if timeout is None else timeout)
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -44,7 +45,7 @@ def is_unreachable(exc: BaseException) -> bool:
 
 
 def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
-    """Block until the broker answers a metadata request, or raise TimeoutError."""
+    """Block until the broker answers a metadata request, or raise `BrokerTimeout` (a TimeoutError)."""
     client = admin_client(settings)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -55,7 +56,8 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
         except KafkaException as exc:
             last = exc
             time.sleep(0.2)
-    raise TimeoutError(f"broker at {settings.bootstrap_servers} did not answer within {timeout:.0f}s: {last}")
+    log.debug("broker did not answer", broker=settings.bootstrap_servers, seconds=timeout, error=str(last))
+    raise BrokerTimeout(unreachable_line(settings))
 
 
 def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:

@@ -172,3 +172,25 @@ def test_ops_page_status_says_since_when_the_broker_is_unreachable(tmp_path: Pat
     finally:
         server.stop()
         broker.stop()
+
+
+@pytest.mark.parametrize("args", [("demo", "--days", "1", "--scale", "0.001"), ("evaluate", "--days", "1")], ids=str)
+def test_broker_that_cannot_start_is_one_line(nowhere: tuple[dict[str, str], str], args: tuple[str, ...]) -> None:
+    env, _ = nowhere
+    done, seconds = run({**env, "CALF_TANSU_BIN": "/nonexistent/tansu"}, *args)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [
+        "error: cannot find the Tansu broker binary: CALF_TANSU_BIN='/nonexistent/tansu' does not point at an "
+        "executable file."
+    ]
+    assert seconds < BOUND
+
+
+@pytest.mark.slow
+def test_evaluate_against_no_broker_is_one_line(nowhere: tuple[dict[str, str], str]) -> None:
+    """`evaluate --broker` waits its own 30 s for the broker (harness.stack), then says so in one line."""
+    env, address = nowhere
+    done, seconds = run(env, "evaluate", "--broker", f"kafka://{address}", "--days", "1", "--scale", "0.001")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [f"error: cannot reach the Kafka broker at {address} (is `shekara up` running?)"]
+    assert seconds < 60
