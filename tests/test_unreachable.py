@@ -6,6 +6,7 @@ warehouse directory that does not exist; the ops page's staleness through `Broke
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -194,3 +195,45 @@ def test_evaluate_against_no_broker_is_one_line(nowhere: tuple[dict[str, str], s
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.splitlines() == [f"error: cannot reach the Kafka broker at {address} (is `shekara up` running?)"]
     assert seconds < 60
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize(("level", "shown"), [("WARNING", False), ("INFO", True), ("DEBUG", True)])
+def test_librdkafka_logs_through_the_project_logger(level: str, shown: bool) -> None:
+    """Every client's lines go to `shekara.kafka`, throttled; silent at the default level."""
+    from confluent_kafka import Consumer
+
+    from shekara.broker_watch import Throttle
+    from shekara.settings import Settings
+
+    config = Settings(broker_url=f"kafka://127.0.0.1:{closed_port()}", log_level=level).kafka_config()
+    logger = config["logger"]
+    assert logger.name == "shekara.kafka"
+    assert any(isinstance(f, Throttle) for f in logger.filters)
+    kept, filters = _Keep(), logger.filters
+    logger.filters = [Throttle()]  # a fresh one: the process's own may have seen refusals of other tests
+    logger.addHandler(kept)
+    records = kept.records
+    try:
+        consumer = Consumer({**config, "group.id": "shekara-unreachable-test"})
+        consumer.subscribe(["nothing"])
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            consumer.poll(0.1)
+        consumer.close()
+    finally:
+        logger.removeHandler(kept)
+        logger.filters = filters
+    refused = [r for r in records if "Connect to" in r.getMessage()]
+    if not shown:
+        assert records == []
+    else:
+        assert len(refused) == 1, [r.getMessage() for r in records]  # about 40 refusals in 2 s: one line
