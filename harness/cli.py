@@ -23,9 +23,6 @@ class _App(typer.Typer):
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from clickhouse_connect.driver.exceptions import OperationalError
-        from confluent_kafka import KafkaException
-
         from shekara.admin import Unreachable, is_unreachable, unreachable_line
         from shekara.embedded import BrokerError
 
@@ -33,15 +30,25 @@ class _App(typer.Typer):
             return super().__call__(*args, **kwargs)
         except (Unreachable, BrokerError) as exc:  # BrokerError: the embedded broker cannot start (says why)
             line = str(exc)
-        except KafkaException as exc:
-            if not is_unreachable(exc):
+        except Exception as exc:
+            if is_unreachable(exc):
+                line = unreachable_line(get_settings())
+            elif _clickhouse_unreachable(exc):
+                where = urlsplit(get_settings().clickhouse_dsn)
+                line = f"cannot reach ClickHouse at {where.hostname}:{where.port} (is `docker compose up` running?)"
+            else:
                 raise
-            line = unreachable_line(get_settings())
-        except OperationalError:  # clickhouse-connect: the server did not answer (a query error is another class)
-            where = urlsplit(get_settings().clickhouse_dsn)
-            line = f"cannot reach ClickHouse at {where.hostname}:{where.port} (is `docker compose up` running?)"
         typer.secho(f"error: {line}", fg="red", err=True)
         sys.exit(2)
+
+
+def _clickhouse_unreachable(exc: Exception) -> bool:
+    """clickhouse-connect's OperationalError: the server did not answer (a query error is another class)."""
+    if "clickhouse_connect" not in sys.modules:  # not imported: not its error (and its import costs 0.15 s)
+        return False
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    return isinstance(exc, OperationalError)
 
 
 app = _App(
@@ -66,9 +73,14 @@ def _main(
         raise typer.Exit(2) from None
     logs.configure(log_level or settings.log_level, settings.log_format)
     # The HTTP clients' retry and failure lines repeat what the command says in one line: theirs only at DEBUG.
+    # A handler filter, not a logger level: clickhouse-connect sets urllib3's level when it is imported.
     if (log_level or settings.log_level).upper() != "DEBUG":
-        for name in ("urllib3", "clickhouse_connect"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        for handler in logging.root.handlers:
+            handler.addFilter(_not_http_client)
+
+
+def _not_http_client(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(("urllib3", "clickhouse_connect"))
 
 
 @app.command()

@@ -174,6 +174,8 @@ def broker_answers(admin: Any, timeout: float = BROKER_CHECK_SECONDS * 0.75) -> 
         return True
     except Exception:  # unreachable, or too slow to count as heard
         return False
+    finally:
+        admin.poll(0)  # serve librdkafka's queued log lines (to the throttled logger) so they do not pile up
 
 
 def load_key(checkpoint_id: str, partition: int) -> str:
