@@ -92,7 +92,7 @@ def key_for(record: SourceEvent) -> bytes:
 def prepare(record: SourceEvent, settings: Settings, serde: Serde) -> tuple[str, bytes, bytes]:
     """Validate, key and encode a source event: its (topic, key, value). Raises `ValidationError` naming the
     field, also when the event cannot be encoded or its message would pass `settings.limits.max_value_bytes`."""
-    validate(record, now=datetime.now(UTC), max_future_skew_s=settings.max_future_skew_seconds)
+    validate(record, now=datetime.now(UTC), max_future_skew_s=settings.max_future_skew_seconds, limits=settings.limits)
     topic = topic_for(record, settings)
     try:
         value = serde.encode(record, topic)
