@@ -67,7 +67,8 @@ def split_statements(sql: str) -> list[str]:
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migrations in `directory`, by version; versions must run 1..N without gaps or repeats."""
+    """The migrations in `directory`, by version; versions rise strictly (gaps allowed: a number may be reserved by
+    a branch still in work; `pending` refuses one that would run behind a newer applied migration)."""
     found: list[Migration] = []
     for path in sorted(directory.glob("*.sql")):
         m = _FILE_NAME.match(path.name)
@@ -83,8 +84,8 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
             )
         )
     versions = [mig.version for mig in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise MigrationError(f"migration versions must run 1..N without gaps, found {versions}")
+    if versions != sorted(set(versions)):
+        raise MigrationError(f"migration versions must not repeat, found {versions}")
     return found
 
 
@@ -99,7 +100,15 @@ def pending(migrations: list[Migration], applied: dict[int, str]) -> list[Migrat
     unknown = set(applied) - {m.version for m in migrations}
     if unknown:
         raise MigrationError(f"the database has migrations this code does not know: {sorted(unknown)} (newer code?)")
-    return [m for m in migrations if m.version not in applied]
+    todo = [m for m in migrations if m.version not in applied]
+    behind = [m for m in todo if applied and m.version < max(applied)]
+    if behind:
+        # Applying it now would run it after migrations that were written assuming it did not exist.
+        raise MigrationError(
+            f"migration {behind[0].version:03d}_{behind[0].name} is older than the newest applied ({max(applied):03d});"
+            " renumber it above the newest"
+        )
+    return todo
 
 
 def migrate(client: Client, directory: Path = MIGRATIONS_DIR) -> list[Migration]:

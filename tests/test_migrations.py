@@ -57,6 +57,14 @@ def test_pending_refuses_edited_or_unknown_migrations():
         pending(migrations, {**applied, 999: "x"})
 
 
+def test_pending_refuses_a_migration_older_than_the_newest_applied():
+    # A number reserved by a branch that lands after a newer migration was applied: it must be renumbered.
+    migrations = load_migrations()
+    applied = {m.version: m.checksum for m in migrations if m.version != 2}
+    with pytest.raises(MigrationError, match=r"002_\w+ is older than the newest applied"):
+        pending(migrations, applied)
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Client]:
     c = connect(Settings(clickhouse_dsn=f"chdb://{tmp_path / 'ch'}"))
