@@ -24,6 +24,7 @@ from schemas.convert import RECORD_TYPES
 from schemas.records import DeadLetter
 from schemas.serde import Record, Serde, schema_for
 from schemas.validation import ValidationError, from_json, parse_record
+from shekara import metrics
 from shekara.settings import Settings
 
 AVRO_MAGIC = b"Obj\x01"
@@ -31,6 +32,7 @@ PUBLISHABLE = ("Crossing", "Registration", "StatusChange")
 # A reason or field quoting a huge value is cut to this, on the terminal and in the dead letter.
 MAX_REASON_CHARS = 500
 MAX_FIELD_CHARS = 200
+OUTCOME_DESTINATIONS = {"sent": "broker", "spooled": "spool"}  # `shekara_events_out_total{destination}`
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +257,8 @@ class _Outcomes:
         def report(outcome: Outcome, reason: str) -> None:
             with self._lock:
                 self.lines[outcome] += 1
+                if outcome in OUTCOME_DESTINATIONS:
+                    metrics.events_out(OUTCOME_DESTINATIONS[outcome])
                 if outcome == "refused":
                     self.refused.append((event, ValidationError("(message)", f"refused by the broker: {reason}")))
 
@@ -292,6 +296,9 @@ def publish_file(
     if client is not None:
         report.spool_dir = client.spool_dir
         drained0 = client.stats["drained"]
+        if settings.metrics.publish_port:  # while it runs: rates, spool depth (`shekara.metrics`)
+            metrics.serve(settings.metrics.publish_port, settings.metrics.bind)
+            metrics.spool_depth(lambda: client.pending() if client.spooling else 0)
 
     def refuse(event: FileEvent, error: ValidationError, *, dead_letter: bool = dead_letters) -> None:
         rejection = Rejection.of(event.line, error)
@@ -301,12 +308,14 @@ def publish_file(
         if dead_letter and client is not None:
             letter = dead_letter_for(event, rejection, path, settings)
             client.publish_dead_letter(letter, on_outcome=outcomes.of_letter)
+            metrics.dead_letter(letter.stage, letter.reason)
             report.dead_lettered += 1
 
     handled = 0  # refusals from delivery reports already reported
     try:
         for event in events:
             report.read += 1
+            metrics.count_in("file")
             item = event.result
             if isinstance(item, ValidationError):
                 refuse(event, item)

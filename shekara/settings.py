@@ -94,6 +94,15 @@ class SinkSettings(BaseModel):
     analyst_max_result_bytes: int = 1_000_000_000
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus /metrics (`shekara.metrics`). The processors and the ops page serve it on their web port (with
+    the page's login); the sink and the publish client on a port of their own, bound like the page (loopback)."""
+
+    bind: str = "127.0.0.1"  # beyond loopback only behind a network you trust: the metrics carry no login
+    sink_port: int = Field(default=9464, ge=0, le=65535)  # 0: the sink serves no metrics
+    publish_port: int = Field(default=0, ge=0, le=65535)  # `shekara publish` while it runs; 0: none
+
+
 class KafkaSecurity(BaseModel):
     """How this process's Kafka clients authenticate; each service has its own user (deploy/kafka_acls.py).
 
@@ -198,6 +207,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = Field(default_factory=SinkSettings)
     kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
     limits: Limits = Field(default_factory=Limits)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -35,6 +35,7 @@ from confluent_kafka import (
 from confluent_kafka import Message as KafkaMessage
 
 from schemas.serde import Serde
+from shekara import metrics
 from shekara.broker_watch import BrokerGone, BrokerWatch, client_logger
 from shekara.collector import fewer_collections
 from shekara.logs import get_logger
@@ -105,6 +106,8 @@ def run_sink(
 def _run(
     settings: Settings, stats: SinkStats, stop: threading.Event, once: bool, after_write: AfterWrite | None
 ) -> None:
+    if settings.metrics.sink_port:
+        metrics.serve(settings.metrics.sink_port, settings.metrics.bind)
     clients = [connect(settings)]
     server: QueryServer | None = None
     sweep: OverstaySweep | None = None
@@ -271,6 +274,7 @@ class _SinkLoop:
         if messages and self.stats._first is None:
             self.stats._first = now
         self.stats.messages += len(messages)
+        metrics.events_in(messages.topics)
         self.assembler.add(messages, now)
 
     def _arrived(self, consumed: list[KafkaMessage]) -> Messages:
@@ -342,6 +346,8 @@ class _SinkLoop:
         plan, result = done.plan, done.result
         assert result is not None
         self.stats.batches += 1
+        metrics.sink_batch(len(plan.messages))
+        self._record_lag(offsets)
         if self.stats._first is not None:
             self.stats.active_seconds = time.monotonic() - self.stats._first
         self.stats.tombstones += plan.tombstones
@@ -350,7 +356,18 @@ class _SinkLoop:
         self.stats.skipped += len(skipped)
         for table, tr in result.tables.items():
             self.stats.staged[table] = self.stats.staged.get(table, 0) + tr.staged
+            metrics.events_out(table, tr.staged)
         log.debug("batch committed", messages=len(plan.messages), token=plan.intent.token)
+
+    def _record_lag(self, committed: list[TopicPartition]) -> None:
+        """Lag behind each partition's end as librdkafka last heard it (cached: no request to the broker)."""
+        for tp in committed:
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                metrics.sink_lag(self.group_id, tp.topic, tp.partition, high - tp.offset)
 
     def _pause(self) -> None:
         if not self.paused and self.assigned:
@@ -412,7 +429,8 @@ class _SinkLoop:
             # A retry stages afresh: staging is session state, and a failed session (a restarted server) lost it.
             batch = ready.pop() if ready else warehouse.stage(plan)
             warehouse.record_intent(self.ledger, plan.intent)  # before any row reaches a fact table
-            return warehouse.store(batch)
+            with metrics.SINK_INSERT.time():
+                return warehouse.store(batch)
 
         result = self._retrying(insert, stop, work.generation, "write")
         if result is None:
@@ -507,6 +525,8 @@ class _SinkLoop:
         warehouse.record_dead_lettered(self.ledger, sorted(sent - recorded))
         if left or failures:
             raise _DeliveryFailed(f"{left} dead letters undelivered; errors: {failures[:3]}")
+        for r in todo:
+            metrics.dead_letter(r.stage, r.reason)
         if todo:
             log.warning("dead-lettered", count=len(todo), first=todo[0].reason[:200])
 

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas.records import Alert, DeadLetter
 from schemas.serde import Serde
+from shekara import metrics
 from shekara.broker_watch import client_logger
 from shekara.logs import get_logger
 from shekara.settings import Limits, Settings
@@ -137,12 +138,14 @@ class Outputs:
         # Keyed by alert id: RAISED, RESOLVED and RETRACTED of one alert stay in order on one partition.
         self._produce(self.topics.alerts, alert_id, value)
         self.sent["alerts"] += 1
+        self._count_alert(value)
 
     def stay_bytes(self, stay_id: bytes, value: bytes) -> None:
         """A stay already encoded (`streams.matching`)."""
         # Keyed by stay id on a compacted topic: the latest revision of each stay survives.
         self._produce(self.topics.stays, stay_id, value)
         self.sent["stays"] += 1
+        metrics.events_out(self.topics.stays)
 
     def dead(self, letter: DeadLetter) -> None:
         if self.lettered and (letter.source_topic, letter.source_partition, letter.source_offset) in self.lettered:
@@ -151,11 +154,22 @@ class Outputs:
         letter = bounded(letter, self.limits)
         self._produce(self.topics.dead_letter, letter.key, self.serde.encode(letter, self.topics.dead_letter))
         self.sent["dead_letters"] += 1
+        metrics.dead_letter(letter.stage, letter.reason)
 
     def address_registration(self, address_key: str, value: bytes) -> None:
         """Forward a registration's original bytes, re-keyed by address, to the address-crowding stage."""
         self._produce(self.topics.address_registrations, address_key.encode(), value)
         self.sent["address_registrations"] += 1
+        metrics.events_out(self.topics.address_registrations)
+
+    def _count_alert(self, value: bytes) -> None:
+        """Count a sent alert by type and action (the matching process hands it over encoded; alerts are few)."""
+        metrics.events_out(self.topics.alerts)
+        try:
+            _, d = self.serde.decode_dict(value, self.topics.alerts)
+            metrics.alert(str(d["type"]), str(d["action"]))
+        except Exception as exc:  # a metric must never stop an output
+            log.debug("alert not counted", error=str(exc))
 
     def raw(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
         """A record as-is to a given partition (state changelogs: see `streams.stores`)."""

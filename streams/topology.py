@@ -48,6 +48,7 @@ from typing import Any
 import faust
 from faust.types import TP, EventT
 
+from shekara import metrics
 from shekara.logs import get_logger
 from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.rules import RuleBook, load_rules
@@ -211,6 +212,7 @@ class TravellerMatcher:
         self.stats = stats
         self.on_fatal = on_fatal
         self.watermarks = Watermarks(timedelta(seconds=settings.allowed_lateness_seconds))
+        metrics.add_watermark_source(self.watermarks.snapshot)
         self.deadlines = Deadlines()
         self.partitions = PartitionContext()
         self.store = StateStore(table, outputs, self.partitions)
@@ -288,6 +290,7 @@ class TravellerMatcher:
             self.aligner.observe(msg.topic, msg.partition, msg.timestamp * 1000.0, wall, msg.offset)
             self.stats.per_partition[msg.partition] = self.stats.per_partition.get(msg.partition, 0) + 1
         self.stats.events += len(events)
+        metrics.events_in(ev.message.topic for ev in events)
         self._held.extend(events)
         ready = self._release(wall)
         if ready:
@@ -492,6 +495,7 @@ class AddressChecker:
         stored = self.store.get_many({(m[1], m[3]) for m in messages if m[3] is not None})
         checked = await self.matching.check_addresses(messages, stored, now)
         self.stats.address_events += len(events)
+        metrics.events_in(ev.message.topic for ev in events)
         for partition, error, affected in checked.failures:
             log.error("address check failed", partition=partition, error=error, events=affected)
         for index, stage, reason in checked.rejected:

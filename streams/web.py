@@ -42,6 +42,7 @@ import faust
 from faust.web import Request, Response, View
 
 from schemas.records import Alert, AlertAction, AlertType, DeadLetter
+from shekara import metrics
 from shekara.logs import get_logger
 from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.settings import Settings, check_secrets, get_settings, is_loopback, refuse_weak_secrets
@@ -345,6 +346,32 @@ def web_config(settings: Settings, *, web_port: int | None = None) -> dict[str, 
 # --- Faust: tables, agents and views --------------------------------------------------------------------
 
 
+def consumer_lag(app: faust.App) -> list[tuple[str, str, int, int]]:
+    """(group, topic, partition, messages past the committed offset) of the app's active partitions, if known."""
+    consumer = app._consumer  # never made here: before the worker starts there is no lag to tell
+    if consumer is None:
+        return []
+    committed = getattr(consumer, "_committed_offset", {})  # faust is pinned (pyproject): what it last committed
+    rows = []
+    for tp in app.assignor.assigned_actives():
+        high, done = consumer.highwater(tp), committed.get(tp)
+        if high is not None:  # nothing committed yet: the group reads from the start (auto_offset_reset earliest)
+            rows.append((str(app.conf.id), tp.topic, tp.partition, int(high) - int(done or 0)))
+    return rows
+
+
+def install_metrics(app: faust.App) -> None:
+    """Serve /metrics (`shekara.metrics`) on the app's web server, behind the page's login, with its consumer lag."""
+    from aiohttp.web import Response as AioResponse
+
+    metrics.add_lag_source(lambda: consumer_lag(app))
+
+    @app.page("/metrics")
+    async def prometheus_metrics(self: View, request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return cast(Response, AioResponse(body=body, headers={"Content-Type": content_type}))
+
+
 def install(app: faust.App, settings: Settings) -> None:
     """Add the ops page's global tables, agents and web views to `app`."""
     from schemas.serde import DecodeError, Serde
@@ -384,6 +411,7 @@ def install(app: faust.App, settings: Settings) -> None:
                         rejected_time=datetime.now(UTC),
                     )
                     await dead_letter_topic.send(key=message.key, value=serde.encode(dead, settings.topics.dead_letter))
+                    metrics.dead_letter(dead.stage, dead.reason)
                     log.warning("alert record sent to dead letters", offset=message.offset, reason=exc.reason)
                     continue
                 key, value = alert_change(record, checkpoints)
@@ -423,6 +451,8 @@ def install(app: faust.App, settings: Settings) -> None:
     async def check_broker() -> None:
         if await asyncio.get_running_loop().run_in_executor(None, broker_answers, admin):
             contact.heard(datetime.now(UTC))
+
+    install_metrics(app)
 
     @app.page("/")
     async def ops_page(self: View, request: Request) -> Response:
