@@ -1,10 +1,13 @@
-"""Operations commands: `shekara alerts` (the ops console) and `shekara bench` (one report of every benchmark).
+"""Operations commands: `shekara alerts` (the ops console, with `ack`, `assign` and `note` for triage) and
+`shekara bench` (one report of every benchmark).
 
-Thin shells: the alert lines come from `streams.console`, the figures from each component's ``bench.run``.
+Thin shells: the alert lines come from `streams.console`, the triage states from `streams.triage` (kept on the
+alert-actions topic, `streams.triage_topic`), the figures from each component's ``bench.run``.
 """
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import json
 import os
@@ -29,10 +32,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness.bench import BenchResult
-from schemas.records import Alert
+from schemas.records import Alert, AlertAction, AlertTriage, TriageAction
 from shekara.logs import get_logger
 from shekara.settings import Mode, Settings, TopicNames, get_settings
-from streams.console import AlertFilter, format_alert, format_rejected, parse_filter
+from streams.console import AlertFilter, alert_json, format_alert, format_rejected, parse_filter
+from streams.triage import TriageBoard, TriageError, TriageRequest, validate
 
 log = get_logger(__name__)
 
@@ -144,7 +148,29 @@ def tail_alerts(
     return stats
 
 
+alerts_app = typer.Typer(
+    help="Print alerts from the alerts topic; acknowledge, assign and annotate them (ack, assign, note).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+def load_board(settings: Settings, err: Console | None = None) -> TriageBoard:
+    """Every alert's triage state, read once from the alert-actions topic (empty, with a warning, if unreadable)."""
+    from streams.triage_topic import TriageUnavailable, read_board
+
+    board = TriageBoard()
+    try:
+        read_board(settings, board, client_id="shekara-alerts-console")
+    except TriageUnavailable as exc:
+        if err is not None:
+            err.print(f"warning: triage not shown: {exc}", style="yellow")
+    return board
+
+
+@alerts_app.callback()
 def alerts(
+    ctx: typer.Context,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep running and print new alerts as they come")
     ] = False,
@@ -163,8 +189,13 @@ def alerts(
         list[str] | None, typer.Option("--checkpoint", "-c", help="Checkpoint id(s), e.g. KZ-UZ-ZHIBEK-ZHOLY")
     ] = None,
     max_alerts: Annotated[int | None, typer.Option("--max", help="Stop after this many alerts")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (with raised/due times and triage state)")
+    ] = False,
 ) -> None:
-    """Print alerts from the alerts topic as coloured lines: since when, what, who, where, why, evidence."""
+    """Print alerts as coloured lines: due and raised times, what, who (whole key), where, why, evidence, triage."""
+    if ctx.invoked_subcommand is not None:
+        return
     from shekara.admin import require_broker
     from shekara.reference import load_checkpoints
     from shekara.rules import load_rules
@@ -178,6 +209,7 @@ def alerts(
     tz = load_rules(settings.rules_file).timezone
     checkpoints = load_checkpoints()
     out, err = Console(highlight=False, soft_wrap=True), Console(stderr=True, highlight=False)
+    board = load_board(settings, err)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
@@ -185,10 +217,18 @@ def alerts(
         if follow:
             err.print(f"following {settings.topics.alerts} ({partitions} partitions); Ctrl-C to stop", style="dim")
 
+    def show(alert: Alert) -> None:
+        state = board.get(alert.alert_id)
+        if as_json:
+            # Plain print: rich would wrap or mark up a JSON line.
+            print(json.dumps(alert_json(alert, checkpoints, state), ensure_ascii=False), flush=True)
+        else:
+            out.print(format_alert(alert, tz=tz, checkpoints=checkpoints, triaged=state))
+
     try:
         stats = tail_alerts(
             settings,
-            on_alert=lambda a: out.print(format_alert(a, tz=tz, checkpoints=checkpoints)),
+            on_alert=show,
             on_unreadable=lambda p, o, reason: err.print(format_rejected(p, o, reason)),
             alert_filter=alert_filter,
             follow=follow,
@@ -206,6 +246,93 @@ def alerts(
         err.print(
             f"{stats.shown} alerts shown, {stats.skipped} filtered out, {stats.unreadable} unreadable", style="dim"
         )
+
+
+# --- alerts ack / assign / note: triage from the console ------------------------------------------------
+
+MIN_ID_PREFIX = 8  # a shorter prefix of a sha256 id is too likely to be ambiguous
+
+
+def find_alert(settings: Settings, given: str) -> Alert:
+    """The RAISED record of the alert whose id is `given` or starts with it; TriageError if none or several."""
+    wanted = given.strip().lower()
+    if len(wanted) < MIN_ID_PREFIX:
+        raise TriageError(f"alert id {given!r} is too short: give the whole id or at least {MIN_ID_PREFIX} characters")
+    found: dict[str, Alert] = {}
+
+    def keep(alert: Alert) -> None:
+        if alert.alert_id.startswith(wanted) and (alert.alert_id not in found or alert.action is AlertAction.RAISED):
+            found[alert.alert_id] = alert
+
+    tail_alerts(settings, on_alert=keep, on_unreadable=lambda *_: None)
+    if not found:
+        raise TriageError(f"no alert with id {given!r} on {settings.topics.alerts} (see `shekara alerts`)")
+    if len(found) > 1:
+        raise TriageError(f"alert id {given!r} matches {len(found)} alerts: give more characters")
+    return next(iter(found.values()))
+
+
+def triage_command(
+    settings: Settings, action: TriageAction, alert: str, who: str | None, **texts: str | None
+) -> AlertTriage:
+    """Validate, find the alert, apply the action to its current state and publish the new state."""
+    from streams.triage_topic import TriagePublisher, read_board
+
+    request = validate(
+        TriageRequest(alert_id=alert, action=action, who=who or getpass.getuser(), **texts), settings.limits
+    )
+    found = find_alert(settings, request.alert_id)
+    board = TriageBoard()
+    read_board(settings, board, client_id="shekara-alerts-console")
+    publisher = TriagePublisher(settings, client_id="shekara-alerts-console")
+    return publisher.act(board, TriageRequest(found.alert_id, action, request.who, request.note, request.assignee))
+
+
+def _run_triage(action: TriageAction, alert: str, who: str | None, **texts: str | None) -> None:
+    from shekara.admin import require_broker
+    from streams.triage import summary
+    from streams.triage_topic import TriageUnavailable
+
+    settings = get_settings()
+    require_broker(settings)
+    try:
+        state = triage_command(settings, action, alert, who, **texts)
+    except (TriageError, TriageUnavailable) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{state.alert_id}: {summary(state)} (revision {state.revision}, by {state.updated_by})")
+
+
+AlertId = Annotated[str, typer.Argument(help="The alert id (as `shekara alerts` prints it) or a unique prefix")]
+Note = Annotated[str | None, typer.Option("--note", "-n", help="A note to append")]
+As = Annotated[str | None, typer.Option("--as", help="Act as this officer (default: your OS user name)")]
+
+
+@alerts_app.command("ack")
+def ack(alert: AlertId, note: Note = None, as_: As = None) -> None:
+    """Acknowledge an alert (optionally with a note)."""
+    _run_triage(TriageAction.ACKNOWLEDGE, alert, as_, note=note)
+
+
+@alerts_app.command("assign")
+def assign(
+    alert: AlertId,
+    to: Annotated[str, typer.Option("--to", help="The officer who takes the alert")],
+    note: Note = None,
+    as_: As = None,
+) -> None:
+    """Assign an alert to an officer (optionally with a note)."""
+    _run_triage(TriageAction.ASSIGN, alert, as_, note=note, assignee=to)
+
+
+@alerts_app.command("note")
+def note_(
+    alert: AlertId,
+    note: Annotated[str, typer.Option("--note", "-n", help="The note to append")],
+    as_: As = None,
+) -> None:
+    """Append a note to an alert."""
+    _run_triage(TriageAction.NOTE, alert, as_, note=note)
 
 
 # --- bench: every component's figures in one report ----------------------------------------------------
@@ -400,5 +527,5 @@ def bench(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("alerts")(alerts)
+    app.add_typer(alerts_app, name="alerts")
     app.command("bench")(bench)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from schemas.records import (
     Alert,
     AlertAction,
+    AlertTriage,
     AlertType,
     Checkpoint,
     CheckpointKind,
@@ -38,6 +39,9 @@ from schemas.records import (
     StatusChangeKind,
     Stay,
     Traveller,
+    TriageAction,
+    TriageNote,
+    TriageStatus,
 )
 
 AvroDict = dict[str, Any]
@@ -62,6 +66,8 @@ _STATUS_CHANGE_KIND = _members(StatusChangeKind)
 _ALERT_ACTION = _members(AlertAction)
 _ALERT_TYPE = _members(AlertType)
 _SEVERITY = _members(Severity)
+_TRIAGE_STATUS = _members(TriageStatus)
+_TRIAGE_ACTION = _members(TriageAction)
 
 
 # --- nested records ---------------------------------------------------------------------------------------
@@ -260,6 +266,7 @@ def _stay_to(r: Stay) -> AvroDict:
         "rule_id": r.rule_id,
         "rule_version": r.rule_version,
         "anchor_time": r.anchor_time,
+        "close_time": r.close_time,
     }
 
 
@@ -283,6 +290,7 @@ def _stay_from(d: AvroDict) -> Stay:
         d["rule_id"],
         d["rule_version"],
         d["anchor_time"],
+        d.get("close_time"),
     )
 
 
@@ -314,6 +322,36 @@ def _dead_letter_from(d: AvroDict) -> DeadLetter:
     )
 
 
+def _alert_triage_to(r: AlertTriage) -> AvroDict:
+    return {
+        "alert_id": r.alert_id,
+        "status": r.status,
+        "acknowledged_by": r.acknowledged_by,
+        "acknowledged_time": r.acknowledged_time,
+        "assignee": r.assignee,
+        "notes": [{"author": n.author, "time": n.time, "text": n.text} for n in r.notes],
+        "last_action": r.last_action,
+        "updated_by": r.updated_by,
+        "updated_time": r.updated_time,
+        "revision": r.revision,
+    }
+
+
+def _alert_triage_from(d: AvroDict) -> AlertTriage:
+    return AlertTriage(
+        d["alert_id"],
+        _TRIAGE_STATUS[d["status"]],
+        d.get("acknowledged_by"),
+        d.get("acknowledged_time"),
+        d.get("assignee"),
+        [TriageNote(n["author"], n["time"], n["text"]) for n in d["notes"]],
+        _TRIAGE_ACTION[d["last_action"]],
+        d["updated_by"],
+        d["updated_time"],
+        d["revision"],
+    )
+
+
 _TO: dict[type, Callable[[Any], AvroDict]] = {
     Crossing: _crossing_to,
     Registration: _registration_to,
@@ -321,6 +359,7 @@ _TO: dict[type, Callable[[Any], AvroDict]] = {
     Alert: _alert_to,
     Stay: _stay_to,
     DeadLetter: _dead_letter_to,
+    AlertTriage: _alert_triage_to,
 }
 _FROM: dict[type, Callable[[AvroDict], Any]] = {
     Crossing: _crossing_from,
@@ -329,13 +368,14 @@ _FROM: dict[type, Callable[[AvroDict], Any]] = {
     Alert: _alert_from,
     Stay: _stay_from,
     DeadLetter: _dead_letter_from,
+    AlertTriage: _alert_triage_from,
 }
 RECORD_TYPES: dict[str, type] = {cls.__name__: cls for cls in _TO}
 """Record types by Avro record name (the dataclass name equals the Avro name)."""
 
 
 def to_avro(record: Any) -> AvroDict:
-    """The Avro dict of `record` (one of the six record dataclasses), ready for fastavro."""
+    """The Avro dict of `record` (one of the record dataclasses), ready for fastavro."""
     try:
         conv = _TO[type(record)]
     except KeyError:

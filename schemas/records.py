@@ -209,6 +209,7 @@ class Stay:
     rule_id: str  # "void" on a revision that late data showed never existed (no events, no days)
     rule_version: str
     anchor_time: datetime  # event time of the anchoring entry (or exit without entry); fixed for a stay
+    close_time: datetime | None = None  # the exit or the superseding entry; None while open (schema v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +223,37 @@ class DeadLetter:
     reason: str
     field: str | None
     rejected_time: datetime
+
+
+class TriageStatus(StrEnum):
+    NEW = "NEW"
+    ACKNOWLEDGED = "ACKNOWLEDGED"
+
+
+class TriageAction(StrEnum):
+    ACKNOWLEDGE = "ACKNOWLEDGE"
+    ASSIGN = "ASSIGN"
+    NOTE = "NOTE"
+
+
+@dataclass(frozen=True, slots=True)
+class TriageNote:
+    author: str
+    time: datetime
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTriage:
+    """An alert's latest triage state (streams/triage.py): one record per alert on a compacted topic."""
+
+    alert_id: str
+    status: TriageStatus
+    acknowledged_by: str | None
+    acknowledged_time: datetime | None
+    assignee: str | None
+    notes: list[TriageNote]
+    last_action: TriageAction
+    updated_by: str
+    updated_time: datetime
+    revision: int

@@ -28,11 +28,11 @@ import fastavro
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from schemas.convert import RECORD_TYPES, AvroDict, from_avro, to_avro
-from schemas.records import Alert, Crossing, DeadLetter, Registration, StatusChange, Stay
+from schemas.records import Alert, AlertTriage, Crossing, DeadLetter, Registration, StatusChange, Stay
 from shekara.logs import get_logger
 from shekara.settings import Settings
 
-Record = Crossing | Registration | StatusChange | Alert | Stay | DeadLetter
+Record = Crossing | Registration | StatusChange | Alert | Stay | DeadLetter | AlertTriage
 
 AVRO_DIR = Path(__file__).resolve().parent / "avro"
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"

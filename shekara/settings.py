@@ -43,6 +43,8 @@ class TopicNames(BaseModel):
     alerts: str = "shekara.alerts"
     dead_letter: str = "shekara.dead-letter"
     address_registrations: str = "shekara.address-registrations"
+    # Compacted, keyed by alert id: each alert's latest triage state (ack, assignee, notes; streams/triage.py).
+    alert_actions: str = "shekara.alert-actions"
 
 
 class FaustSettings(BaseModel):
@@ -65,7 +67,12 @@ class FaustSettings(BaseModel):
     web_password: SecretStr = SecretStr("")  # set: every request needs it (HTTP Basic); server mode: required
     store: str = "memory://"  # server mode: "rocksdb://"
     batch_size: int = 5000
-    batch_within: float = 1.0
+    # Batches are adaptive (streams.drain): a free processor takes what is buffered at once. This is how long a
+    # batch started on an empty buffer waits for company (0: not at all); a busy processor's batches fill anyway.
+    batch_within: float = 0.0
+    # How long the processors' consumer lets the broker hold a fetch that finds nothing new (streams.engine).
+    # None: by mode; embedded Tansu answers only when the wait is over, so there it is short.
+    fetch_max_wait_ms: int | None = Field(default=None, ge=1, le=30_000)
     # Decode, validate and step in a child process (streams.offload): a worker then uses two cores. Off for one core.
     matching_process: bool = True
     # Tests only: SIGKILL the worker right after a batch's dead letters are acknowledged, before its commit
@@ -83,6 +90,8 @@ class SinkSettings(BaseModel):
     retry_backoff: float = 0.2  # first wait after a failed insert; doubles up to retry_backoff_max
     retry_backoff_max: float = 30.0
     query_port: int = 0  # read-only query endpoint of the process owning the chDB directory; 0 = any free port
+    # Its address: BI tools on another host need more than loopback, and then the analyst password (`check_secrets`).
+    query_bind: str = "127.0.0.1"
     analyst_password: SecretStr = SecretStr("")  # server mode: password of `clickhouse_analyst_user`
     # Seconds between the sink's marks of overstayed exits for 5-year retention (sinks.retention); 0: never.
     overstay_sweep_interval: float = 3600.0
@@ -173,6 +182,23 @@ class Limits(BaseModel):
     # A dead letter carries at most this many bytes of the rejected message's key and value (the first ones);
     # the whole message stays in its source topic at the dead letter's source partition and offset.
     dead_letter_payload_bytes: int = 65_536
+    # Triage (streams/triage.py): an officer's note, and a name (assignee, author) on an alert's triage record.
+    max_note_chars: int = 2_000
+    max_name_chars: int = 64
+
+
+class NotifySettings(BaseModel):
+    """`shekara notify`: CRITICAL/HIGH alerts to an Alertmanager-style webhook (sinks/notify.py); off unless a URL is set."""
+
+    webhook_url: str | None = None
+    receiver: str = "shekara-ops"  # the payload's `receiver` (Alertmanager: the receiver's name)
+    external_url: str = "http://127.0.0.1:6066/"  # the ops page: `externalURL` and each alert's `generatorURL`
+    severities: list[str] = Field(default_factory=lambda: ["CRITICAL", "HIGH"])
+    group_id: str = "shekara-notify"
+    attempts: int = Field(default=5, ge=1)  # deliveries tried before the alert goes to the dead letters
+    backoff: float = Field(default=0.5, gt=0)  # first wait between attempts; doubles up to backoff_max
+    backoff_max: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=5.0, gt=0)  # seconds per request
 
 
 class Settings(BaseSettings):
@@ -193,6 +219,8 @@ class Settings(BaseSettings):
     # Keyed hash for document numbers: never reaches analytics tables in clear. Change in production.
     pseudonym_key: SecretStr = SecretStr("shekara-development-key-change-me")
     rules_file: Path = REPO_ROOT / "rules" / "kz.toml"
+    # The checkpoint catalogue, enforced at publish, in the processors and in the sink (shekara.reference).
+    checkpoints_file: Path = REPO_ROOT / "rules" / "checkpoints.csv"
     log_level: str = "WARNING"
     log_format: str = "console"  # or "json"
     # How long a command waits for the broker or the warehouse to answer before saying, in one line, it cannot.
@@ -208,6 +236,7 @@ class Settings(BaseSettings):
     kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
     limits: Limits = Field(default_factory=Limits)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -338,6 +367,12 @@ def check_secrets(
                 problems.append("SHEKARA_KAFKA__USERNAME is empty: each service has its own Kafka user")
             if weak := _weakness(k.password.get_secret_value()):
                 problems.append(f"SHEKARA_KAFKA__PASSWORD {weak}")
+    if clickhouse and not is_loopback(settings.sink.query_bind):
+        if weak := _weakness(settings.sink.analyst_password.get_secret_value()):
+            problems.append(
+                f"SHEKARA_SINK__ANALYST_PASSWORD {weak}: the query endpoint binds "
+                f"SHEKARA_SINK__QUERY_BIND={settings.sink.query_bind} (not loopback)"
+            )
     f = settings.faust
     needs_login = ops_page and f.web_enabled and (server or not is_loopback(f.web_bind))
     if needs_login and (weak := _weakness(f.web_password.get_secret_value())):

@@ -35,6 +35,8 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.stays, n, {"cleanup.policy": "compact"}, "Closed stays, keyed by stay id (latest revision)"),
         TopicSpec(t.alerts, n, {"cleanup.policy": "delete"}, "Alerts raised, resolved or retracted"),
         TopicSpec(t.dead_letter, n, clear, "Rejected input with the reason"),
+        # Every ops page reads it whole into memory at start: compaction keeps one record per alert.
+        TopicSpec(t.alert_actions, n, {"cleanup.policy": "compact"}, "Triage state of alerts, keyed by alert id"),
         TopicSpec(
             t.address_registrations,
             n,

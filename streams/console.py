@@ -1,9 +1,10 @@
 """The ops console's alert lines: which alerts to show and how one reads on a terminal.
 
 Pure functions over `schemas.records.Alert`; the consumer that feeds them is `harness.ops_cli`. A line answers,
-in this order: since when (due time, local), what (action, severity, type), who (nationality and a short
-pseudonymous traveller key: document numbers never reach the console), where (checkpoint), why (the rule's
-reason) and the evidence (event ids).
+in this order: since when (due time, local, then when the processors raised it), what (action, severity, type),
+who (nationality and the whole pseudonymous traveller key, as `shekara sql` and `travel_history` take it:
+document numbers never reach the console), where (checkpoint), why (the rule's reason), the evidence (event
+ids), the alert id (what `shekara alerts ack` takes) and the officers' triage so far (`streams.triage`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from typing import Any
 
 from rich.text import Text
 
-from schemas.records import Alert, AlertAction, AlertType, Severity
+from schemas.records import Alert, AlertAction, AlertTriage, AlertType, Severity
 from shekara.reference import CheckpointInfo
+from streams import triage
 
 SEVERITY_ORDER: tuple[Severity, ...] = (Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL)
 
@@ -33,7 +36,6 @@ ACTION_STYLE: Mapping[AlertAction, str] = {
     AlertAction.RETRACTED: "dim",
 }
 
-KEY_CHARS = 12  # enough to tell travellers apart on a screen, short enough to read
 EVIDENCE_SHOWN = 3
 # Fixed widths keep the "who" column aligned from one line to the next.
 ACTION_WIDTH = max(len(a.value) for a in AlertAction) + 1
@@ -125,10 +127,18 @@ def why(alert: Alert) -> str:
     return alert.reason
 
 
-def format_alert(alert: Alert, *, tz: tzinfo, checkpoints: Mapping[str, CheckpointInfo] | None = None) -> Text:
-    """One coloured console line for an alert record."""
+def format_alert(
+    alert: Alert,
+    *,
+    tz: tzinfo,
+    checkpoints: Mapping[str, CheckpointInfo] | None = None,
+    triaged: AlertTriage | None = None,
+) -> Text:
+    """One coloured console line for an alert record (with its triage state, when the caller has the board)."""
     line = Text()
     line.append(local_time(alert.due_time, tz), style="bold blue")
+    line.append(f"  {RAISED_WORD[alert.action]} ", style="dim")
+    line.append(local_time(alert.emitted_time, tz), style="blue")
     line.append("  ")
     line.append(alert.action.value, style=ACTION_STYLE[alert.action])
     line.append(" " * (ACTION_WIDTH - len(alert.action.value)))
@@ -137,15 +147,54 @@ def format_alert(alert: Alert, *, tz: tzinfo, checkpoints: Mapping[str, Checkpoi
     line.append(alert.type.value, style="bold magenta" if alert.action is AlertAction.RAISED else "magenta")
     line.append(" " * (TYPE_WIDTH - len(alert.type.value)))
     line.append("  who ", style="dim")
-    line.append(f"{alert.nationality} {alert.traveller_key[:KEY_CHARS]}")
+    line.append(f"{alert.nationality} {alert.traveller_key}")
     line.append("  at ", style="dim")
     line.append(where(alert.checkpoint_id, checkpoints or {}))
     line.append("  why ", style="dim")
     line.append(why(alert))
     line.append("  evidence ", style="dim")
     line.append(evidence(alert.evidence_event_ids))
-    line.append(f"  [{alert.rule_id} {alert.rule_version}] id {alert.alert_id[:KEY_CHARS]}", style="dim")
+    line.append(f"  [{alert.rule_id} {alert.rule_version}] id {alert.alert_id}", style="dim")
+    if alert.action is AlertAction.RAISED:
+        line.append("  triage ", style="dim")
+        line.append(triage.summary(triaged), style="bold yellow" if triaged is None else "")
     return line
+
+
+# The record's emitted time is when the processors raised, resolved or retracted it (wall clock).
+RAISED_WORD: Mapping[AlertAction, str] = {
+    AlertAction.RAISED: "raised",
+    AlertAction.RESOLVED: "resolved",
+    AlertAction.RETRACTED: "retracted",
+}
+
+
+def alert_json(
+    alert: Alert, checkpoints: Mapping[str, CheckpointInfo], triaged: AlertTriage | None = None
+) -> dict[str, Any]:
+    """An alert as plain JSON: one line of `shekara alerts --json`, one row of the ops page.
+
+    ``emitted_time`` is when the processors emitted this record: for a RAISED one, when the alert was raised.
+    """
+    info = checkpoints.get(alert.checkpoint_id) if alert.checkpoint_id else None
+    return {
+        "alert_id": alert.alert_id,
+        "action": alert.action.value,
+        "type": alert.type.value,
+        "severity": alert.severity.value,
+        "traveller_key": alert.traveller_key,
+        "nationality": alert.nationality,
+        "checkpoint_id": alert.checkpoint_id,
+        "checkpoint_name": info.name if info else None,
+        "reason": alert.reason,
+        "due_time": alert.due_time.isoformat(),
+        "emitted_time": alert.emitted_time.isoformat(),
+        "days_overstayed": alert.days_overstayed,
+        "evidence_event_ids": list(alert.evidence_event_ids),
+        "rule_id": alert.rule_id,
+        "rule_version": alert.rule_version,
+        "triage": triage.as_json(triaged),
+    }
 
 
 def format_rejected(partition: int, offset: int, reason: str) -> Text:
