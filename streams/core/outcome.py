@@ -1,8 +1,9 @@
 """Steps 3-6 of docs/alerts.md for one stay: the alerts it implies and, once closed, its stay record.
 
 Called for a stay when it closes (exit, or superseded by a new entry) and for the open stay after every
-change to it. For an open stay the deadline alerts are candidates with their due time: they are emitted only
-when the watermark passes it, and vanish if the exit (or a registration) arrives first.
+change to it (`open_stay` gives the open stay's own record, emitted once it is overdue). For an open stay the
+deadline alerts are candidates with their due time: they are emitted only when the watermark passes it, and
+vanish if the exit (or a registration) arrives first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from streams.core.model import (
 from streams.core.window import Interval, counted_segments, first_breach
 
 _TRANSIT = Purpose.TRANSIT.value
+# StayCandidate.gated: 0 emit now, 1 wait for the watermark to pass close_t (a superseded stay), OPEN: an open
+# stay, emitted once the watermark passes its due time (the day after its last allowed day; close_t holds it)
+CLOSED_NOW, CLOSED_GATED, OPEN = 0, 1, 2
 
 
 def candidate(
@@ -74,7 +78,7 @@ def candidate(
 @dataclass(slots=True)
 class Outcome:
     alerts: list[AlertCandidate]
-    stay: StayCandidate | None  # the closed stay's record (None while open)
+    stay: StayCandidate | None  # the closed stay's record (None while open: see open_stay)
     counted: list[Interval]  # days this stay adds to the traveller's rolling-window count
 
 
@@ -338,7 +342,7 @@ def _stay_record(ctx: Context, entry: CrossingEvent, allowed: Allowed, closing: 
         id=eid,
         anchor_t=entry.t,
         anchor=eid,
-        gated=0 if closing.by_exit else 1,
+        gated=CLOSED_NOW if closing.by_exit else CLOSED_GATED,
         close_t=closing.event.t,
         nationality=entry.nationality,
         basis=entry.basis,
@@ -363,6 +367,42 @@ def registration_alerts(ctx: Context, stay: OpenStay, closing: Closing | None) -
     reg = ctx.registration(entry.nationality, entry.basis, entry.purpose, entry.day)
     if reg is None:
         return []
+def open_stay(ctx: Context, stay: OpenStay) -> StayCandidate | None:
+    """The open stay's record, to emit once it passes its last allowed day L (none without a limit: it cannot
+    become overdue). Fixed while the stay is open unless a status change moves L, so it is re-emitted only then;
+    the close replaces it (same id, next revision). `days` is 0 while open: the days present are still counting."""
+    memo = stay.memo
+    allowed = memo.allowed if memo is not None and memo.statuses == len(stay.statuses) else None
+    if allowed is None:
+        allowed = allowed_stay(ctx, stay, None)
+    last = allowed.last_day
+    if last is None:
+        return None
+    entry = stay.entry
+    eid = entry.event_id
+    return StayCandidate(
+        id=eid,
+        anchor_t=entry.t,
+        anchor=eid,
+        gated=OPEN,
+        close_t=ctx.day_start_us(last + 1),  # when it becomes overdue, as IN_COUNTRY_OVERSTAY
+        nationality=entry.nationality,
+        basis=entry.basis,
+        purpose=entry.purpose,
+        entry_id=eid,
+        exit_id=None,
+        entry_t=entry.t,
+        exit_t=None,
+        entry_checkpoint=entry.checkpoint,
+        exit_checkpoint=None,
+        days=0,
+        allowed_days=last - entry.day + 1,
+        days_over=0,
+        rule_id=allowed.rule_id,
+        rule_version=allowed.rule_version(ctx.version),
+    )
+
+
     rule, deadline = reg
     close_t = closing.event.t if closing is not None else None
     regs = stay.regs if close_t is None else tuple(r for r in stay.regs if r.t < close_t)
@@ -469,7 +509,7 @@ def exit_without_entry_stay(ctx: Context, exit_event: CrossingEvent) -> StayCand
         id=exit_event.event_id,
         anchor_t=exit_event.t,
         anchor=exit_event.event_id,
-        gated=1,
+        gated=CLOSED_GATED,
         close_t=exit_event.t,
         nationality=exit_event.nationality,
         basis=exit_event.basis,

@@ -16,6 +16,7 @@ from schemas.records import Alert, AlertAction, AlertType, EntryBasisKind, Purpo
 from streams.core.context import Context
 from streams.core.model import AlertCandidate, EmittedStay, StayCandidate, from_us
 
+from streams.core.outcome import OPEN
 _BASES = {b.value: b for b in EntryBasisKind}
 _PURPOSES = {p.value: p for p in Purpose}
 VOID_RULE = "void"  # rule id of a stay revision that late data showed never existed
@@ -296,6 +297,7 @@ def void_stay_record(ctx: Context, traveller_key: str, anchor: str, revision: in
         days=0,
         allowed_days=None,
         days_over=0,
+        close_time=None if s.gated == OPEN else from_us(s.close_t),
         rule_id=VOID_RULE,
         rule_version=ctx.version,
         anchor_time=from_us(last.anchor_t),

@@ -7,7 +7,9 @@ Decisions are a pure function of the ordered history and the watermark (docs/ale
   point), so late data corrects earlier decisions;
 - what the walk implies is diffed against what was already emitted: new alerts are RAISED (immediately or
   once the watermark reaches their due time), ended ones RESOLVED, ones late data disproved RETRACTED; closed
-  stays are emitted, and re-emitted with the next revision when late data changes them.
+  stays are emitted, and re-emitted with the next revision when late data changes them; an open stay is
+  emitted once it passes its last allowed day (so the warehouse sees in-country overstayers), again whenever
+  it changes after that, and its close is its next revision.
 History older than the reorder horizon is folded into the base snapshot, so the state stays small.
 """
 
@@ -42,6 +44,7 @@ from streams.core.model import (
     time_of,
     to_us,
 )
+from streams.core.outcome import OPEN, open_stay
 from streams.core.records import alert_record, stay_record, void_stay_record
 from streams.core.walk import Cursor, Findings, advance, open_alerts
 
@@ -182,6 +185,7 @@ def step(
         history = (*history, *new)
         if found.open_touched:
             found.alerts.extend(open_alerts(ctx, cursor))
+            _open_stay(ctx, cursor, found)
     else:
         # an event sorts before the last one known: replay the retained history from the base snapshot
         full = True
@@ -191,6 +195,7 @@ def step(
         old_open = base.open.entry.event_id if base is not None and base.open is not None else None
         advance(ctx, key, cursor, walked, found)
         found.alerts.extend(open_alerts(ctx, cursor))
+        _open_stay(ctx, cursor, found)
 
     alerts: list[Alert] = []
     stay_scope = old_open if not full and found.open_touched else None
@@ -210,6 +215,14 @@ def step(
         )
     out = TravellerState(key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted)
     return StepResult(out, alerts, stays, _next_due(pending, stays_pending), rejected)
+
+
+def _open_stay(ctx: Context, cursor: Cursor, found: Findings) -> None:
+    """The open stay's record as it stands (after open_alerts, whose memo holds its allowed stay)."""
+    if cursor.open is not None:
+        s = open_stay(ctx, cursor.open)
+        if s is not None:
+            found.stays.append(s)
 
 
 def _admit(state: TravellerState, events: Sequence[Event], rules: RuleBook) -> tuple[list[Compact], list[Any]]:
@@ -294,7 +307,8 @@ def _settle_stays(
     wm: int,
     out: list[Stay],
 ) -> tuple[dict[str, StayCandidate], dict[str, EmittedStay]]:
-    """Emit new and changed closed stays; after a replay, void the ones late data showed never existed."""
+    """Emit new and changed stays (closed, or open and overdue); after a replay, void the ones late data showed
+    never existed."""
     pending, emitted = dict(pending), dict(emitted)
     made = {s.id: s for s in found}
     if full:
@@ -378,11 +392,13 @@ def _offer_stay(
     emitted: dict[str, EmittedStay],
     out: list[Stay],
 ) -> None:
-    if s.gated and s.close_t > wm:
+    prior = emitted.get(sid)
+    # an open stay already in the warehouse is revised at once when it changes (an extension moved its last
+    # allowed day): its old revision must not go on counting as an overstay
+    if s.gated and s.close_t > wm and (s.gated != OPEN or prior is None or not prior.live):
         pending[sid] = s
         return
     pending.pop(sid, None)
-    prior = emitted.get(sid)
     fp = _fingerprint(s)
     if prior is None or not prior.live or prior.fingerprint != fp:
         rev = 0 if prior is None else prior.revision + 1

@@ -9,6 +9,7 @@ same events, and encoding that again must give the same bytes.
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from schemas.records import EntryBasisKind, HostKind, Purpose, Registration, RegistrationAction, StatusChangeKind
 from streams.core import AddressState, Event, Retention, TravellerState, address_step, step
 from streams.core.model import AlertCandidate, CrossingEvent, EmittedAlert, EmittedStay
+from streams.core.outcome import OPEN
 from streams.core.walk import Ban
 from streams.core.window import Interval
 from tests.core.factory import (
@@ -175,14 +177,24 @@ def _fields(s: TravellerState) -> tuple[Any, ...]:
     )
 
 
+def _without_open_stay(state: TravellerState) -> TravellerState:
+    """The state as format-1 code built it: that code kept no record of the open stay (issue 16 added it)."""
+    open_id = state.cursor.open.entry.event_id if state.cursor.open is not None else None
+    return replace(
+        state,
+        stays_pending={k: v for k, v in state.stays_pending.items() if v.gated != OPEN},
+        stays_emitted={k: v for k, v in state.stays_emitted.items() if k != open_id or v.revision > 0},
+    )
+
+
 def test_traveller_states_written_by_format_1_code_decode_to_the_state_built_now():
     stored = _fixture()
     built = traveller_states()
     assert set(built) <= set(stored)
     for name, state in built.items():
         decoded = TravellerState.from_bytes(stored[name])
-        assert _fields(decoded) == _fields(state), name
-        assert decoded.to_bytes() == stored[name] == state.to_bytes(), name
+        assert _fields(decoded) == _fields(_without_open_stay(state)), name
+        assert decoded.to_bytes() == stored[name] == _without_open_stay(state).to_bytes(), name
 
 
 def test_a_decoded_state_decides_like_the_state_it_was_written_from():
@@ -196,7 +208,9 @@ def test_a_decoded_state_decides_like_the_state_it_was_written_from():
         decoded = TravellerState.from_bytes(stored[name])
         events = later if state.traveller_key == uz_key else []
         a = step(decoded, events, watermark=FAR_FUTURE, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS)
-        b = step(state, events, watermark=FAR_FUTURE, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS)
+        # as format-1 code wrote it: an open stay of a state from before issue 16 has no record until it changes
+        was = _without_open_stay(state)
+        b = step(was, events, watermark=FAR_FUTURE, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS)
         assert a.alerts == b.alerts and a.stays == b.stays and a.next_due == b.next_due, name
         assert a.state.to_bytes() == b.state.to_bytes(), name
     assert any(

@@ -88,7 +88,11 @@ def test_late_exit_resolves_the_in_country_alert_and_raises_an_out_of_country_on
         out.days_overstayed == 4 and out.due_time == x.event_time and out.evidence_event_ids == [e.event_id, x.event_id]
     )
     assert "Left on day 34 against a 30-day limit" in out.reason and "4 days overstayed" in out.reason
-    [s] = r.stays
+    # the open stay reached the warehouse when it became overdue; the exit closes it (its next revision)
+    opened, s = r.stays
+    assert (opened.revision, opened.exit_time, opened.close_time, opened.days) == (0, None, None, 0)
+    assert opened.allowed_days == 30 and opened.stay_id == s.stay_id
+    assert (s.revision, s.close_time, s.exit_time) == (1, x.event_time, x.event_time)
     assert (s.days, s.allowed_days, s.days_over) == (34, 30, 4)
 
 
