@@ -33,13 +33,20 @@ class _App(typer.Typer):
         except Exception as exc:
             if is_unreachable(exc):
                 line = unreachable_line(get_settings())
-            elif _clickhouse_unreachable(exc):
-                where = urlsplit(get_settings().clickhouse_dsn)
-                line = f"cannot reach ClickHouse at {where.hostname}:{where.port} (is `docker compose up` running?)"
+            elif found := clickhouse_unreachable_line(get_settings(), exc):
+                line = found
             else:
                 raise
         typer.secho(f"error: {line}", fg="red", err=True)
         sys.exit(2)
+
+
+def clickhouse_unreachable_line(settings: Settings, exc: Exception) -> str | None:
+    """The one line for a ClickHouse server that did not answer (also `shekara status`); None for other errors."""
+    if not _clickhouse_unreachable(exc):
+        return None
+    where = urlsplit(settings.clickhouse_dsn)
+    return f"cannot reach ClickHouse at {where.hostname}:{where.port} (is `docker compose up` running?)"
 
 
 def _clickhouse_unreachable(exc: Exception) -> bool:
@@ -145,6 +152,7 @@ def _register_optional() -> None:
         "harness.ops_cli",  # alerts, bench
         "harness.demo",  # demo
         "harness.faults",  # faults
+        "harness.status",  # status
     ):
         try:
             mod = importlib.import_module(module)
