@@ -152,6 +152,7 @@ def _register_optional() -> None:
         "harness.ops_cli",  # alerts, bench
         "harness.demo",  # demo
         "harness.faults",  # faults
+        "harness.check",  # check
         "harness.status",  # status
     ):
         try:
