@@ -298,8 +298,7 @@ def _status_change(r: StatusChange, now: datetime, limits: Limits) -> Iterator[V
     yield from _text(r.authority, "authority", limits.max_text_chars)
     yield from _date(r.valid_from, "valid_from", limits, optional=True)
     yield from _date(r.valid_until, "valid_until", limits, optional=True)
-    if r.kind == StatusChangeKind.EXPELLED and r.valid_until is None:
-        yield ValidationError("valid_until", "is required for EXPELLED (the last day of the entry ban)")
+    # EXPELLED without valid_until is valid: the ban lasts the rules' default_ban_years (docs/alerts.md, Step 6)
     vf, vu = r.valid_from, r.valid_until
     if vf is not None and vu is not None and _is_date(vf) and _is_date(vu) and vu < vf:
         yield ValidationError("valid_until", "is before valid_from")

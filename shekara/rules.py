@@ -8,6 +8,7 @@ data and lookups; the decisions themselves live in `streams.core`.
 from __future__ import annotations
 
 import tomllib
+from calendar import isleap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -117,6 +118,16 @@ class BanRule:
     id: str
     version: str
     default_ban_years: int
+
+    def last_day(self, start: date) -> date:
+        """The last banned day of an order without an end date: `default_ban_years` whole years from `start`
+        (day 1), i.e. the day before the anniversary; the anniversary of 29 February in a common year is 1 March,
+        so such a ban ends on 28 February (docs/alerts.md, Step 6)."""
+        year = start.year + self.default_ban_years
+        anniversary = (
+            date(year, 3, 1) if (start.month, start.day) == (2, 29) and not isleap(year) else start.replace(year=year)
+        )
+        return anniversary - timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)

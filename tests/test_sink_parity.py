@@ -276,7 +276,7 @@ def _named_cases() -> list[tuple[str, Any, str | None]]:
         ("valid_until before valid_from", replace(r, valid_until=r.valid_from - timedelta(days=1)), "valid_until"),
         ("valid_until on valid_from", replace(r, valid_until=r.valid_from), None),
         ("status change until before from", replace(s, valid_until=T.date() - timedelta(days=1)), "valid_until"),
-        ("EXPELLED without valid_until", replace(s, kind=StatusChangeKind.EXPELLED, valid_until=None), "valid_until"),
+        ("EXPELLED without valid_until", replace(s, kind=StatusChangeKind.EXPELLED, valid_until=None), None),
         ("EXPELLED with valid_until", replace(s, kind=StatusChangeKind.EXPELLED), None),
         ("status change without dates", replace(s, valid_from=None, valid_until=None), None),
         (

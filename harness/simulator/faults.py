@@ -185,9 +185,10 @@ class Faults:
             elif kind == REGISTRATION:
                 d["valid_until"] = d["valid_from"] - timedelta(days=rng.randint(1, 30))
                 reason = "valid_until: before valid_from"
-            else:
-                d["kind"], d["valid_until"] = "EXPELLED", None
-                reason = "valid_until: missing for EXPELLED (no ban end)"
+            else:  # (an EXPELLED without valid_until is valid: the rules' default ban applies)
+                d["valid_from"] = d.get("valid_from") or self.rules.local_date(publish)
+                d["valid_until"] = d["valid_from"] - timedelta(days=rng.randint(1, 30))
+                reason = "valid_until: before valid_from"
         return Malformed(_single_object(kind, d), person.key_bytes, event_id, person.key, sort, reason)
 
 

@@ -247,20 +247,22 @@ def _watch_lists(ctx: _Ctx, crossings: Sequence[PlannedCrossing], statuses: Sequ
         ck = order_key(c)
         if c.direction == Direction.ENTRY and c.basis.kind != EntryBasisKind.CITIZEN:
             day = ctx.local(c.time)
-            ban: PlannedStatus | None = None
+            ban: tuple[PlannedStatus, date] | None = None
             for s in statuses:
                 if order_key(s) >= ck:
                     break
-                if s.kind == StatusChangeKind.EXPELLED and s.valid_until is not None and day <= s.valid_until:
-                    ban = s
+                if s.kind == StatusChangeKind.EXPELLED:
+                    # an order without an end date bans for the rules' default years from its start
+                    until = s.valid_until or ctx.rules.ban.last_day(s.valid_from or ctx.local(s.time))
+                    if day <= until:
+                        ban = (s, until)
             if ban is not None:
-                assert ban.valid_until is not None
                 ctx.alert(
                     AlertType.BANNED_ENTRY,
                     c.event_id,
-                    [ban.event_id, c.event_id],
+                    [ban[0].event_id, c.event_id],
                     c.time,
-                    f"entry during an entry ban until {ban.valid_until.isoformat()}",
+                    f"entry during an entry ban until {ban[1].isoformat()}",
                     c.checkpoint.id,
                 )
         last: PlannedStatus | None = None
@@ -457,6 +459,21 @@ def _window(ctx: _Ctx, j: _Judged, judged: Sequence[_Judged]) -> None:
                 present.setdefault(d, other)
             d += ONE_DAY
     width = timedelta(days=row.window_days - 1)
+
+    def count(day: date) -> int:
+        return sum(1 for x in present if day - width <= x <= day)
+
+    # One alert per episode (consecutive days over the limit): none for a stay that begins inside an episode an
+    # earlier stay was part of - present the day before over the limit, or an earlier stay present on day 1 too.
+    earlier_same_day = any(
+        o is not j and o.windowed and o.first <= j.first <= o.last and j.first not in o.covered
+        for o in judged
+        if o.stay.entry is not None and o.stay.entry.time < entry.time
+    )
+    if count(j.first - ONE_DAY) > row.window_limit_days or (
+        earlier_same_day and count(j.first) > row.window_limit_days
+    ):
+        return
     d = j.first
     last = min(j.last, j.allowed_last)
     while d <= last:
@@ -465,13 +482,15 @@ def _window(ctx: _Ctx, j: _Judged, judged: Sequence[_Judged]) -> None:
         if len(days) > row.window_limit_days:
             contributors = sorted({id(present[x]): present[x] for x in days}.values(), key=lambda o: o.first)
             evidence = [o.stay.entry.event_id for o in contributors if o.stay.entry is not None]
+            # due when the person is present that day: its start, or the entry on the stay's first day
+            due = entry.time if d == j.first else ctx.rules.day_start(d)
             ctx.alert(
                 AlertType.WINDOW_BREACH,
                 entry.event_id,
                 evidence,
-                ctx.rules.day_start(d),
+                due,
                 f"{len(days)} days present in the {row.window_days} days to {d.isoformat()} "
-                f"(limit {row.window_limit_days})",
+                f"(limit {row.window_limit_days}); first day of the breach",
                 entry.checkpoint.id,
             )
             return

@@ -40,8 +40,6 @@ FROM
                 shekara_required_text_problem('authority', authority, {max_text:UInt32}, suspect),
             shekara_validity_bad(valid_from, valid_until, {earliest:Date32}, {latest:Date32}, suspect),
                 validity_problem,
-            kind = 'EXPELLED' AND valid_until IS NULL,
-                ('valid_until', 'is required for EXPELLED (the last day of the entry ban)'),
             valid_from IS NOT NULL AND valid_until IS NOT NULL
                 AND assumeNotNull(valid_until) < assumeNotNull(valid_from), ('valid_until', 'is before valid_from'),
             shekara_optional_text_bad(reference, {max_id:UInt32}, suspect),

@@ -30,7 +30,7 @@ from streams.core.model import (
     StayCandidate,
     named,
 )
-from streams.core.window import Interval, counted_segments, first_breach
+from streams.core.window import Interval, continues_episode, counted_segments, first_breach
 
 _TRANSIT = Purpose.TRANSIT.value
 # StayCandidate.gated: 0 emit now, 1 wait for the watermark to pass close_t (a superseded stay), OPEN: an open
@@ -225,8 +225,9 @@ def _rolling_window(
     past: tuple[Interval, ...],
     out: list[AlertCandidate],
 ) -> list[Interval]:
-    """Step 4: a WINDOW_BREACH (into `out`) on the first day the row's rolling window is exceeded; returns the
-    days this stay adds to the count of later stays (once closed)."""
+    """Step 4: a WINDOW_BREACH (into `out`) on the first day the row's rolling window is exceeded, unless the stay
+    begins inside a breach episode an earlier stay was part of (one alert per episode); returns the days this
+    stay adds to the count of later stays (once closed)."""
     row = allowed.row
     if row is None or row.window_days is None or row.window_limit_days is None:
         return []
@@ -245,12 +246,15 @@ def _rolling_window(
             past=past,
             anchor=eid,
         )
-        if breach is not None:
+        if breach is not None and not continues_episode(
+            window_days=row.window_days, limit_days=row.window_limit_days, first=first, past=past
+        ):
             out.append(
                 candidate(
                     AlertType.WINDOW_BREACH,
                     entry,
-                    due=ctx.day_start_us(breach.day),
+                    # the person is present from the day's start, or from the entry on the breach day itself
+                    due=entry.t if breach.day == first else ctx.day_start_us(breach.day),
                     resolved=closing is not None,
                     evidence=breach.anchors,
                     checkpoint=entry.checkpoint,
@@ -264,6 +268,8 @@ def _rolling_window(
                         "window": row.window_days,
                         "limit": row.window_limit_days,
                         "basis": entry.basis,
+                        "entry_day": first,
+                        "entry_cp": entry.checkpoint,
                         **(closing.params if closing is not None else {}),
                     },
                 )

@@ -6,6 +6,7 @@ event.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -15,12 +16,12 @@ from schemas.ids import alert_id, stay_id
 from schemas.records import Alert, AlertAction, AlertType, EntryBasisKind, Purpose, Stay
 from streams.core.context import Context
 from streams.core.model import AlertCandidate, EmittedStay, StayCandidate, from_us
-
 from streams.core.outcome import OPEN
+
 _BASES = {b.value: b for b in EntryBasisKind}
 _PURPOSES = {p.value: p for p in Purpose}
 VOID_RULE = "void"  # rule id of a stay revision that late data showed never existed
-_DAY_PARAMS = frozenset({"last", "deadline", "day", "cancelled_day", "until", "expelled_day", "lost_day"})
+_DAY_PARAMS = frozenset({"last", "deadline", "day", "cancelled_day", "until", "expelled_day", "lost_day", "entry_day"})
 _TIME_PARAMS = frozenset({"close_t", "late_t", "prev_t"})
 _BASIS = {
     "VISA_FREE": "visa-free",
@@ -88,10 +89,19 @@ def _out_of_country_overstay(w: _Told) -> str:
 
 def _window_breach(w: _Told) -> str:
     p = w.p
+    day = _day(p["day"])
     text = (
-        f"{p['count']} days present in the {p['window']} days to {_day(p['day'])} against a limit of "
-        f"{p['limit']} ({w.basis}, {w.nat}); day {_day(p['day'])} began {w.due} Asia/Almaty with the person present"
+        f"{p['count']} days present in the {p['window']} days to {day} against a limit of {p['limit']} "
+        f"({w.basis}, {w.nat})"
     )
+    if p.get("entry_day") == p["day"]:
+        text += f"; entered at {p.get('entry_cp')} {w.due} Asia/Almaty that day"
+    elif p.get("entry_day") is not None:
+        text += (
+            f"; in the country since the entry at {p.get('entry_cp')} on {_day(p['entry_day'])}, "
+            f"so present when {day} began {w.due} Asia/Almaty"
+        )
+    text += "; one alert while the count stays above the limit"
     return f"{text}; resolved: {w.closing()}" if w.resolved and p.get("close_t") is not None else text
 
 
@@ -147,13 +157,24 @@ def _double_entry(w: _Told) -> str:
     )
 
 
+def _duration(minutes: int) -> str:
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
 def _impossible_travel(w: _Told) -> str:
     p = w.p
-    speed = p["km"] / p["hours"] if p["hours"] > 0 else float("inf")
+    km, limit, overhead = p["km"], p["limit_kmh"], p.get("overhead_min") or 0
+    # elapsed rounded down and the time needed rounded up, so the words never show the two as equal
+    elapsed = (w.c.anchor_t - p["prev_t"]) // 60_000_000
+    needed = p.get("needed_min") or math.ceil(km / limit * 60 + overhead)
+    by = (
+        f"{km:.0f} km at {limit:.0f} km/h by air plus {overhead:.0f} min for boarding and checks"
+        if p["mode"] == "air"
+        else f"{km:.0f} km at {limit:.0f} km/h by road or rail"
+    )
     return (
-        f"{p['km']:.0f} km from {p['prev_cp']} to {w.c.checkpoint} in {p['hours']:.2f} h ({speed:.0f} km/h, "
-        f"{p['mode']} limit {p['limit_kmh']:.0f} km/h); probably a cloned document, "
-        "so the crossing is excluded from matching"
+        f"{km:.0f} km from {p['prev_cp']} to {w.c.checkpoint} in {_duration(elapsed)}; the fastest plausible "
+        f"trip takes {_duration(needed)} ({by}); probably a cloned document, so the crossing is excluded from matching"
     )
 
 
@@ -276,6 +297,7 @@ def stay_record(traveller_key: str, s: StayCandidate, revision: int) -> Stay:
         rule_id=s.rule_id,
         rule_version=s.rule_version,
         anchor_time=from_us(s.anchor_t),
+        close_time=None if s.gated == OPEN else from_us(s.close_t),
     )
 
 
@@ -297,7 +319,6 @@ def void_stay_record(ctx: Context, traveller_key: str, anchor: str, revision: in
         days=0,
         allowed_days=None,
         days_over=0,
-        close_time=None if s.gated == OPEN else from_us(s.close_t),
         rule_id=VOID_RULE,
         rule_version=ctx.version,
         anchor_time=from_us(last.anchor_t),

@@ -9,6 +9,7 @@ prunes itself to what a later event can look back at.
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Any, NamedTuple
 
@@ -183,12 +184,7 @@ def _ban_end(ctx: Context, s: StatusEvent) -> int:
     if s.valid_until is not None:
         return int(s.valid_until)
     start = date.fromordinal(int(s.valid_from if s.valid_from is not None else s.day))
-    years = ctx.rules.ban.default_ban_years
-    try:
-        end = start.replace(year=start.year + years)
-    except ValueError:  # 29 February
-        end = start.replace(year=start.year + years, day=28)
-    return end.toordinal() - 1
+    return ctx.rules.ban.last_day(start).toordinal()
 
 
 def advance(ctx: Context, traveller_key: str, cur: Cursor, events: list[Compact], found: Findings) -> None:
@@ -251,6 +247,7 @@ def _impossible_travel(ctx: Context, prev: PrevCrossing, e: CrossingEvent, found
     if impossible is None:
         return None
     rule = ctx.rules.impossible_travel
+    overhead = rule.air_overhead_minutes if impossible.air else 0
     found.alerts.append(
         candidate(
             AlertType.IMPOSSIBLE_TRAVEL,
@@ -267,6 +264,9 @@ def _impossible_travel(ctx: Context, prev: PrevCrossing, e: CrossingEvent, found
                 "hours": round(impossible.hours, 2),
                 "limit_kmh": impossible.limit_kmh,
                 "mode": "air" if impossible.air else "ground",
+                # what makes it impossible: the fastest plausible trip (minutes, rounded up), air overhead included
+                "overhead_min": round(overhead),
+                "needed_min": math.ceil(impossible.km / impossible.limit_kmh * 60 + overhead),
                 "prev_cp": prev.checkpoint,
                 "prev_t": prev.t,
             },

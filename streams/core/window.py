@@ -4,6 +4,9 @@ Days present are kept as counted intervals (first, last, anchor of the stay) of 
 windowed stays; the current stay adds its own days minus those covered by a permit. Most stays cannot breach
 (an upper bound on the days present is within the limit), so the day-by-day count only runs for the few
 travellers who come close: visa runners.
+
+A breach is one continuing violation for as long as the count stays above the limit (an episode): a stay that
+begins inside an episode an earlier stay was already part of raises no new alert (`continues_episode`).
 """
 
 from __future__ import annotations
@@ -90,3 +93,26 @@ def first_breach(
                 anchors.append(anchor)
             return Breach(day, count, anchors)
     return None
+
+
+def _count_past(window_days: int, day: int, past: Sequence[Interval]) -> int:
+    """Distinct days of `past` in [day - W + 1, day] (a same-day exit and re-entry share a day)."""
+    lo = day - window_days + 1
+    days: set[int] = set()
+    for a, b, _ in past:
+        if b >= lo and a <= day:
+            days.update(range(max(a, lo), min(b, day) + 1))
+    return len(days)
+
+
+def continues_episode(*, window_days: int, limit_days: int, first: int, past: Sequence[Interval]) -> bool:
+    """Whether a stay entered on day `first` begins inside a breach episode an earlier stay was part of.
+
+    An episode is a run of consecutive days on each of which the count exceeds the limit. Away from the country
+    the count can only fall (days leave the window, none join), so the run reaches back to the last day present
+    before `first` exactly when the day before `first` is over the limit; or an earlier stay was present on
+    `first` itself (left and came back that day) with that day over the limit."""
+    if _count_past(window_days, first - 1, past) > limit_days:
+        return True
+    same_day = any(a <= first <= b for a, b, _ in past)
+    return same_day and _count_past(window_days, first, past) > limit_days

@@ -36,7 +36,7 @@ def test_three_visa_runs_of_30_days_are_exactly_90_and_allowed():
     assert [s.days for s in r.final_stays().values()] == [30, 30, 30]
 
 
-def test_the_91st_day_in_180_is_a_breach_due_at_the_start_of_that_day():
+def test_the_91st_day_in_180_is_a_breach_due_when_he_enters_that_day():
     history = _visa_runs() + _trip("2026-04-04", "2026-04-10")
     fourth = history[-3:]
     r = run(history)
@@ -44,10 +44,11 @@ def test_the_91st_day_in_180_is_a_breach_due_at_the_start_of_that_day():
     [a] = r.final_alerts().values()
     entries = [ev.event_id for ev in history if ev.event_id.startswith("x") and ev.direction == "ENTRY"]
     assert a.alert_id == alert_id(WB.value, r.key, fourth[0].event_id)
-    assert a.due_time == at("2026-04-04 00:00")
+    assert a.due_time == at("2026-04-04 09:00")  # not 00:00: he was abroad until his entry at 09:00
     assert a.evidence_event_ids == entries
     assert a.details["count"] == "91" and a.details["day"] == "2026-04-04"
     assert "91 days present in the 180 days to 2026-04-04 against a limit of 90" in a.reason
+    assert "entered at KZ-RU-ZHAISAN 2026-04-04 09:00 Asia/Almaty that day" in a.reason
 
 
 def test_the_window_slides_day_29_jun_breaches_30_jun_does_not():
@@ -77,7 +78,9 @@ def test_open_stay_breach_fires_on_the_watermark():
     e = entry("2026-04-04 09:00")
     r = run([*_visa_runs(), e, registration("2026-04-04 12:00", reg_id="R-x")], watermark="2026-04-03 23:00")
     assert "WINDOW_BREACH" not in r.types()
-    r.tick("2026-04-04 00:00")
+    r.tick("2026-04-04 08:59")
+    assert "WINDOW_BREACH" not in r.types()  # due when he is present: at his entry, not at midnight
+    r.tick("2026-04-04 09:00")
     assert r.types() == ["WINDOW_BREACH"]
 
 
