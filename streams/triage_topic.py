@@ -26,7 +26,7 @@ class TriageUnavailable(RuntimeError):
     """The alert-actions topic cannot be read or written now (one line, naming the topic and the broker)."""
 
 
-def _consumer(settings: Settings, client_id: str) -> Consumer:
+def reader_consumer(settings: Settings, client_id: str) -> Consumer:
     return Consumer(
         {
             **settings.kafka_config(),
@@ -52,7 +52,7 @@ def read_board(
     topic = settings.topics.alert_actions
     serde = Serde.from_settings(settings)
     stop = stop or threading.Event()
-    consumer = _consumer(settings, client_id)
+    consumer = reader_consumer(settings, client_id)
     try:
         meta = consumer.list_topics(topic, timeout=timeout or settings.reach_timeout_seconds).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:

@@ -46,11 +46,13 @@ from shekara import metrics
 from shekara.logs import get_logger
 from shekara.reference import CheckpointInfo, load_checkpoints
 from shekara.settings import Settings, check_secrets, get_settings, is_loopback, refuse_weak_secrets
-from streams.console import SEVERITY_ORDER, parse_severities, parse_types
+from streams.console import SEVERITY_ORDER, alert_json, parse_severities, parse_types
+from streams.triage import ACTIONS, TriageBoard, TriageError, TriageRequest, as_json, validate
 
 log = get_logger(__name__)
 
 PAGE_PATH = Path(__file__).resolve().parent / "templates" / "ops.html"
+HISTORY_PATH = Path(__file__).resolve().parent / "templates" / "history.html"
 BUCKET_SECONDS = 60
 LOAD_WINDOW_SECONDS = 3600  # "current load": crossings in the last hour of event time
 MAX_ALERTS_LISTED = 500  # the page lists the most urgent ones; the count says how many there are
@@ -74,24 +76,33 @@ MAP_WIDTH = math.ceil((LON_MAX - LON_MIN) * _LON_SHRINK * _MAP_SCALE)
 
 
 def alert_entry(alert: Alert, checkpoints: Mapping[str, CheckpointInfo]) -> dict[str, Any]:
-    """What the open-alerts table keeps of an alert: plain JSON, enough to list it and to explain it."""
-    info = checkpoints.get(alert.checkpoint_id) if alert.checkpoint_id else None
-    return {
-        "alert_id": alert.alert_id,
-        "type": alert.type.value,
-        "severity": alert.severity.value,
-        "traveller_key": alert.traveller_key,
-        "nationality": alert.nationality,
-        "checkpoint_id": alert.checkpoint_id,
-        "checkpoint_name": info.name if info else None,
-        "reason": alert.reason,
-        "due_time": alert.due_time.isoformat(),
-        "emitted_time": alert.emitted_time.isoformat(),
-        "days_overstayed": alert.days_overstayed,
-        "evidence_event_ids": list(alert.evidence_event_ids),
-        "rule_id": alert.rule_id,
-        "rule_version": alert.rule_version,
-    }
+    """What the open-alerts table keeps of an alert: plain JSON, enough to list it and to explain it.
+
+    Its ``emitted_time`` is when it was raised; its triage state is added when served (`with_triage`).
+    """
+    entry = alert_json(alert, checkpoints)
+    del entry["triage"]
+    return entry
+
+
+def with_triage(entries: Iterable[dict[str, Any]], board: TriageBoard) -> list[dict[str, Any]]:
+    """Copies of the listed entries with each alert's current triage state (None: not triaged yet)."""
+    return [{**e, "triage": as_json(board.get(e["alert_id"]))} for e in entries]
+
+
+def triage_request(body: Any, who: str) -> TriageRequest:
+    """The page's POST body (``{"alert_id", "action": ack|assign|note, "note"?, "assignee"?}``) as a request."""
+    if not isinstance(body, dict):
+        raise TriageError("the body must be a JSON object")
+    action = ACTIONS.get(str(body.get("action", "")))
+    if action is None:
+        raise TriageError(f"action must be one of {', '.join(ACTIONS)}")
+    texts = {name: body.get(name) for name in ("note", "assignee")}
+    if not isinstance(body.get("alert_id"), str) or any(
+        v is not None and not isinstance(v, str) for v in texts.values()
+    ):
+        raise TriageError("alert_id, note and assignee must be strings")
+    return TriageRequest(alert_id=body["alert_id"], action=action, who=who, **texts)
 
 
 def alert_change(alert: Alert, checkpoints: Mapping[str, CheckpointInfo]) -> tuple[str, dict[str, Any] | None]:
@@ -453,6 +464,7 @@ def install(app: faust.App, settings: Settings) -> None:
             contact.heard(datetime.now(UTC))
 
     install_metrics(app)
+    board = install_triage(app, settings, open_alerts, checkpoints)
 
     @app.page("/")
     async def ops_page(self: View, request: Request) -> Response:
@@ -466,7 +478,7 @@ def install(app: faust.App, settings: Settings) -> None:
             return self.json({"error": str(exc)}, status=400)
         entries = list(open_alerts.values())
         listed, matching = select_alerts(entries, types=types, severities=severities, checkpoints=cps)
-        return self.json({"open": len(entries), "matching": matching, "alerts": listed})
+        return self.json({"open": len(entries), "matching": matching, "alerts": with_triage(listed, board)})
 
     @app.page("/api/status")
     async def api_status(self: View, request: Request) -> Response:
@@ -496,6 +508,76 @@ def install(app: faust.App, settings: Settings) -> None:
                 "checkpoints": checkpoint_rows(checkpoints, loads, overstays),
             }
         )
+
+
+def install_triage(
+    app: faust.App, settings: Settings, open_alerts: Mapping[str, Any], checkpoints: Mapping[str, CheckpointInfo]
+) -> TriageBoard:
+    """Triage (`streams.triage`) and traveller history on the page; returns the board the alert list reads.
+
+    The board is every alert's triage state, read by a background reader from the beginning of the compacted
+    alert-actions topic (so every replica shows every officer's actions). ``POST /api/triage`` acts as the page's
+    login user; without a login (loopback only) the page cannot tell officers apart and says so in the name.
+    ``history?key=`` and ``/api/history?key=`` show a traveller's stays, crossings and alerts (`streams.history`).
+    """
+    import threading
+
+    from streams.history import traveller_history
+    from streams.triage_topic import TriagePublisher, TriageUnavailable, follow_in_background
+
+    board = TriageBoard()
+    stop = threading.Event()  # never set: the reader is a daemon thread and ends with the process
+    publisher: list[TriagePublisher] = []  # made on first use: a page nobody acts on needs no producer
+    f = settings.faust
+    who = f.web_user if f.web_password.get_secret_value() else f"{f.web_user} (no login)"
+    history_page = HISTORY_PATH.read_text(encoding="utf-8")
+
+    @app.task
+    async def follow_triage() -> None:
+        follow_in_background(settings, board, stop, client_id=f"{app.conf.id}-triage")
+
+    def act(request: TriageRequest) -> dict[str, Any]:
+        if not publisher:
+            publisher.append(TriagePublisher(settings, client_id=f"{app.conf.id}-triage"))
+        return as_json(publisher[0].act(board, request)) or {}
+
+    @app.page("/api/triage")
+    class TriageView(View):
+        async def post(self, request: Request) -> Response:
+            # JSON only: a cross-site HTML form cannot send it without a CORS preflight, which the page never allows.
+            if not request.headers.get("Content-Type", "").startswith("application/json"):
+                return self.json({"error": "send the action as application/json"}, status=415)
+            try:
+                req = validate(triage_request(await request.json(), who), settings.limits)
+            except (TriageError, ValueError) as exc:
+                return self.json({"error": str(exc)}, status=400)
+            if req.alert_id not in open_alerts:
+                return self.json({"error": f"no open alert with id {req.alert_id!r}"}, status=404)
+            try:
+                state = await asyncio.get_running_loop().run_in_executor(None, act, req)
+            except TriageUnavailable as exc:
+                return self.json({"error": str(exc)}, status=503)
+            return self.json({"alert_id": req.alert_id, "triage": state})
+
+    @app.page("/history")
+    async def history(self: View, request: Request) -> Response:
+        return self.html(history_page)
+
+    @app.page("/api/history")
+    async def api_history(self: View, request: Request) -> Response:
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(
+                None, traveller_history, settings, request.query.get("key", ""), checkpoints
+            )
+        except ValueError as exc:
+            return self.json({"error": str(exc)}, status=400)
+        except TriageUnavailable as exc:
+            return self.json({"error": str(exc)}, status=503)
+        for a in body["alerts"]:
+            a["triage"] = as_json(board.get(a["alert_id"]))
+        return self.json(body)
+
+    return board
 
 
 def standalone_app(settings: Settings, *, app_id: str = "shekara-ops-web") -> faust.App:
