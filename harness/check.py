@@ -90,7 +90,7 @@ class TravellerCheck:
     nationality: str
     traveller_key: str
     events: int
-    stays: list[Stay] = field(default_factory=list)  # closed stays, last revision
+    stays: list[Stay] = field(default_factory=list)  # closed stays (and superseded ones), last revision
     open_stay: OpenStayView | None = None
     window: WindowView | None = None
     alerts: list[Alert] = field(default_factory=list)  # last record of each alert raised by the as-of day
@@ -193,7 +193,8 @@ def _last_revisions(stays: Iterable[Stay]) -> list[Stay]:
     for s in stays:
         if s.stay_id not in last or s.revision > last[s.stay_id].revision:
             last[s.stay_id] = s
-    live = [s for s in last.values() if s.rule_id != VOID_RULE]
+    # an open stay's record (emitted once overdue, no close yet) is shown as the open stay, not as a stay
+    live = [s for s in last.values() if s.rule_id != VOID_RULE and s.close_time is not None]
     return sorted(live, key=lambda s: s.anchor_time)
 
 
@@ -246,14 +247,19 @@ def _open_view(
 
 def _window(ctx: Context, state: TravellerState, as_of: date, events: Sequence[Event]) -> WindowView | None:
     """Days present in the rolling window to the as-of day under the row that governs the traveller now: the
-    open stay's row, else the visa-free row of their nationality on the as-of day (what a new entry would get)."""
+    open stay's row, else the row a new entry on their last crossing's basis would get on the as-of day."""
     stay = state.cursor.open
     crossings = [e for e in events if isinstance(e, Crossing)]
     if stay is not None:
         allowed = allowed_stay(ctx, stay, None)
         row, first, covered = allowed.row, stay.entry.day, allowed.covered
-    elif crossings:
-        row, first, covered = ctx.stay_limit(crossings[-1].traveller.nationality, "VISA_FREE", as_of.toordinal()), 0, ()
+    elif crossings and crossings[-1].entry_basis.kind != "CITIZEN":
+        last = crossings[-1]  # what the basis they last travelled on would give them today
+        row, first, covered = (
+            ctx.stay_limit(last.traveller.nationality, last.entry_basis.kind, as_of.toordinal()),
+            0,
+            (),
+        )
     else:
         return None
     if row is None or row.window_days is None or row.window_limit_days is None:
@@ -287,7 +293,9 @@ def text_lines(report: CheckReport, rules: RuleBook) -> Iterable[str]:
     )
     for t in report.travellers:
         yield ""
-        yield f"{t.document} (nationality {t.nationality}): {t.events} events"
+        yield f"{t.document} (nationality {t.nationality}): {t.events} event{'s' if t.events != 1 else ''}"
+        if not (t.stays or t.open_stay or t.alerts or t.deadlines):
+            yield "  no stay, alert or deadline"
         if t.stays:
             yield "  stays"
             for s in t.stays:
