@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from harness.simulator.behaviours import (
     HOUR,
     LAND_ROUTES,
+    every_day_trader,
     finish,
     hour_pick_for,
     hours_air,
@@ -116,9 +117,45 @@ def window_span(w: World, nat: str, day: date) -> int:
 VISA_RUNNERS = ("IND", "IRN", "UZB", "TJK", "TUR", "CHN", "RUS", "KGZ")
 
 
+# Frequent crossers who trade every day, and the road post they use: neighbours at their own border, and the
+# short-stay nationals (42 in 180, the only limit a run shorter than 91 days can see passed) at the Khorgos
+# free-trade zone on the Chinese border.
+DAILY_TRADERS = {
+    "UZB": "KZ-UZ-ZHIBEK-ZHOLY",
+    "KGZ": "KZ-KG-KORDAI",
+    "CHN": "KZ-CN-KHORGOS",
+    "IND": "KZ-CN-KHORGOS",
+    "IRN": "KZ-CN-KHORGOS",
+}
+
+
+def _trader_days(w: World, nat: str, day: date) -> int | None:
+    """Day trips in a row that pass the rolling window's limit (the last one is the breach), or None."""
+    row = w.rules.stay_limit(nat, EntryBasisKind.VISA_FREE, day)
+    return row.window_limit_days + 1 if row.has_window and row.window_limit_days else None
+
+
+def _daily_trader(w: World, rng: random.Random, day: date, left: int) -> Injected | None:
+    """A day trip every day until days present pass the limit, and a few more inside the same breach episode:
+    one WINDOW_BREACH, due at the entry on the breach day (docs/alerts.md, Step 4). None when none fits."""
+    fitting = [(n, k) for n in DAILY_TRADERS if (k := _trader_days(w, n, day)) is not None and k + 6 <= left]
+    if not fitting:
+        return None
+    nat, days = rng.choice(fitting)
+    post = w.catalogue.by_id.get(DAILY_TRADERS[nat])
+    if post is None:
+        return None
+    events = every_day_trader(w, rng, nat, post, day, days + rng.randint(1, 5))
+    return _one(w, events, "window_breach")
+
+
 def window_breach(w: World, rng: random.Random, day: date) -> Injected:
-    """Visa runs: each stay is legal, but days present in 180 exceed the limit (the shortest plan that fits)."""
+    """Visa runs: each stay is legal, but days present in 180 exceed the limit (the shortest plan that fits); or,
+    half the time when the period leaves room, a daily trader who passes the limit."""
     left = (w.last_day - day).days + 1
+    trader = _daily_trader(w, rng, day, left) if rng.random() < 0.5 else None
+    if trader is not None:
+        return trader
     fitting = [n for n in VISA_RUNNERS if window_span(w, n, day) <= left]
     nat = rng.choice(fitting) if fitting else min(VISA_RUNNERS, key=lambda n: window_span(w, n, day))
     plan = _visa_run_plan(w, nat, day)
@@ -329,7 +366,8 @@ def impossible_travel(w: World, rng: random.Random, day: date) -> Injected:
 
 
 def banned_entry(w: World, rng: random.Random, day: date) -> Injected:
-    """Expelled with a five-year ban during a first stay, deported, and back on the same passport weeks later."""
+    """Expelled with a five-year ban during a first stay, deported, and back on the same passport weeks later.
+    Half the expulsion orders give no end date: the rules' default ban (docs/alerts.md, Step 6)."""
     nat = rng.choice(("UZB", "TJK", "AFG", "TUR", "AZE"))
     a = _visitor(w, rng, day, nat)
     leave_t = visit_exit_time(w, rng, a.entry_t, rng.randint(3, 9), hour_pick_for(a.post))
@@ -341,8 +379,11 @@ def banned_entry(w: World, rng: random.Random, day: date) -> Injected:
         expelled_t = a.entry_t + (leave_t - a.entry_t) / 2
     d = w.local(expelled_t)
     years = w.rules.ban.default_ban_years
-    ban_end = d + timedelta(days=365 * years + years // 4)
-    events.append(w.status(expelled_t, a.person, StatusChangeKind.EXPELLED, valid_from=d, valid_until=ban_end))
+    # Half the orders name no end date (the rules' default ban applies), some of those no start date either.
+    u = rng.random()
+    ban_end = None if u < 0.5 else d + timedelta(days=365 * years + years // 4)
+    start = None if u < 0.2 else d
+    events.append(w.status(expelled_t, a.person, StatusChangeKind.EXPELLED, valid_from=start, valid_until=ban_end))
     back_day = w.local(leave_t) + timedelta(days=rng.randint(7, 30))
     back_post = w.catalogue.picker(a.group)(rng)
     back_t = w.at(back_day, hour_pick_for(back_post)(rng))

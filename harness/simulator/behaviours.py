@@ -32,6 +32,7 @@ from harness.simulator.rand import pick, ri
 from harness.simulator.world import CITIZEN, DIPLOMAT, ONE_DAY, RESIDENT, VISA_FREE, Journey, World
 from schemas.records import (
     CheckpointKind,
+    Conveyance,
     Direction,
     DocumentType,
     EntryBasis,
@@ -242,11 +243,32 @@ def day_trader(w: World, rng: random.Random, day: date, started: date | None = N
         d = first + timedelta(days=i)
         if d.weekday() not in weekdays or d > w.last_day or d < w.start:
             continue
-        t_in = w.at(d, hours_trader_in(rng))
-        t_out = w.at(d, hours_trader_out(rng))
-        events.append(w.cross(t_in, person, post, Direction.ENTRY, purpose, VISA_FREE, conv))
-        events.append(w.cross(t_out, person, post, Direction.EXIT, purpose, VISA_FREE, conv))
+        events += day_trip(w, rng, person, post, d, purpose, conv)
     return finish(w, events)
+
+
+def day_trip(
+    w: World, rng: random.Random, person: Person, post: Post, d: date, purpose: Purpose, conv: Conveyance | None
+) -> list[Planned]:
+    """In in the morning, out in the evening of local day `d`, through the same post."""
+    t_in = w.at(d, hours_trader_in(rng))
+    t_out = w.at(d, hours_trader_out(rng))
+    return [
+        w.cross(t_in, person, post, Direction.ENTRY, purpose, VISA_FREE, conv),
+        w.cross(t_out, person, post, Direction.EXIT, purpose, VISA_FREE, conv),
+    ]
+
+
+def every_day_trader(w: World, rng: random.Random, nat: str, post: Post, first: date, days: int) -> list[Planned]:
+    """A frequent crosser (an anomaly, not normal traffic): a day trip on each of `days` days in a row from `first`.
+    Past the rolling window's limit this is one continuing WINDOW_BREACH (docs/alerts.md, Step 4)."""
+    person = w.people.make(rng, nat, "day_trader", DocumentType.ID_CARD if nat == "KGZ" else DocumentType.PASSPORT)
+    purpose = Purpose.BUSINESS if rng.random() < 0.7 else Purpose.PRIVATE
+    conv = w.conveyance(rng, post)
+    events: list[Planned] = []
+    for i in range(days):
+        events += day_trip(w, rng, person, post, first + timedelta(days=i), purpose, conv)
+    return events
 
 
 # --- visitors --------------------------------------------------------------------------------------------------
