@@ -303,6 +303,7 @@ PLACEHOLDER_SECRETS = frozenset(
         "change-me-kafka-processors",
         "change-me-kafka-sink",
         "change-me-kafka-registry",
+        "change-me-grafana",
     }
 )
 

@@ -146,7 +146,8 @@ def test_images_are_official_and_pinned_to_exact_versions(compose: dict[str, Any
         image = spec.get("image")
         assert image, f"{name} has no image"
         repo, _, tag = image.rpartition(":")
-        assert repo and re.fullmatch(r"\d+(\.\d+){2,}", tag), f"{name}: {image} is not pinned to an exact version"
+        # Prometheus tags its releases with a "v" (prom/prometheus:v3.5.0).
+        assert repo and re.fullmatch(r"v?\d+(\.\d+){2,}", tag), f"{name}: {image} is not pinned to an exact version"
     for name in PROJECT_SERVICES:
         assert services[name]["build"]["context"] == "."
         assert (REPO / services[name]["build"]["dockerfile"]).is_file()

@@ -5,6 +5,8 @@ letter counter, a lost document the alert counter, landed rows the sink's batche
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import samples
@@ -41,6 +44,39 @@ FAMILIES = {
 }
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+REPO = Path(__file__).resolve().parent.parent
+PROMETHEUS_OWN = {"up"}  # series Prometheus makes itself for every target
+_NAME = re.compile(r"\b(shekara_[a-z0-9_]+|up)\b")
+
+
+def promql_expressions() -> dict[str, str]:
+    """Every PromQL expression of the Grafana dashboards and the Prometheus rules, by where it is."""
+    found = {}
+    for path in sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                if "expr" in target:  # Prometheus targets; the ClickHouse ones carry SQL
+                    found[f"{path.name}: {panel['title']} {target['refId']}"] = target["expr"]
+    rules = yaml.safe_load((REPO / "deploy" / "prometheus" / "rules.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            found[f"rules.yml: {rule['alert']}"] = str(rule["expr"])
+    return found
+
+
+def missing_names(families: set[str]) -> dict[str, set[str]]:
+    """Metric names the expressions use that no family exports (histogram and counter suffixes resolved)."""
+
+    def exported(name: str) -> bool:
+        base = re.sub(r"_(bucket|count|sum|total)$", "", name)
+        return name in families or base in families or name in PROMETHEUS_OWN
+
+    return {
+        where: bad
+        for where, expr in promql_expressions().items()
+        if (bad := {n for n in _NAME.findall(expr) if not exported(n)})
+    }
 
 
 def parse(text: str) -> tuple[set[str], Samples]:
@@ -104,6 +140,15 @@ def test_every_family_is_exported_even_before_it_has_samples() -> None:
     assert families >= FAMILIES
 
 
+def test_dashboards_and_rules_query_shekara_metrics() -> None:
+    exprs = promql_expressions()
+    assert len(exprs) >= 10
+    assert all(_NAME.search(e) for e in exprs.values()), "an expression names no metric"
+    # The check itself catches a name nobody exports.
+    assert missing_names(FAMILIES) == {}
+    assert missing_names(FAMILIES - {"shekara_consumer_lag_messages"})
+
+
 # --- a real worker and a real sink --------------------------------------------------------------------------
 
 
@@ -126,6 +171,7 @@ def test_processor_metrics_move_with_its_work(settings: Settings, tmp_path: Path
         wait_for(lambda: total(scrape(url)[1], "shekara_alerts_total") >= 1)
         families, before = scrape(url)
         assert families >= FAMILIES
+        assert missing_names(families) == {}  # every PromQL name of the dashboards and rules, as the worker serves
         assert total(before, "shekara_events_in_total", source=t.crossings) >= 1
         assert total(before, "shekara_events_in_total", source=t.status_changes) >= 1
         assert total(before, "shekara_alerts_total", type="LOST_STOLEN_DOCUMENT", action="RAISED") == 1
@@ -191,6 +237,7 @@ def test_sink_metrics_move_with_its_batches(settings: Settings) -> None:
         stop.set()
         thread.join(30)
     assert families >= FAMILIES
+    assert missing_names(families) == {}
     assert (
         total(after, "shekara_events_in_total", source=s.topics.crossings)
         - total(before, "shekara_events_in_total", source=s.topics.crossings)
