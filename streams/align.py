@@ -21,9 +21,14 @@ Which topic-partitions are still delivering:
   spurious EXIT_WITHOUT_ENTRY, dead letters "older than the traveller's retained history"). Only if the consumer
   delivers nothing at all for `stalled_s` does a backlog stop holding the others (a stuck consumer must not
   hold events forever); the shell also bounds how many events it holds.
-- one with no records known to be waiting is waited for `idle_s` after its last record (it may be caught up,
-  or empty); one not heard from since the (re)assignment and with no known backlog for `startup_grace_s`
-  (the first fetch may bring one topic's records before another's).
+- one the broker reported caught up (the consumer's position is at the end the broker last reported) is waited
+  for only `caught_up_s` after its last record: records appended since that report may still be on their way,
+  but nothing older is. Live, that is every quiet co-partition, so a crossing is not held a second or two for a
+  registration that is not coming (the tail of the alerts' latency, issue 18); one caught up and never heard
+  from has nothing to wait for.
+- one with no records known to be waiting and no report of its end yet is waited for `idle_s` after its last
+  record (it may be caught up, or empty); one not heard from since the (re)assignment and with no known backlog
+  for `startup_grace_s` (the first fetch may bring one topic's records before another's).
 
 Not done by pausing partitions: Faust drops records already fetched for a partition paused meanwhile and then
 counts the gap as processed, which would lose them.
@@ -70,6 +75,7 @@ class Aligner:
     idle_s: float = 2.0
     stalled_s: float = 30.0  # a consumer that delivered nothing for this long (the matcher idle): backlogs hold nobody
     startup_grace_s: float = 5.0  # after (re)assignment, how long a topic-partition not heard from is waited for
+    caught_up_s: float = 0.25  # how long one the broker reported caught up is waited for after its last record
     _last_ts: dict[TopicPartition, float] = field(default_factory=dict)  # record timestamp (ms) of the last record
     _last_wall: dict[TopicPartition, float] = field(default_factory=dict)  # when it arrived (monotonic s)
     _next_offset: dict[TopicPartition, int] = field(default_factory=dict)  # after the last record delivered
@@ -109,13 +115,19 @@ class Aligner:
         # at least that last batch is still to come, and a consumer that delivered everything is at or past it.
         return highwater is not None and position is not None and position < highwater
 
+    def _caught_up(self, tp: TopicPartition, highwater: int | None) -> bool:
+        """The broker's last report of this topic-partition's end is at or behind this consumer's position."""
+        position = self._next_offset.get(tp, self._start.get(tp))
+        return highwater is not None and position is not None and position >= highwater
+
     def _delivering(self, tp: TopicPartition, wall: float, highwater: int | None) -> bool:
         """Still to be waited for: it has records waiting for us, or it delivered recently."""
         if self._waiting(tp, highwater):
             return self._last_any is not None and wall - self._last_any < self.stalled_s
+        caught_up = self._caught_up(tp, highwater)
         if tp not in self._last_ts:
-            return self._since is not None and wall - self._since < self.startup_grace_s
-        return wall - self._last_wall[tp] < self.idle_s
+            return not caught_up and self._since is not None and wall - self._since < self.startup_grace_s
+        return wall - self._last_wall[tp] < (self.caught_up_s if caught_up else self.idle_s)
 
     def release_bound(
         self, partition: int, wall: float, highwaters: Mapping[TopicPartition, int | None] | None = None

@@ -14,6 +14,7 @@ import faust
 
 from shekara.logs import get_logger
 from shekara.settings import Settings
+from streams.engine import consumer_url
 from streams.topology import Topology, build_topology, fatal_exit
 
 log = get_logger(__name__)
@@ -30,6 +31,8 @@ def app_config(settings: Settings, app_id: str, *, web_port: int | None = None) 
     persistent = not fs.store.startswith("memory:")
     return {
         "broker": settings.broker_url,
+        # The consumer through streams.engine: Faust's aiokafka driver with the fetch wait from settings.
+        "broker_consumer": consumer_url(settings),
         "store": fs.store,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": 1,

@@ -31,11 +31,6 @@ from typing import Any
 
 from faust.types import EventT
 
-POLL_S = 0.005  # while a batch fills, how often to look for more events
-# A batch not yet full goes as soon as nothing new has arrived for this long: on a backlog events arrive every
-# millisecond, so batches still fill; at the end of one (or between bursts) the last events are not kept
-# waiting the whole `within` for company that is not coming.
-QUIET_S = 0.05
 # After moving what was queued, pause this long: Faust's conductor queues one event at a time, so without the
 # pause the buffer would await the queue once per event (the per-event cost this module exists to avoid).
 FILL_PAUSE_S = 0.002
@@ -79,26 +74,29 @@ class _Buffer:
         return batch
 
 
-async def batches(channel: Any, max_: int, within: float) -> AsyncIterator[list[EventT]]:
-    """Lists of up to `max_` events: as soon as that many are buffered, or `within` seconds after the first, or
-    once nothing has arrived for `QUIET_S`."""
+async def batches(channel: Any, max_: int, linger: float = 0.0) -> AsyncIterator[list[EventT]]:
+    """Lists of up to `max_` events, adaptively: whenever the processor asks for the next batch (it is free), it
+    gets what has been buffered meanwhile, at once.
+
+    So batches are as large as the backlog: tiny at low load, where an event waits for nothing but the processor,
+    and full (`max_`) while the processor is busy and events pile up. Only when nothing is buffered does it wait,
+    for the first event and then `linger` seconds more for company (0: none; the events the conductor is
+    delivering in the same moment come along anyway, being moved out before the wait ends).
+    """
     loop = asyncio.get_running_loop()
     buffer = _Buffer(channel.queue, 2 * max_)
     filler = asyncio.ensure_future(buffer.fill())
     try:
         while True:
-            while not buffer.events:
-                if buffer.closed:
-                    return
-                buffer.arrived.clear()  # nothing runs between the checks above and this: no arrival is missed
-                await buffer.arrived.wait()
-            now = loop.time()
-            deadline, quiet_until, seen = now + within, now + QUIET_S, len(buffer.events)
-            while len(buffer.events) < max_ and not buffer.closed and now < deadline and now < quiet_until:
-                await asyncio.sleep(POLL_S)
-                now = loop.time()
-                if len(buffer.events) != seen:
-                    quiet_until, seen = now + QUIET_S, len(buffer.events)
+            if not buffer.events:
+                while not buffer.events:
+                    if buffer.closed:
+                        return
+                    buffer.arrived.clear()  # nothing runs between the checks above and this: no arrival is missed
+                    await buffer.arrived.wait()
+                deadline = loop.time() + linger
+                while len(buffer.events) < max_ and not buffer.closed and loop.time() < deadline:
+                    await asyncio.sleep(min(FILL_PAUSE_S, max(0.0, deadline - loop.time())))
             yield buffer.take(max_)
     finally:
         filler.cancel()

@@ -73,6 +73,11 @@ ADDRESS_STORE = "address-state"
 TICK_SECONDS = 1.0
 MAX_HELD = 100_000  # events held back for alignment (streams.align), at most
 LANES = 2  # chunks of disjoint partitions the matcher has in the matching process at once (_work_in_chunks)
+# While events are held and no batch arrives, look again this often whether their hold has expired (streams.align:
+# a caught-up co-partition is waited for a quarter second), rather than at the next one-second tick. Only up to
+# RECHECK_HELD held events: a large hold is a backlog waited for, and each look walks every held event.
+RECHECK_S = 0.05
+RECHECK_HELD = 5_000
 
 
 def fatal_exit(exc: BaseException) -> None:
@@ -225,6 +230,8 @@ class TravellerMatcher:
         self.chunk = max(1, settings.faust.batch_size)
         self._lock = asyncio.Lock()
         self._ahead: asyncio.Future[None] | None = None  # admission of held events under way (_admit_ahead)
+        self._recheck: asyncio.Future[None] | None = None  # a look at held events between batches (_release_later)
+        self._last_batch = 0.0  # when the agent last handed over a batch (monotonic s)
 
     # --- entry points (agent, timer, recovery) ---------------------------------------------------------------
 
@@ -297,6 +304,27 @@ class TravellerMatcher:
             await self._work_in_chunks(ready)
         if len(ready) < len(events):
             self._admit_ahead(events, ready)
+        self._last_batch = time.monotonic()
+        if self._held and (self._recheck is None or self._recheck.done()):
+            self._recheck = asyncio.ensure_future(self._release_later())
+
+    async def _release_later(self) -> None:
+        """Work held events as soon as their hold expires, while no batch comes to release them (live, a quiet
+        moment): the agent's next batch or the tick would otherwise be their only chance."""
+        while self._held and len(self._held) <= RECHECK_HELD:
+            await asyncio.sleep(RECHECK_S)
+            if time.monotonic() - self._last_batch < RECHECK_S:
+                continue  # batches are coming: each releases what it may
+            async with self._lock:
+                if self.app.rebalancing:
+                    return  # the tick releases everything then
+                try:
+                    ready = self._release(time.monotonic())
+                    if ready:
+                        await self._work_in_chunks(ready)
+                except Exception as exc:
+                    self.on_fatal(exc)
+                    raise
 
     def _admit_ahead(self, events: Sequence[EventT], ready: Sequence[EventT]) -> None:
         """Have the events just held for alignment admitted meanwhile, so the matching process does not wait idle.

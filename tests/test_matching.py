@@ -1,14 +1,12 @@
-"""The matcher's computation (`streams.matching`), where it runs (`streams.offload`) and how batches are taken
-(`streams.drain`): plain values in and out, a real child process, a real Faust queue; no broker."""
+"""The matcher's computation (`streams.matching`) and where it runs (`streams.offload`): plain values in and out,
+a real child process; no broker. How batches are taken (`streams.drain`): tests/test_drain.py."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
-from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 import streams.matching as matching_module
 from schemas.records import (
@@ -35,9 +33,7 @@ from shekara.pseudonym import partition_key, traveller_key
 from shekara.reference import load_checkpoints
 from shekara.rules import load_rules
 from shekara.settings import Limits, Settings
-from streams import drain
 from streams.core import AddressState, TravellerState, address_key, address_step
-from streams.drain import batches
 from streams.intake import Accepted, Rejected
 from streams.matching import Matching, RawMessage, StepRequest
 from streams.offload import LocalMatching, MatchingFailed, MatchingProcess
@@ -58,7 +54,7 @@ def _entry(number: str, event_id: str) -> Crossing:
         event_id=event_id,
         event_time=T0,
         received_time=T0,
-        checkpoint=Checkpoint("KZ-TEST", CheckpointKind.ROAD, "UZB"),
+        checkpoint=Checkpoint("KZ-RU-UBE", CheckpointKind.ROAD, "UZB"),
         direction=Direction.ENTRY,
         traveller=_traveller(number),
         purpose=Purpose.TOURISM,
@@ -198,10 +194,10 @@ def test_a_core_failure_dead_letters_that_travellers_events_only(
 
 
 def test_outputs_too_large_to_send_dead_letter_their_events_and_keep_the_state(serde: Serde) -> None:
-    # Sources of ~85 bytes pass; the lost-document traveller's new state (~900 bytes) does not fit in 700.
-    small = Settings(limits=Limits(max_value_bytes=700))
+    # Sources of ~85 bytes pass; the lost-document traveller's new state (~1040 bytes) does not fit in 900.
+    small = Settings(limits=Limits(max_value_bytes=900))
     worked = _matching(small, serde).work(_chunk(small, serde), {}, {P: None}, T0)
-    too_large = [(i, stage) for i, stage, reason, _ in worked.rejected if "more than the limit of 700" in reason]
+    too_large = [(i, stage) for i, stage, reason, _ in worked.rejected if "more than the limit of 900" in reason]
     assert too_large == [(0, "process"), (1, "process")]
     assert next(r for i, _, r, _ in worked.rejected if i == 0).startswith("the traveller state these events make")
     assert not worked.alerts  # the lost-document alert went with the state
@@ -364,45 +360,3 @@ def test_a_request_that_cannot_be_sent_fails_alone(settings: Settings, serde: Se
             child.close()
 
     asyncio.run(run())
-
-
-def _batches_of(arrivals: list[tuple[float, list[int]]], max_: int, within: float) -> list[tuple[float, list[int]]]:
-    """(seconds after the start, batch) as `batches` yields them from a real Faust queue fed at `arrivals`."""
-
-    async def run() -> list[tuple[float, list[int]]]:
-        queue: ThrowableQueue = ThrowableQueue(maxsize=100, flow_control=FlowControlEvent(initially_suspended=False))
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        got: list[tuple[float, list[int]]] = []
-
-        async def feed() -> None:
-            for at, items in arrivals:
-                await asyncio.sleep(max(0.0, start + at - loop.time()))
-                for item in items:
-                    queue.put_nowait(item)
-            await asyncio.sleep(0.3)
-            await queue.throw(StopAsyncIteration())  # how Faust ends a channel's iteration
-
-        feeder = asyncio.ensure_future(feed())
-        async for batch in batches(SimpleNamespace(queue=queue), max_, within):
-            got.append((loop.time() - start, list(batch)))  # type: ignore[arg-type]
-        await feeder
-        return got
-
-    return asyncio.run(run())
-
-
-def test_batches_take_up_to_max_as_soon_as_queued_and_stop_with_the_channel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(drain, "QUIET_S", 10.0)  # only `max_` and `within` end a batch here
-    got = _batches_of([(0.0, list(range(7))), (0.05, [7])], 3, within=0.2)
-    # full batches at once; the rest after `within`, with what arrived meanwhile; then the end of the channel
-    assert [b for _, b in got] == [[0, 1, 2], [3, 4, 5], [6, 7]]
-    assert got[1][0] < 0.05 <= 0.2 <= got[2][0] < 0.3
-
-
-def test_a_batch_goes_once_nothing_more_arrives_for_a_while() -> None:
-    # Events arriving 20 ms apart keep the batch open; a pause longer than QUIET_S closes it long before `within`.
-    arrivals = [(0.02 * i, [i]) for i in range(5)] + [(0.5, [5])]
-    got = _batches_of(arrivals, 100, within=5.0)
-    assert [b for _, b in got] == [[0, 1, 2, 3, 4], [5]]
-    assert 0.08 + drain.QUIET_S <= got[0][0] < 0.5 and got[1][0] < 0.5 + 2 * drain.QUIET_S + 0.05
