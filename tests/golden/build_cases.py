@@ -19,6 +19,9 @@ CHECKPOINT_KIND = {"KZ-AIR-ALA": "AIR", "KZ-AIR-NQZ": "AIR"}
 
 
 def _t(local: str) -> str:
+    """'2024-05-01 10:00' in Asia/Almaty as ISO 8601; an ISO time with its offset ('...T18:30:00Z') as given."""
+    if "T" in local:
+        return local
     return datetime.fromisoformat(local).replace(tzinfo=ALMATY).isoformat()
 
 
@@ -110,7 +113,18 @@ def cases() -> dict[str, list[dict[str, Any]]]:
         registration("mn-reg", "2025-05-02 11:00", "GL0000003", "UZB", "mn-R"),
         crossing("mn-out", "2025-05-31 00:10", "EXIT", ZZ, "GL0000003", "UZB"),
     ]
-    out["rule_change"] = trip("rc", ZH, "GL0000004", "RUS", "2026-06-20 09:00", "2026-08-01 15:00", register=False)
+    out["zone_change"] = [
+        crossing("zc1-in", "2024-01-31 10:00", "ENTRY", ZZ, "GL0000012", "UZB"),
+        registration("zc1-reg", "2024-01-31 15:00", "GL0000012", "UZB", "zc1-R"),
+        crossing("zc1-out", "2024-02-29T18:30:00Z", "EXIT", ZZ, "GL0000012", "UZB"),
+        crossing("zc2-in", "2024-01-31 10:00", "ENTRY", ZZ, "GL0000013", "UZB"),
+        registration("zc2-reg", "2024-01-31 15:00", "GL0000013", "UZB", "zc2-R"),
+        crossing("zc2-out", "2024-02-29T19:10:00Z", "EXIT", ZZ, "GL0000013", "UZB"),
+    ]
+    out["rule_change"] = [
+        *trip("rc", ZH, "GL0000004", "RUS", "2026-06-20 09:00", "2026-08-01 15:00", register=False),
+        *trip("rc2", ZH, "GL0000014", "RUS", "2026-07-01 09:00", "2026-08-05 15:00", register=False),
+    ]
     out["eaeu_exempt"] = [
         *trip("ex1", ZH, "GL0000005", "RUS", "2025-06-02 10:00", "2025-06-28 15:00", register=False),
         *trip("ex2", "KZ-KG-KORDAI", "GL0000006", "KGZ", "2025-06-02 10:00", "2025-07-15 15:00", register=False),
@@ -123,6 +137,17 @@ def cases() -> dict[str, list[dict[str, Any]]]:
         registration("lu2-reg", "2025-05-05 15:00", "GL0000008", "UZB", "lu2-R"),
         crossing("lu2-out", "2025-06-10 18:00", "EXIT", ZZ, "GL0000008", "UZB", received="2025-06-25 09:00"),
     ]
+    expelled = {
+        "record_type": "StatusChange",
+        "event_id": "bn-expelled",
+        "event_time": _t("2025-02-10 12:00"),
+        "received_time": _t("2025-02-10 12:00"),
+        "kind": "EXPELLED",
+        "traveller": _who("GL0000015", "TJK"),
+        "authority": "MVD migration service",
+        "source_system": "golden",
+    }
+    out["ban_default"] = [expelled, *trip("bn", ZZ, "GL0000015", "TJK", "2025-06-01 10:00", "2025-06-03 16:00")]
     trader: list[dict[str, Any]] = []
     first = date(2025, 1, 6)
     for k in range(95):  # 95 day trips: 2025-01-06 .. 2025-04-10
