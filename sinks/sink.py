@@ -106,7 +106,7 @@ def run_sink(
 def _run(
     settings: Settings, stats: SinkStats, stop: threading.Event, once: bool, after_write: AfterWrite | None
 ) -> None:
-    if settings.metrics.sink_port:
+    if settings.metrics.sink_port and not once:  # a drain (`--once`) ends before anyone would scrape it
         metrics.serve(settings.metrics.sink_port, settings.metrics.bind)
     clients = [connect(settings)]
     server: QueryServer | None = None
