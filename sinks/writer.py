@@ -48,6 +48,7 @@ TABLE_RECORDS = {
     "stays": "Stay",
     "alerts": "Alert",
     "dead_letters": "DeadLetter",
+    "alert_triage": "AlertTriage",
 }
 _MAX_MSG = 2**63 - 1
 # Bisection isolates a few bad rows. When a batch needs more queries than this, the "data error" is likely
@@ -73,6 +74,7 @@ def routes(settings: Settings) -> dict[str, Route]:
         t.stays: "stays",
         t.alerts: "alerts",
         t.dead_letter: "dead_letters",
+        t.alert_actions: "alert_triage",  # officers' triage states (streams.triage), migration 015
     }
     return {topic: Route(table, TABLE_RECORDS[table]) for topic, table in topics.items()}
 
