@@ -88,6 +88,25 @@ def fatal_exit(exc: BaseException) -> None:
 
 
 @dataclass
+class StageTimes:
+    """Where the matcher's events spend their time, summed over its events in ms (divide by `events` for the mean).
+
+    arrive: record timestamp (the producer's clock, same host) -> the agent hands over the batch: produce, broker,
+    fetch, Faust's delivery and the batch buffer. align: held for a co-partition (streams.align). work: decode,
+    validate and step in the matching process, pipe included, and the deadlines the batch's watermark passed.
+    commit_wait: queued behind the previous batch's commit. commit: outputs acknowledged, state logged
+    (streams.pipeline); the batch's alerts were handed to the producer just before it was queued.
+    """
+
+    events: int = 0
+    arrive: float = 0.0
+    align: float = 0.0
+    work: float = 0.0
+    commit_wait: float = 0.0
+    commit: float = 0.0
+
+
+@dataclass
 class ProcessorStats:
     """Counters of one worker, written to its status file and read by evaluation, tests and the benchmark."""
 
@@ -104,6 +123,7 @@ class ProcessorStats:
     per_partition: dict[int, int] = field(default_factory=dict)
     first_event_wall: float | None = None  # time.time() of the first source event
     last_output_wall: float | None = None  # time.time() when the last batch's outputs were acknowledged
+    stages: StageTimes = field(default_factory=StageTimes)  # the matcher's events only
 
 
 def _raw(events: Sequence[EventT]) -> list[RawMessage]:
@@ -180,13 +200,19 @@ async def _submit_commit(
     stats: ProcessorStats,
     staged: list[tuple[int, bytes, bytes]],
     events: Sequence[EventT],
+    stages: StageTimes | None = None,
 ) -> None:
     """Hand outputs -> staged state -> offsets to the commit pipeline (module doc)."""
+    queued = time.monotonic()
 
     async def durable() -> None:
+        started = time.monotonic()
         await outputs.flush()
         stats.last_output_wall = time.time()
         await store.log(staged)
+        if stages is not None:
+            stages.commit_wait += (started - queued) * 1000 * len(events)
+            stages.commit += (time.monotonic() - started) * 1000 * len(events)
 
     await pipeline.submit(durable, events)
 
@@ -232,6 +258,7 @@ class TravellerMatcher:
         self._ahead: asyncio.Future[None] | None = None  # admission of held events under way (_admit_ahead)
         self._recheck: asyncio.Future[None] | None = None  # a look at held events between batches (_release_later)
         self._last_batch = 0.0  # when the agent last handed over a batch (monotonic s)
+        self._taken: dict[int, float] = {}  # id of a held event -> when the agent handed it over (time.time())
 
     # --- entry points (agent, timer, recovery) ---------------------------------------------------------------
 
@@ -299,7 +326,13 @@ class TravellerMatcher:
         self.stats.events += len(events)
         metrics.events_in(ev.message.topic for ev in events)
         self._held.extend(events)
+        taken = time.time()
+        self.stats.stages.events += len(events)
+        self.stats.stages.arrive += sum(taken - ev.message.timestamp for ev in events) * 1000
         ready = self._release(wall)
+        if len(ready) < len(events):
+            released = {id(ev) for ev in ready}
+            self._taken.update((id(ev), taken) for ev in events if id(ev) not in released)
         if ready:
             await self._work_in_chunks(ready)
         if len(ready) < len(events):
@@ -382,6 +415,9 @@ class TravellerMatcher:
         kept the event loop busy for 20 s, Faust's fetcher did not poll within `max_poll_interval`, and the worker
         fell out of its group for good (see docs/topology.md, idle consumer). Each lane yields between its pieces.
         """
+        if self._taken:
+            now, taken = time.time(), self._taken
+            self.stats.stages.align += sum(now - taken.pop(id(ev), now) for ev in events) * 1000
         lanes: list[list[EventT]] = [[] for _ in range(LANES)]
         for ev in events:
             lanes[ev.message.partition % LANES].append(ev)
@@ -418,6 +454,7 @@ class TravellerMatcher:
             # The deadlines popped now are stepped at the new watermark, after the chunk's own travellers.
             worked.add(await self.matching.step(requests, now))
         t_step = time.monotonic()
+        self.stats.stages.work += (t_step - wall) * 1000 * len(events)
         for index, stage, reason, fld in worked.rejected:
             _dead(self.outputs, self.stats, events[index], stage, reason, fld, now)
         await self._finish(worked, events)
@@ -476,7 +513,7 @@ class TravellerMatcher:
         for p, key, _, next_due in writes:
             self.deadlines.set(p, key, next_due)
 
-        await _submit_commit(self.pipeline, self.outputs, self.store, self.stats, staged, events)
+        await _submit_commit(self.pipeline, self.outputs, self.store, self.stats, staged, events, self.stats.stages)
 
 
 class AddressChecker:

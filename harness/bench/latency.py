@@ -166,6 +166,13 @@ class _Traffic:
         return out
 
 
+def _stage_means(status: dict[str, Any] | None) -> dict[str, float] | None:
+    """The worker's own per-event means (ms) of where its matcher's events spent their time (`StageTimes`)."""
+    stages = (status or {}).get("stages") or {}
+    events = stages.pop("events", 0)
+    return {k: round(v / events, 2) for k, v in stages.items()} if events else None
+
+
 def _deadline_probe(settings: Settings, entry_time: datetime) -> datetime:
     """When the registration deadline of a UZB visa-free entry at `entry_time` falls due (the core, run here)."""
     from streams.core import TravellerState, step
@@ -266,6 +273,7 @@ def run_once(
     status = work_dir / f"latency-{tag}.json"
     producer = Producer({**s.kafka_config(), "linger.ms": 0, "enable.idempotence": True})
     sent_at: dict[str, float] = {}
+    stages: dict[str, float] | None = None
     received: dict[str, tuple[float, str]] = {}  # evidence event id -> (received wall, policy)
     deadline_seen: list[tuple[float, datetime]] = []  # (received wall, due time) of deadline alerts
     stop = threading.Event()
@@ -305,11 +313,20 @@ def run_once(
                     received.setdefault(ev_id, (got, policy))
         c.close()
 
-    def send(topic: str, record: Any, key: bytes) -> None:
+    produce_ms: list[float] = []
+
+    def acked(err: Any, msg: Any) -> None:
+        if err is None and msg.latency() is not None:
+            produce_ms.append(msg.latency() * 1000)  # produce() -> broker acknowledgement (librdkafka's clock)
+
+    def send(topic: str, record: Any, key: bytes, timed: bool = False) -> float:
+        """Produce one record; the wall time of the produce call (the record's timestamp is taken in it too)."""
+        value = serde.encode(record, topic)
         while True:
             try:
-                producer.produce(topic, key=key, value=serde.encode(record, topic))
-                return
+                at = time.time()
+                producer.produce(topic, key=key, value=value, on_delivery=acked if timed else None)
+                return at
             except BufferError:
                 producer.poll(0.01)
 
@@ -341,9 +358,9 @@ def run_once(
             if pause > 0:
                 time.sleep(pause)
             topic, record, key, eid = traffic.event(i, datetime.now(UTC) - shift)
-            send(topic, record, key)
+            at = send(topic, record, key, timed=eid is not None)
             if eid is not None:
-                sent_at[eid] = time.time()
+                sent_at[eid] = at
             producer.poll(0)
         producer.flush(30)
         achieved = total / (time.monotonic() - start)
@@ -351,7 +368,8 @@ def run_once(
         while time.monotonic() < wait_until and len(received) < len(sent_at):
             time.sleep(0.1)
         if variant == "topology":
-            time.sleep(1.5)  # a deadline alert comes with the next batch or tick
+            time.sleep(1.5)  # a deadline alert comes with the next batch or tick (and the status file is written)
+            stages = _stage_means(read_status(status))
     finally:
         stop.set()
         proc.terminate()
@@ -368,6 +386,8 @@ def run_once(
         "variant": variant,
         "rate": rate,
         "achieved_rate": round(achieved, 1),
+        "produce_ack": summary(produce_ms),
+        "stages_mean_ms": stages,
         "immediate": summary(immediate_ms),
         "immediate_missing": len(sent_at) - len(immediate_ms),
         "deadline": summary(deadline_ms) if variant == "topology" else None,
@@ -396,9 +416,10 @@ def matrix(
                 runs.append(r)
                 imm, dl = r["immediate"], r["deadline"]
                 dl_text = f"; deadline p50 {dl['p50']} p99 {dl['p99']} max {dl['max']} ms" if dl else ""
+                stages = f"; per event (ms): {r['stages_mean_ms']}" if r.get("stages_mean_ms") else ""
                 say(
                     f"  {variant} at {rate:,}/s (achieved {r['achieved_rate']:,.0f}): immediate p50 {imm['p50']}"
-                    f" p99 {imm['p99']} max {imm['max']} ms{dl_text}"
+                    f" p99 {imm['p99']} max {imm['max']} ms{dl_text}{stages}"
                 )
     return runs
 

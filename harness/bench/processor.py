@@ -174,6 +174,31 @@ def run_drain(settings: Settings, app_id: str, result_file: Path) -> None:
     _run_bare_loop(settings, app_id, result_file, "bare-drain-loop", take)
 
 
+def run_confluent(settings: Settings, app_id: str, result_file: Path) -> None:
+    """Floor: a bare confluent-kafka (librdkafka) consumer reading the same three source topics and doing nothing
+    else. Faust's own cost per event is this loop's time per event subtracted from the bare Faust loop's."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    t = settings.topics
+    c = Consumer({**settings.kafka_config(), "group.id": app_id, "enable.auto.commit": False})
+    c.assign(
+        [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for topic in (t.crossings, t.registrations, t.status_changes)
+            for p in range(settings.partitions)
+        ]
+    )
+    progress: dict[str, Any] = {"events": 0, "first_event_wall": None, "last_output_wall": None}
+    while True:
+        got = [m for m in c.consume(num_messages=1000, timeout=0.2) if not m.error()]
+        if got:
+            if progress["first_event_wall"] is None:
+                progress["first_event_wall"] = time.time()
+            progress["events"] += len(got)
+            progress["last_output_wall"] = time.time()
+            _write_json(result_file, progress)
+
+
 def run_naive(settings: Settings, app_id: str, result_file: Path) -> None:
     """A first-draft Faust processor: one event at a time, a table write and Faust sends for every event."""
     import faust
@@ -268,7 +293,7 @@ def _measure(proc: subprocess.Popen[bytes], result_file: Path, events: int, time
             proc.wait()
 
 
-VARIANTS = ("bare", "drain", "topology", "naive")
+VARIANTS = ("confluent", "bare", "drain", "topology", "naive")
 
 
 def _throughput(
@@ -417,6 +442,29 @@ def run(
         ),
         BenchResult(
             COMPONENT,
+            "bare Faust loop vs bare confluent-kafka consume loop",
+            tp["bare"]["rate"],
+            "events/s",
+            baseline_name="bare confluent-kafka consume loop, same topics",
+            baseline_value=tp["confluent"]["rate"],
+            details={"events": events},
+        ),
+        BenchResult(
+            COMPONENT,
+            "Faust's own cost per event (bare Faust loop - bare confluent-kafka loop)",
+            _per_event_us(tp["bare"]["rate"]) - _per_event_us(tp["confluent"]["rate"]),
+            "µs/event",
+            details={"events": events},
+        ),
+        BenchResult(
+            COMPONENT,
+            "the worker's cost per event beyond a bare confluent-kafka loop",
+            _per_event_us(tp["topology"]["rate"]) - _per_event_us(tp["confluent"]["rate"]),
+            "µs/event",
+            details={"events": events},
+        ),
+        BenchResult(
+            COMPONENT,
             "memory per open stay (in-memory store)",
             mem["memory_bytes"],
             "bytes",
@@ -424,6 +472,10 @@ def run(
         ),
         *_latency_results(lat_runs, rates, rounds),
     ]
+
+
+def _per_event_us(rate: float) -> float:
+    return 1e6 / rate
 
 
 def _latency_results(runs: list[dict[str, Any]], rates: list[int], rounds: int) -> list[BenchResult]:
@@ -465,7 +517,7 @@ def _latency_results(runs: list[dict[str, Any]], rates: list[int], rounds: int) 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.bench.processor")
-    parser.add_argument("--variant", choices=["bare", "drain", "naive"], help="run one baseline variant (internal)")
+    parser.add_argument("--variant", choices=["confluent", "bare", "drain", "naive"], help="one baseline (internal)")
     parser.add_argument("--app-id")
     parser.add_argument("--result", type=Path)
     parser.add_argument("--quick", action="store_true")
@@ -476,6 +528,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.variant == "drain":
         run_drain(settings, args.app_id, args.result)
+        return
+    if args.variant == "confluent":
+        run_confluent(settings, args.app_id, args.result)
         return
     if args.variant == "naive":
         run_naive(settings, args.app_id, args.result)
