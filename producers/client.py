@@ -33,7 +33,7 @@ from producers.spool import Spool, SpooledMessage
 from schemas.convert import to_avro
 from schemas.records import Alert, Crossing, DeadLetter, Registration, StatusChange, Stay
 from schemas.serde import Serde
-from schemas.validation import ValidationError, validate
+from schemas.validation import ValidationError, catalogue_for, validate
 from shekara.logs import get_logger
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
@@ -92,7 +92,13 @@ def key_for(record: SourceEvent) -> bytes:
 def prepare(record: SourceEvent, settings: Settings, serde: Serde) -> tuple[str, bytes, bytes]:
     """Validate, key and encode a source event: its (topic, key, value). Raises `ValidationError` naming the
     field, also when the event cannot be encoded or its message would pass `settings.limits.max_value_bytes`."""
-    validate(record, now=datetime.now(UTC), max_future_skew_s=settings.max_future_skew_seconds, limits=settings.limits)
+    validate(
+        record,
+        now=datetime.now(UTC),
+        max_future_skew_s=settings.max_future_skew_seconds,
+        limits=settings.limits,
+        catalogue=catalogue_for(settings),
+    )
     topic = topic_for(record, settings)
     try:
         value = serde.encode(record, topic)

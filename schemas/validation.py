@@ -39,7 +39,9 @@ from schemas.records import (
 )
 from schemas.serde import Record, latest_version
 from shekara.pseudonym import normalise_document_number
-from shekara.settings import Limits
+from shekara.reference import Catalogue, load_catalogue
+from shekara.rules import load_rules
+from shekara.settings import Limits, Settings
 
 # Whole-string patterns (`fullmatch`): a trailing newline is not part of a code.
 COUNTRY = re.compile(r"[A-Z]{3}")  # ISO 3166-1 alpha-3, as in a document's machine-readable zone
@@ -74,17 +76,36 @@ class ValidationError(ValueError):
 DEFAULT_LIMITS = Limits()
 
 
-def validate(record: Any, *, now: datetime, max_future_skew_s: int, limits: Limits = DEFAULT_LIMITS) -> None:
-    """Raise the first problem found in a source event (Crossing, Registration, StatusChange), if any."""
-    for problem in _problems(record, now, max_future_skew_s, limits):
+def catalogue_for(settings: Settings) -> Catalogue:
+    """The checkpoint catalogue of `settings` (its file, and the rules' time zone for its open dates)."""
+    return load_catalogue(settings.checkpoints_file, load_rules(settings.rules_file).timezone.key)
+
+
+def validate(
+    record: Any,
+    *,
+    now: datetime,
+    max_future_skew_s: int,
+    limits: Limits = DEFAULT_LIMITS,
+    catalogue: Catalogue | None = None,
+) -> None:
+    """Raise the first problem found in a source event (Crossing, Registration, StatusChange), if any.
+
+    `catalogue`: the checkpoints a crossing may name (default: rules/checkpoints.csv, see `catalogue_for`)."""
+    for problem in _problems(record, now, max_future_skew_s, limits, catalogue or load_catalogue()):
         raise problem
 
 
 def validation_errors(
-    record: Any, *, now: datetime, max_future_skew_s: int, limits: Limits = DEFAULT_LIMITS
+    record: Any,
+    *,
+    now: datetime,
+    max_future_skew_s: int,
+    limits: Limits = DEFAULT_LIMITS,
+    catalogue: Catalogue | None = None,
 ) -> list[ValidationError]:
     """Every problem found in a source event; empty when it is valid."""
-    return list(_problems(record, now, max_future_skew_s, limits))
+    return list(_problems(record, now, max_future_skew_s, limits, catalogue or load_catalogue()))
 
 
 def _values(enum: type[StrEnum]) -> frozenset[str]:
@@ -250,10 +271,18 @@ def _age(born: date, today: date) -> int:
     return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
 
 
-def _crossing(r: Crossing, now: datetime, limits: Limits) -> Iterator[ValidationError]:
+def _crossing(r: Crossing, now: datetime, limits: Limits, catalogue: Catalogue) -> Iterator[ValidationError]:
     ids = limits.max_id_chars
     cp = r.checkpoint
-    yield from _text(cp.id, "checkpoint.id", ids)
+    id_ok = True
+    for problem in _text(cp.id, "checkpoint.id", ids):
+        id_ok = False
+        yield problem
+    if id_ok:
+        # Unknown, or not open at the crossing's instant (an unaware event_time is refused by the envelope).
+        why = catalogue.refusal(cp.id, r.event_time) if _aware(r.event_time) else catalogue.known(cp.id)
+        if why is not None:
+            yield ValidationError("checkpoint.id", why)
     yield from _enum(cp.kind, CheckpointKind, "checkpoint.kind")
     yield from _country(cp.border_country, "checkpoint.border_country", optional=True)
     yield from _enum(r.direction, Direction, "direction")
@@ -268,7 +297,14 @@ def _crossing(r: Crossing, now: datetime, limits: Limits) -> Iterator[Validation
     yield from _country(r.declared_destination, "declared_destination", optional=True)
     if r.purpose == Purpose.TRANSIT and r.declared_destination is None:
         yield ValidationError("declared_destination", "is required when purpose is TRANSIT")
-    yield from _opt_text(r.planned_exit_checkpoint, "planned_exit_checkpoint", ids)
+    exit_ok = True
+    for problem in _opt_text(r.planned_exit_checkpoint, "planned_exit_checkpoint", ids):
+        exit_ok = False
+        yield problem
+    # A route names checkpoints of the catalogue; whether one is open then is for the exit itself to say.
+    planned = r.planned_exit_checkpoint
+    if exit_ok and planned is not None and (why := catalogue.known(planned)) is not None:
+        yield ValidationError("planned_exit_checkpoint", why)
     yield from _opt_text(r.migration_card_number, "migration_card_number", ids)
     if r.conveyance is not None:
         yield from _enum(r.conveyance.kind, ConveyanceKind, "conveyance.kind")
@@ -305,13 +341,15 @@ def _status_change(r: StatusChange, now: datetime, limits: Limits) -> Iterator[V
     yield from _opt_text(r.reference, "reference", limits.max_id_chars)
 
 
-def _problems(record: Any, now: datetime, skew_s: int, limits: Limits) -> Iterator[ValidationError]:
+def _problems(
+    record: Any, now: datetime, skew_s: int, limits: Limits, catalogue: Catalogue
+) -> Iterator[ValidationError]:
     # The traveller's facts are judged at the event's own time, not at `now`: a replay years later, or the
     # sink and the processors reading the same message at different moments, must reach the same verdict.
     event_time: Any = getattr(record, "event_time", None)
     at: datetime = event_time if _aware(event_time) and event_time <= now else now
     if isinstance(record, Crossing):
-        body = _crossing(record, at, limits)
+        body = _crossing(record, at, limits, catalogue)
     elif isinstance(record, Registration):
         body = _registration(record, at, limits)
     elif isinstance(record, StatusChange):

@@ -2,15 +2,23 @@
 
 Used by the processors (impossible-travel distances, transit routes), the simulator (where traffic
 crosses) and the ops page (the map). Pure data and geometry, no I/O beyond reading the file.
+
+The catalogue is also enforced (`Catalogue.refusal`): a crossing at a checkpoint id it does not list, or at a
+checkpoint outside its open dates (`opened`..`closed`, local days in the rules' time zone, both inclusive), is
+refused the same way by the producer client and the processors (`schemas.validation`) and by the sink (its
+rejects SQL reads the catalogue from ClickHouse's `checkpoints` table, which the sink fills from this file).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from shekara.codes import CheckpointKind
 
@@ -28,6 +36,8 @@ class CheckpointInfo:
     lat: float
     lon: float
     daily_capacity: int  # people a day it is designed for (simulator weight)
+    opened: date | None = None  # first local day it is open; None: open before any record we hold
+    closed: date | None = None  # last local day it is open (inclusive); None: still open
 
 
 def distance_km(a: CheckpointInfo, b: CheckpointInfo) -> float:
@@ -53,8 +63,67 @@ def load_checkpoints(path: Path | None = None) -> dict[str, CheckpointInfo]:
                 lat=float(row["lat"]),
                 lon=float(row["lon"]),
                 daily_capacity=int(row["daily_capacity"]),
+                opened=_day(row, "opened"),
+                closed=_day(row, "closed"),
             )
             if cp.id in out:
                 raise ValueError(f"checkpoints: duplicate id {cp.id}")
+            if cp.opened is not None and cp.closed is not None and cp.closed < cp.opened:
+                raise ValueError(f"checkpoints: {cp.id} closed {cp.closed} before it opened {cp.opened}")
             out[cp.id] = cp
     return out
+
+
+def _day(row: Mapping[str, str | None], column: str) -> date | None:
+    text = (row.get(column) or "").strip()  # a catalogue without the column: open throughout
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        raise ValueError(f"checkpoints: {row['id']} {column} must be a date YYYY-MM-DD; got {text!r}") from None
+
+
+CATALOGUE_NAME = "rules/checkpoints.csv"  # how refusals name the catalogue, for integrators
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The checkpoints by id with the time zone their open dates are local to: what a crossing is judged by."""
+
+    checkpoints: Mapping[str, CheckpointInfo]
+    timezone: ZoneInfo
+
+    def open_span(self, cp: CheckpointInfo) -> tuple[datetime | None, datetime | None]:
+        """[from, until) in UTC: the start of `opened` and the start of the day after `closed` (None: unbounded)."""
+        utc = ZoneInfo("UTC")
+
+        def start(day: date) -> datetime:
+            return datetime.combine(day, time(0), self.timezone).astimezone(utc)
+
+        return (
+            None if cp.opened is None else start(cp.opened),
+            None if cp.closed is None else start(cp.closed + timedelta(days=1)),
+        )
+
+    def known(self, checkpoint_id: str) -> str | None:
+        """Why `checkpoint_id` is refused as a checkpoint (not in the catalogue), or None."""
+        if checkpoint_id in self.checkpoints:
+            return None
+        return f"is not a checkpoint of the catalogue ({CATALOGUE_NAME}); got '{checkpoint_id}'"
+
+    def refusal(self, checkpoint_id: str, moment: datetime) -> str | None:
+        """Why a crossing at `checkpoint_id` at instant `moment` is refused (unknown, or not open), or None."""
+        cp = self.checkpoints.get(checkpoint_id)
+        if cp is None:
+            return self.known(checkpoint_id)
+        begins, ends = self.open_span(cp)
+        if begins is not None and moment < begins:
+            return f"is checkpoint {cp.id}, which opened on {cp.opened}, after this crossing"
+        if ends is not None and moment >= ends:
+            return f"is checkpoint {cp.id}, which closed after {cp.closed}, before this crossing"
+        return None
+
+
+@lru_cache(maxsize=4)
+def load_catalogue(path: Path | None = None, timezone: str = "Asia/Almaty") -> Catalogue:
+    """The enforced catalogue: `load_checkpoints(path)` with the rules' time zone (`RuleBook.timezone`)."""
+    return Catalogue(load_checkpoints(path), ZoneInfo(timezone))

@@ -35,6 +35,7 @@ from confluent_kafka import (
 from confluent_kafka import Message as KafkaMessage
 
 from schemas.serde import Serde
+from schemas.validation import catalogue_for
 from shekara import metrics
 from shekara.broker_watch import BrokerGone, BrokerWatch, client_logger
 from shekara.collector import fewer_collections
@@ -117,6 +118,7 @@ def _run(
         framer = Framer(settings)
         warehouses = [Warehouse(client, settings, framer.explain) for client in clients]
         warehouses[0].load_rules(load_rules(settings.rules_file), settings.rules_file.read_bytes())
+        warehouses[0].load_checkpoints(catalogue_for(settings), settings.checkpoints_file.read_bytes())
         if is_embedded(settings):
             server = QueryServer.start(settings)
         if settings.sink.overstay_sweep_interval > 0:  # exits of overstays: 5-year retention

@@ -32,7 +32,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from schemas.validation import catalogue_for
 from shekara.logs import get_logger
+from shekara.reference import Catalogue
 from shekara.rules import RuleBook
 from shekara.settings import Settings
 from sinks.batch import BatchPlan, Group, Intent, Message, Messages, Range, Rejected, Route, TablePlan
@@ -56,6 +58,10 @@ _MAX_MSG = 2**63 - 1
 BISECT_BUDGET = 1000
 DEADLINES_FROM = date(2015, 1, 1)
 PADS_TABLE = "_pseudonym_pads"  # session temporary table: the HMAC pads the transforms read (module doc)
+CHECKPOINT_COLUMNS = [
+    "id", "name", "kind", "border_country", "region", "lat", "lon", "daily_capacity",
+    "opened", "closed", "open_from", "open_until", "catalogue_version",
+]  # fmt: skip
 
 log = get_logger(__name__)
 
@@ -140,6 +146,8 @@ class Warehouse:
         }
         self._explain = explain
         self._bisect_left = BISECT_BUDGET
+        self._catalogue, self._catalogue_file = catalogue_for(settings), settings.checkpoints_file
+        self._catalogue_ready = False  # loaded or found current by this Warehouse (load_checkpoints)
         # For dead_letters: the record type each topic carries, as two aligned arrays (ClickHouse `transform`).
         carried = {topic: r.record_name for topic, r in routes(settings).items() if r.table != "dead_letters"}
         carried[settings.topics.address_registrations] = "Registration"
@@ -180,6 +188,26 @@ class Warehouse:
             column_names=["nationality_group", "arrival", "deadline", "rule_id", "rules_version"],
         )
         log.info("registration deadlines loaded", rules_version=version, rows=len(rows))
+        return True
+
+    def load_checkpoints(self, catalogue: Catalogue, catalogue_text: bytes) -> bool:
+        """Reload the `checkpoints` table (migration 013) if the catalogue file changed; True if reloaded."""
+        version = f"{catalogue.timezone.key}#{hashlib.sha256(catalogue_text).hexdigest()[:12]}"
+        stored = self.client.query("SELECT any(catalogue_version) FROM checkpoints").result_rows[0][0]
+        if stored == version:
+            self._catalogue_ready = True
+            return False
+        rows = []
+        for cp in catalogue.checkpoints.values():
+            begins, ends = catalogue.open_span(cp)
+            rows.append([
+                cp.id, cp.name, cp.kind.value, cp.border_country, cp.region, cp.lat, cp.lon, cp.daily_capacity,
+                cp.opened, cp.closed, begins, ends, version,
+            ])  # fmt: skip
+        self.client.command("TRUNCATE TABLE checkpoints")
+        self.client.insert("checkpoints", rows, column_names=CHECKPOINT_COLUMNS)
+        log.info("checkpoint catalogue loaded", version=version, rows=len(rows))
+        self._catalogue_ready = True
         return True
 
     # --- batch intents ------------------------------------------------------------------------------------
@@ -239,6 +267,9 @@ class Warehouse:
         staged = Staged(plan)
         with _retried_on_failure(PADS_TABLE):
             self._ensure_pads()
+        if not self._catalogue_ready:  # the crossings' rejects read it: an empty table would refuse every crossing
+            with _retried_on_failure("checkpoints"):
+                self.load_checkpoints(self._catalogue, self._catalogue_file.read_bytes())
         for table, tplan in sorted(plan.tables.items()):
             with _retried_on_failure(table):
                 staged.tables[table] = self._stage_table(staged, tplan)

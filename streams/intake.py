@@ -11,7 +11,7 @@ from datetime import datetime
 
 from schemas.records import Crossing, Registration, StatusChange
 from schemas.serde import DecodeError, Serde
-from schemas.validation import ValidationError, validate
+from schemas.validation import ValidationError, catalogue_for, validate
 from shekara.pseudonym import partition_key, traveller_key_of
 from shekara.settings import Limits, Settings
 
@@ -62,6 +62,7 @@ class Intake:
         self.pseudonym_key = settings.pseudonym_key_bytes
         self.max_future_skew_s = settings.max_future_skew_seconds
         self.limits = settings.limits
+        self.catalogue = catalogue_for(settings)  # unknown or closed checkpoints are refused, as at publish
 
     def admit(self, topic: str, key: bytes | None, value: bytes | None, *, now: datetime) -> Accepted | Rejected:
         oversize = too_large(key, value, self.limits)
@@ -81,7 +82,13 @@ class Intake:
             return Rejected("decode", f"{type(record).__name__} record on {topic}, which carries {expected}", None)
         assert isinstance(record, Crossing | Registration | StatusChange)
         try:
-            validate(record, now=now, max_future_skew_s=self.max_future_skew_s, limits=self.limits)
+            validate(
+                record,
+                now=now,
+                max_future_skew_s=self.max_future_skew_s,
+                limits=self.limits,
+                catalogue=self.catalogue,
+            )
         except ValidationError as exc:
             return Rejected("validate", str(exc), exc.field)
         except Exception as exc:

@@ -36,7 +36,7 @@ def own_settings(tmp_path: Path, port: int) -> Settings:
 
 def crossing(seq: int, traveller: int) -> Crossing:
     return build.crossing(
-        checkpoint_id="KZ-ROAD-KORDAI",
+        checkpoint_id="KZ-KG-KORDAI",
         checkpoint_kind="ROAD",
         border_country="KGZ",
         direction="ENTRY" if seq % 2 == 0 else "EXIT",

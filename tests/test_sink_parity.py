@@ -9,6 +9,7 @@ both reject naming the same field with the same message (up to the quoted value 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -161,6 +162,13 @@ def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
     tmp: Path = tmp_path_factory.mktemp("parity")
     s = Settings(clickhouse_dsn=f"chdb://{tmp / 'ch'}", data_dir=tmp / "var", limits=LIMITS)
     assert s.pseudonym_key_bytes == PSEUDONYM_KEY
+    with parity_on(s) as p:
+        yield p
+
+
+@contextlib.contextmanager
+def parity_on(s: Settings) -> Iterator[Parity]:
+    """Processors' intake and a sink Warehouse on a fresh chDB warehouse, both with settings `s`."""
     client = connect(s)
     try:
         migrate(client)
@@ -208,10 +216,22 @@ def _named_cases() -> list[tuple[str, Any, str | None]]:
         ("two-letter nationality", replace(r, traveller=_traveller(nationality="UZ")), "traveller.nationality"),
         (
             "border country of 4 letters",
-            replace(c, checkpoint=Checkpoint("X", CheckpointKind.ROAD, "UZBK")),
+            replace(c, checkpoint=Checkpoint("KZ-UZ-ZHIBEK-ZHOLY", CheckpointKind.ROAD, "UZBK")),
             "checkpoint.border_country",
         ),
-        ("airport without border country", replace(c, checkpoint=Checkpoint("X", CheckpointKind.AIR, None)), None),
+        (
+            "airport without border country",
+            replace(c, checkpoint=Checkpoint("KZ-AIR-ALA", CheckpointKind.AIR, None)),
+            None,
+        ),
+        # the checkpoint catalogue (rules/checkpoints.csv)
+        (
+            "checkpoint not in the catalogue",
+            replace(c, checkpoint=Checkpoint("KZ-UZ-ZHIBEK-ZHOLI", CheckpointKind.ROAD, "UZB")),
+            "checkpoint.id",
+        ),
+        ("planned exit not in the catalogue", replace(c, planned_exit_checkpoint="KZ-XX"), "planned_exit_checkpoint"),
+        ("planned exit in the catalogue", replace(c, planned_exit_checkpoint="KZ-AIR-ALA"), None),
         ("document number too short", replace(c, traveller=_traveller(number="N-12")), "traveller.document.number"),
         ("document number too long", replace(s, traveller=_traveller(number="N" * 21)), "traveller.document.number"),
         (
@@ -411,7 +431,8 @@ def test_text_that_is_not_utf8_is_refused_by_both(parity: Parity) -> None:
     ]
     cases = [Case(x, parity.key(x), T_MS, bad) for x in carriers for bad in NOT_UTF8]
     verdicts = parity.check([*cases, *(Case(x, parity.key(x), T_MS) for x in carriers)])
-    assert [v and v[0] for v in verdicts] == ["value"] * len(cases) + [None] * len(carriers)
+    # Uncorrupted, the first carrier names a checkpoint the catalogue does not list: refused on checkpoint.id.
+    assert [v and v[0] for v in verdicts] == ["value"] * len(cases) + ["checkpoint.id"] + [None] * (len(carriers) - 1)
 
 
 def test_birth_date_is_judged_at_the_message_time_when_the_event_claims_a_later_day(parity: Parity) -> None:

@@ -156,7 +156,7 @@ def _crossing(number: str = "AB1234567") -> Crossing:
         event_id="e-1",
         event_time=now - timedelta(minutes=5),
         received_time=now,
-        checkpoint=Checkpoint("KZ-TEST", CheckpointKind.ROAD, "UZB"),
+        checkpoint=Checkpoint("KZ-UZ-ZHIBEK-ZHOLY", CheckpointKind.ROAD, "UZB"),
         direction=Direction.ENTRY,
         traveller=Traveller(Document(DocumentType.PASSPORT, number, "UZB"), "UZB", date(1990, 1, 1), Sex.M),
         purpose=Purpose.TOURISM,

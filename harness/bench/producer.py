@@ -31,6 +31,8 @@ from schemas.records import Crossing
 from schemas.serde import Serde, schema_for
 from schemas.validation import validate
 from shekara.admin import admin_client, ensure_topics
+from shekara.codes import CheckpointKind
+from shekara.reference import load_checkpoints
 from shekara.settings import Settings, TopicNames
 from shekara.topics import TopicSpec
 
@@ -41,13 +43,14 @@ def _crossings(n: int) -> list[Crossing]:
     """Realistic crossings: many travellers, mixed directions and conveyances, times just behind now."""
     now = datetime.now(UTC)
     countries = ("UZB", "RUS", "KGZ", "TJK", "CHN", "TUR")
+    roads = sorted(cp.id for cp in load_checkpoints().values() if cp.kind is CheckpointKind.ROAD)[:40]  # validated
     out = []
     for i in range(n):
         country = countries[i % len(countries)]
         t = now - timedelta(seconds=n - i)
         out.append(
             build.crossing(
-                checkpoint_id=f"KZ-ROAD-{i % 40:02d}",
+                checkpoint_id=roads[i % len(roads)],
                 checkpoint_kind="ROAD",
                 border_country=country if country != "TUR" else None,
                 direction="ENTRY" if i % 2 == 0 else "EXIT",

@@ -10,10 +10,17 @@
 -- (settings.limits). The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
+-- The checkpoint catalogue (shekara.reference.Catalogue) is the table `checkpoints` (migration 013, filled by the
+-- sink from rules/checkpoints.csv), read once per query into two arrays aligned by position.
 SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
 FROM
 (
     WITH
+        (SELECT groupArray(id) FROM (SELECT id FROM checkpoints ORDER BY id)) AS cp_ids,
+        (
+            SELECT groupArray((id, opened, closed, open_from, open_until))
+            FROM (SELECT * FROM checkpoints ORDER BY id)
+        ) AS cp_spans,
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
         shekara_utf8_problem(texts, suspect) AS utf8_problem,
         shekara_envelope_problem(
@@ -46,7 +53,9 @@ FROM
         shekara_optional_text_bad(
             tupleElement(assumeNotNull(conveyance), 'identifier'), {max_id:UInt32}, suspect
         ) AS conveyance_bad,
-        shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem
+        shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem,
+        indexOf(cp_ids, checkpoint.id) AS cp_at,
+        arrayElement(cp_spans, greatest(cp_at, 1)) AS cp_span
     SELECT
         _msg,
         multiIf(
@@ -56,6 +65,16 @@ FROM
             -- _crossing, up to the traveller
             shekara_required_text_bad(checkpoint.id, {max_id:UInt32}, suspect),
                 shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}, suspect),
+            -- Catalogue.refusal: an unknown id, or a post not open at the crossing's instant
+            cp_at = 0, ('checkpoint.id', shekara_not_checkpoint(checkpoint.id)),
+            cp_span.4 IS NOT NULL AND event_time < assumeNotNull(cp_span.4),
+                ('checkpoint.id', concat(
+                    'is checkpoint ', cp_span.1, ', which opened on ', toString(cp_span.2), ', after this crossing'
+                )),
+            cp_span.5 IS NOT NULL AND event_time >= assumeNotNull(cp_span.5),
+                ('checkpoint.id', concat(
+                    'is checkpoint ', cp_span.1, ', which closed after ', toString(cp_span.3), ', before this crossing'
+                )),
             checkpoint.border_country IS NOT NULL AND NOT shekara_is_country(assumeNotNull(checkpoint.border_country)),
                 ('checkpoint.border_country', shekara_not_country(assumeNotNull(checkpoint.border_country))),
             traveller_problem.1 != '', traveller_problem,
@@ -69,6 +88,8 @@ FROM
             purpose = 'TRANSIT' AND declared_destination IS NULL,
                 ('declared_destination', 'is required when purpose is TRANSIT'),
             exit_checkpoint_bad, exit_checkpoint_problem,
+            planned_exit_checkpoint IS NOT NULL AND NOT has(cp_ids, assumeNotNull(planned_exit_checkpoint)),
+                ('planned_exit_checkpoint', shekara_not_checkpoint(assumeNotNull(planned_exit_checkpoint))),
             card_bad, card_problem,
             conveyance_bad, conveyance_problem,
             key_problem.1 != '', key_problem,
