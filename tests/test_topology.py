@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from confluent_kafka import Producer
@@ -39,6 +40,7 @@ from schemas.records import (
 )
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, traveller_key
+from shekara.rules import load_rules
 from shekara.settings import Settings
 from streams.core import address_key
 from streams.worker import spawn_worker, wait_for_assignment
@@ -47,6 +49,7 @@ pytestmark = pytest.mark.integration
 
 UZ_POST = Checkpoint("KZ-UZ-ZHIBEK-ZHOLY", CheckpointKind.ROAD, "UZB")
 NOW = datetime.now(UTC)
+ALMATY = ZoneInfo("Asia/Almaty")
 
 
 def traveller(number: str) -> Traveller:
@@ -78,7 +81,7 @@ def tkey_of(settings: Settings, number: str) -> str:
     return traveller_key("UZB", number, settings.pseudonym_key_bytes)
 
 
-def publish(settings: Settings, items: list[tuple[str, bytes | None, bytes]]) -> None:
+def publish(settings: Settings, items: Sequence[tuple[str, bytes | None, bytes]]) -> None:
     p = Producer({"bootstrap.servers": settings.bootstrap_servers})
     for topic, key, value in items:
         p.produce(topic, key=key, value=value, partition=0)
@@ -143,7 +146,7 @@ def test_matcher_emits_alerts_stays_dead_letters_and_fires_deadlines_on_ticks(
         NOW.date(),
         "eqonaq",
     )
-    records = [
+    records: list[Crossing | Registration | StatusChange] = [
         StatusChange(
             "a-lost", NOW - timedelta(hours=2), NOW, StatusChangeKind.DOCUMENT_LOST, traveller("AA0000001"), "p", "t"
         ),
@@ -163,6 +166,21 @@ def test_matcher_emits_alerts_stays_dead_letters_and_fires_deadlines_on_ticks(
         ),
         crossing("e-in", "EE0000001", NOW - timedelta(seconds=1), Direction.ENTRY),  # moves the watermark to now
     ]
+    # Issue 16 item 3 through the broker: an expulsion without end date is accepted and bans (the default
+    # 5 years); a daily trader (in 08:00, out 18:00 local) for 92 days in a row gets one WINDOW_BREACH, due
+    # at his entry on the 91st day.
+    records.append(
+        StatusChange(
+            "h-expelled", NOW - timedelta(days=30), NOW, StatusChangeKind.EXPELLED, traveller("HH0000001"), "mvd", "t"
+        )
+    )
+    records.append(crossing("h-in", "HH0000001", NOW - timedelta(hours=2), Direction.ENTRY))
+    first = NOW.astimezone(ALMATY).date() - timedelta(days=100)
+    morning = datetime(first.year, first.month, first.day, 8, tzinfo=ALMATY)
+    for k in range(92):
+        t_in = (morning + timedelta(days=k)).astimezone(UTC)  # wall-clock 08:00 each local day
+        records.append(crossing(f"j-in-{k}", "JJ0000001", t_in, Direction.ENTRY))
+        records.append(crossing(f"j-out-{k}", "JJ0000001", t_in + timedelta(hours=10), Direction.EXIT))
     bad_number = crossing("x-1", "??", NOW, Direction.ENTRY)
     wrong_key = crossing("x-2", "FF0000001", NOW, Direction.ENTRY)
     serde = Serde.from_settings(s)
@@ -215,6 +233,17 @@ def test_matcher_emits_alerts_stays_dead_letters_and_fires_deadlines_on_ticks(
     reasons = {(d.stage, d.field) for d in dead}
     assert reasons == {("decode", None), ("validate", "traveller.document.number"), ("validate", "key")}
     assert all(d.source_topic == t.crossings and d.source_offset is not None and d.value for d in dead)
+
+    banned = [a for a in alerts if a.type == AlertType.BANNED_ENTRY]
+    assert [a.alert_id for a in banned] == [alert_id(AlertType.BANNED_ENTRY, tkey_of(s, "HH0000001"), "h-in")]
+    ban_start = (NOW - timedelta(days=30)).astimezone(ALMATY).date()
+    assert banned[0].details["until"] == load_rules().ban.last_day(ban_start).isoformat()
+    # The trips reach the worker behind the watermark (after e-in): a batch that ends on an entry sees an open
+    # stay that would breach and raises it; the exit in the next batch retracts it. The final set has one.
+    last = {a.alert_id: a for a in alerts if a.type == AlertType.WINDOW_BREACH}
+    breach = [a for a in last.values() if a.action != AlertAction.RETRACTED]
+    assert [a.alert_id for a in breach] == [alert_id(AlertType.WINDOW_BREACH, tkey_of(s, "JJ0000001"), "j-in-90")]
+    assert breach[0].due_time == (morning + timedelta(days=90)).astimezone(UTC)
 
     assert [(m.key, m.value) for m in forwarded] == [
         (address_key("KZ-75", "Abai avenue 10", s.pseudonym_key_bytes).encode(), encoded(s, registration)[2])
