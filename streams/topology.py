@@ -74,10 +74,11 @@ TICK_SECONDS = 1.0
 MAX_HELD = 100_000  # events held back for alignment (streams.align), at most
 LANES = 2  # chunks of disjoint partitions the matcher has in the matching process at once (_work_in_chunks)
 # While events are held and no batch arrives, look again this often whether their hold has expired (streams.align:
-# a caught-up co-partition is waited for a quarter second), rather than at the next one-second tick. Only up to
-# RECHECK_HELD held events: a large hold is a backlog waited for, and each look walks every held event.
+# a caught-up co-partition is waited for a quarter second), rather than at the next one-second tick; each look
+# that releases nothing waits twice as long, up to the tick. Only up to RECHECK_HELD held events: live, a hold is a
+# handful; a larger one is a backlog waited for, and each look walks every held event.
 RECHECK_S = 0.05
-RECHECK_HELD = 5_000
+RECHECK_HELD = 1_000
 
 
 def fatal_exit(exc: BaseException) -> None:
@@ -344,8 +345,9 @@ class TravellerMatcher:
     async def _release_later(self) -> None:
         """Work held events as soon as their hold expires, while no batch comes to release them (live, a quiet
         moment): the agent's next batch or the tick would otherwise be their only chance."""
+        pause = RECHECK_S
         while self._held and len(self._held) <= RECHECK_HELD:
-            await asyncio.sleep(RECHECK_S)
+            await asyncio.sleep(pause)
             if time.monotonic() - self._last_batch < RECHECK_S:
                 continue  # batches are coming: each releases what it may
             async with self._lock:
@@ -358,6 +360,7 @@ class TravellerMatcher:
                 except Exception as exc:
                     self.on_fatal(exc)
                     raise
+            pause = RECHECK_S if ready else min(2 * pause, TICK_SECONDS)
 
     def _admit_ahead(self, events: Sequence[EventT], ready: Sequence[EventT]) -> None:
         """Have the events just held for alignment admitted meanwhile, so the matching process does not wait idle.
