@@ -5,7 +5,8 @@ different broker, port or database than the one the service uses.
 
 * processors: the worker's web server answers ``/api/alerts`` (the ops page, `streams.web`) on its web port;
 * sink: ClickHouse answers as the writer (its DSN), and the sink's consumer group has a live member;
-* simulator: the broker answers a metadata request.
+* simulator: the broker answers a metadata request;
+* notify: the notifier's consumer group (`sinks.notify`) has a live member.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ def broker(settings: Settings) -> None:
 
 def sink(settings: Settings) -> None:
     import clickhouse_connect
-    from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
 
     dsn = settings.clickhouse_dsn
     options: dict[str, Any] = {} if dsn.startswith("chdb:") else {"connect_timeout": TIMEOUT}  # chdb: in-process
@@ -49,8 +48,15 @@ def sink(settings: Settings) -> None:
         client.command("SELECT 1")
     finally:
         client.close()
+    live_member(settings, settings.sink.group_id)
+
+
+def live_member(settings: Settings, group: str) -> None:
+    """The consumer group `group` has a live member."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
     admin = AdminClient(settings.kafka_config())
-    group = settings.sink.group_id
     description = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
     # Any state but EMPTY/DEAD/UNKNOWN means the group has a live member (the sink, or a replica of it).
     live = {
@@ -62,7 +68,11 @@ def sink(settings: Settings) -> None:
         raise RuntimeError(f"consumer group {group} has no live member (state {description.state.name})")
 
 
-CHECKS = {"processors": processors, "sink": sink, "simulator": broker}
+def notify(settings: Settings) -> None:
+    live_member(settings, settings.notify.group_id)
+
+
+CHECKS = {"processors": processors, "sink": sink, "simulator": broker, "notify": notify}
 
 
 def main(argv: list[str]) -> int:

@@ -13,8 +13,10 @@ Who may do what (analysts have no Kafka user at all; they read ClickHouse):
   the dead-letter topic, where ``shekara publish`` reports the lines it refused (stage ``publish``, coordinates of
   the letter itself): a sender's refused input is then visible to operations, as the processors' refusals are.
 * ``processors``: READ the sources, the re-keyed registrations and the alerts (the ops page); WRITE alerts, stays,
-  dead letters and re-keyed registrations; its own internal topics (changelogs, ``<app id>-…``) and group.
-* ``sink``: READ every topic it lands; WRITE dead letters; its group.
+  dead letters and re-keyed registrations; READ and WRITE the alert-actions topic (officers' triage on the page);
+  its own internal topics (changelogs, ``<app id>-…``) and group.
+* ``sink``: READ every topic it lands; WRITE dead letters; its group, and the notifier's (``shekara notify``, a
+  sink of alerts to a webhook, runs as this user).
 * ``schema-registry``: its ``_schemas`` topic and group.
 
 Exit 0 when done, 1 with one line on any failure (the service is restarted on failure).
@@ -68,13 +70,14 @@ def grants(settings: Settings, processors_app_id: str = PROCESSORS_APP_ID) -> li
     internal = ("READ", "WRITE", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS")
     every = [
         *_allow("producer", "topic", [*sources, t.dead_letter], write),
-        *_allow("processors", "topic", [*sources, t.address_registrations, t.alerts], read),
+        *_allow("processors", "topic", [*sources, t.address_registrations, t.alerts, t.alert_actions], read),
         *_allow("processors", "topic", [t.alerts, t.stays, t.dead_letter, t.address_registrations], write),
+        *_allow("processors", "topic", [t.alert_actions], write),  # officers' triage from the ops page
         *_allow("processors", "topic", [f"{processors_app_id}-"], internal, prefixed=True),
         *_allow("processors", "group", [processors_app_id], read),
-        *_allow("sink", "topic", [*sources, t.alerts, t.stays, t.dead_letter], read),
+        *_allow("sink", "topic", [*sources, t.alerts, t.stays, t.dead_letter, t.alert_actions], read),
         *_allow("sink", "topic", [t.dead_letter], write),
-        *_allow("sink", "group", [settings.sink.group_id], read),
+        *_allow("sink", "group", [settings.sink.group_id, settings.notify.group_id], read),  # notify: a sink too
         *_allow("schema-registry", "topic", [REGISTRY_TOPIC], internal),
         *_allow("schema-registry", "group", [REGISTRY_GROUP], read, prefixed=True),
     ]

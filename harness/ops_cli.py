@@ -1,5 +1,5 @@
-"""Operations commands: `shekara alerts` (the ops console, with `ack`, `assign` and `note` for triage) and
-`shekara bench` (one report of every benchmark).
+"""Operations commands: `shekara alerts` (the ops console, with `ack`, `assign` and `note` for triage),
+`shekara notify` (alerts to a webhook, `sinks.notify`) and `shekara bench` (one report of every benchmark).
 
 Thin shells: the alert lines come from `streams.console`, the triage states from `streams.triage` (kept on the
 alert-actions topic, `streams.triage_topic`), the figures from each component's ``bench.run``.
@@ -526,6 +526,37 @@ def bench(
         raise typer.Exit(1)
 
 
+# --- notify: CRITICAL/HIGH alerts to a webhook ------------------------------------------------------------
+
+
+def notify(
+    once: Annotated[bool, typer.Option("--once", help="Notify what is in the alerts topic now, then exit")] = False,
+) -> None:
+    """Send CRITICAL/HIGH alerts to SHEKARA_NOTIFY__WEBHOOK_URL (Alertmanager's webhook payload), with retries."""
+    from shekara.admin import require_broker
+    from sinks.notify import run_notify
+
+    settings = get_settings()
+    if not settings.notify.webhook_url:
+        typer.secho(
+            "error: notifications are off: set SHEKARA_NOTIFY__WEBHOOK_URL to the receiver's URL", fg="red", err=True
+        )
+        raise typer.Exit(2)
+    require_broker(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stats = run_notify(settings, stop=stop, once=once)
+    except KeyboardInterrupt:
+        return
+    typer.echo(
+        f"{stats.delivered} delivered, {stats.dead_lettered} dead-lettered, {stats.filtered} below the severities,"
+        f" {stats.attempts} attempts",
+        err=True,
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(alerts_app, name="alerts")
+    app.command("notify")(notify)
     app.command("bench")(bench)

@@ -194,8 +194,10 @@ def test_simulator_is_an_optional_producer(compose: dict[str, Any]) -> None:
     assert simulator["profiles"] == ["simulator"]
     assert simulator["restart"] == "on-failure"  # a finished run must not start over
     assert "--to-kafka" in simulator["command"]
+    # The webhook notifier runs only where a receiver is configured (sinks/notify.py).
+    assert compose["services"]["notify"]["profiles"] == ["notify"]
     for name, spec in compose["services"].items():
-        if name != "simulator":
+        if name not in ("simulator", "notify"):
             assert "profiles" not in spec, f"{name} must start by default"
 
 
@@ -424,10 +426,12 @@ def test_acls_give_each_user_only_what_its_service_does() -> None:
     assert {n for r, n, op, _ in processors if op == "READ" and r == "topic"} == sources | {
         t.address_registrations,
         t.alerts,
+        t.alert_actions,
         f"{DEFAULT_APP_ID}-",
     }
     assert {n for r, n, op, _ in processors if op == "WRITE"} == {
         t.alerts,
+        t.alert_actions,
         t.stays,
         t.dead_letter,
         t.address_registrations,
@@ -437,9 +441,14 @@ def test_acls_give_each_user_only_what_its_service_does() -> None:
     assert ("topic", f"{DEFAULT_APP_ID}-", "CREATE", True) in processors  # its changelogs, nothing else
     assert {n for r, n, op, _ in processors if op == "CREATE"} == {f"{DEFAULT_APP_ID}-"}
     sink = allowed("sink")
-    assert {n for r, n, op, _ in sink if op == "READ" and r == "topic"} == sources | {t.alerts, t.stays, t.dead_letter}
+    assert {n for r, n, op, _ in sink if op == "READ" and r == "topic"} == sources | {
+        t.alerts,
+        t.stays,
+        t.dead_letter,
+        t.alert_actions,
+    }
     assert {n for r, n, op, _ in sink if op == "WRITE"} == {t.dead_letter}
-    assert {n for r, n, op, _ in sink if r == "group"} == {settings.sink.group_id}
+    assert {n for r, n, op, _ in sink if r == "group"} == {settings.sink.group_id, settings.notify.group_id}
     # Every grant converts to a valid confluent-kafka ACL binding.
     bindings = {acls.acl_binding(g) for g in grants}
     assert len(bindings) == len(grants)
