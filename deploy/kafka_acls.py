@@ -18,6 +18,8 @@ Who may do what (analysts have no Kafka user at all; they read ClickHouse):
 * ``sink``: READ every topic it lands; WRITE dead letters; its group, and the notifier's (``shekara notify``, a
   sink of alerts to a webhook, runs as this user).
 * ``schema-registry``: its ``_schemas`` topic and group.
+* ``rest-proxy`` (Confluent REST Proxy, for integrators without a Kafka client): WRITE the three source topics.
+  Its HTTP callers all act as this one user, so it gets less than ``producer``: no dead-letter topic.
 
 Exit 0 when done, 1 with one line on any failure (the service is restarted on failure).
 """
@@ -41,6 +43,7 @@ USERS = {
     "processors": "KAFKA_PROCESSORS_PASSWORD",
     "sink": "KAFKA_SINK_PASSWORD",
     "schema-registry": "KAFKA_REGISTRY_PASSWORD",
+    "rest-proxy": "KAFKA_REST_PROXY_PASSWORD",
 }
 TIMEOUT = 30.0
 
@@ -80,6 +83,7 @@ def grants(settings: Settings, processors_app_id: str = PROCESSORS_APP_ID) -> li
         *_allow("sink", "group", [settings.sink.group_id, settings.notify.group_id], read),  # notify: a sink too
         *_allow("schema-registry", "topic", [REGISTRY_TOPIC], internal),
         *_allow("schema-registry", "group", [REGISTRY_GROUP], read, prefixed=True),
+        *_allow("rest-proxy", "topic", sources, write),  # integrators over HTTP: the source topics only
     ]
     return list(dict.fromkeys(every))  # DESCRIBE comes with both READ and WRITE: once
 

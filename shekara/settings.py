@@ -303,6 +303,8 @@ PLACEHOLDER_SECRETS = frozenset(
         "change-me-kafka-processors",
         "change-me-kafka-sink",
         "change-me-kafka-registry",
+        "change-me-kafka-rest-proxy",
+        "change-me-rest-proxy",
         "change-me-grafana",
     }
 )
