@@ -187,6 +187,8 @@ def _status_change_to(r: StatusChange) -> AvroDict:
         "valid_until": r.valid_until,
         "reference": r.reference,
         "source_record_id": r.source_record_id,
+        "new_document_number": r.new_document_number,
+        "new_document_issuing_country": r.new_document_issuing_country,
     }
 
 
@@ -203,6 +205,8 @@ def _status_change_from(d: AvroDict) -> StatusChange:
         d.get("valid_until"),
         d.get("reference"),
         d.get("source_record_id"),
+        d.get("new_document_number"),
+        d.get("new_document_issuing_country"),
     )
 
 

@@ -76,6 +76,7 @@ class StatusChangeKind(StrEnum):
     DOCUMENT_LOST = "DOCUMENT_LOST"
     DOCUMENT_STOLEN = "DOCUMENT_STOLEN"
     DOCUMENT_RECOVERED = "DOCUMENT_RECOVERED"  # takes a document off the watch list
+    DOCUMENT_REPLACED = "DOCUMENT_REPLACED"  # v3: new_document_* replaces traveller.document (same person)
 
 
 class AlertAction(StrEnum):
@@ -168,6 +169,8 @@ class StatusChange:
     valid_until: date | None = None  # new visa expiry, permit end, ban end
     reference: str | None = None  # decision, permit or police report number
     source_record_id: str | None = None  # the source system's own record id (schema v2)
+    new_document_number: str | None = None  # DOCUMENT_REPLACED (schema v3): the renewed document
+    new_document_issuing_country: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

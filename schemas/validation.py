@@ -339,6 +339,41 @@ def _status_change(r: StatusChange, now: datetime, limits: Limits) -> Iterator[V
     if vf is not None and vu is not None and _is_date(vf) and _is_date(vu) and vu < vf:
         yield ValidationError("valid_until", "is before valid_from")
     yield from _opt_text(r.reference, "reference", limits.max_id_chars)
+    yield from _replacement(r, limits)
+
+
+REPLACED_ONLY = "is only for DOCUMENT_REPLACED"
+
+
+def _replacement(r: StatusChange, limits: Limits) -> Iterator[ValidationError]:
+    """DOCUMENT_REPLACED names the new document (schema v3); no other kind does (docs/alerts.md, renewals)."""
+    number, country = r.new_document_number, r.new_document_issuing_country
+    if r.kind != StatusChangeKind.DOCUMENT_REPLACED:
+        if number is not None:
+            yield ValidationError("new_document_number", REPLACED_ONLY)
+        if country is not None:
+            yield ValidationError("new_document_issuing_country", REPLACED_ONLY)
+        return
+    ok = True
+    if number is None:
+        ok = False
+        yield ValidationError("new_document_number", "is required for DOCUMENT_REPLACED (the new document)")
+    else:
+        for problem in _document_number(number, "new_document_number", limits):
+            ok = False
+            yield problem
+    if country is None:
+        ok = False
+        yield ValidationError("new_document_issuing_country", "is required for DOCUMENT_REPLACED")
+    else:
+        for problem in _country(country, "new_document_issuing_country"):
+            ok = False
+            yield problem
+    old = r.traveller.document if isinstance(r.traveller, Traveller) else None
+    if ok and old is not None and isinstance(old.number, str):
+        same = country == old.issuing_country
+        if same and normalise_document_number(number or "") == normalise_document_number(old.number):
+            yield ValidationError("new_document_number", "is the document it replaces (traveller.document)")
 
 
 def _problems(

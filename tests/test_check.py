@@ -36,7 +36,7 @@ def test_every_record_type_has_an_example() -> None:
     types = {json.loads(line)["record_type"] for p in EXAMPLES for line in p.read_text().splitlines() if line}
     assert types == {"Crossing", "Registration", "StatusChange"}
     kinds = {json.loads(line)["kind"] for line in (REPO_ROOT / "docs/examples/status-change.jsonl").open()}
-    assert len(kinds) == 11  # every StatusChangeKind
+    assert len(kinds) == 12  # every StatusChangeKind (DOCUMENT_REPLACED: schema v3)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

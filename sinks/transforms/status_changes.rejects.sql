@@ -27,6 +27,10 @@ FROM
         shekara_validity_problem(
             valid_from, valid_until, {earliest:Date32}, {latest:Date32}, suspect
         ) AS validity_problem,
+        shekara_replacement_problem(
+            kind, new_document_number, new_number, new_document_issuing_country, traveller.document.issuing_country,
+            number, {max_id:UInt32}, suspect
+        ) AS replacement_problem,
         shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem
     SELECT
         _msg,
@@ -44,6 +48,7 @@ FROM
                 AND assumeNotNull(valid_until) < assumeNotNull(valid_from), ('valid_until', 'is before valid_from'),
             shekara_optional_text_bad(reference, {max_id:UInt32}, suspect),
                 shekara_optional_text_problem('reference', reference, {max_id:UInt32}, suspect),
+            replacement_problem.1 != '', replacement_problem,  -- migration 014
             key_problem.1 != '', key_problem,
             ('', '')
         ) AS problem
@@ -53,6 +58,7 @@ FROM
         SELECT
             *,
             shekara_normalise_document(traveller.document.number) AS number,
+            shekara_normalise_document(ifNull(new_document_number, '')) AS new_number,
             shekara_judging_day(event_time, _ts) AS on_day,
             -- Every string of the record (enums need none: decoding the Avro gives one of their symbols), for the
             -- UTF-8 check and one search for hidden characters per record; `suspect`: see shekara_clean_source.
@@ -64,7 +70,9 @@ FROM
                 authority, ' ',
                 source_system, ' ',
                 ifNull(reference, ''), ' ',
-                ifNull(source_record_id, '')
+                ifNull(source_record_id, ''), ' ',
+                ifNull(new_document_number, ''), ' ',
+                ifNull(new_document_issuing_country, '')
             ) AS texts,
             NOT (
                 shekara_clean_source(
@@ -75,8 +83,10 @@ FROM
                     length(event_id),
                     length(ifNull(source_record_id, '')),
                     length(traveller.document.number),
-                    length(ifNull(reference, ''))
+                    length(ifNull(reference, '')),
+                    length(ifNull(new_document_number, ''))
                 ) <= {max_id:UInt32}
+                AND length(ifNull(new_document_number, '')) = lengthUTF8(ifNull(new_document_number, ''))
                 AND greatest(length(source_system), length(authority)) <= {max_text:UInt32}
                 AND ifNull(valid_from, {earliest:Date32}) BETWEEN {earliest:Date32} AND {latest:Date32}
                 AND ifNull(valid_until, {earliest:Date32}) BETWEEN {earliest:Date32} AND {latest:Date32}

@@ -3,7 +3,7 @@
 INSERT INTO status_changes
 (
     event_id, event_time, received_time, event_date, kind, traveller_key, nationality, birth_year, sex, authority,
-    valid_from, valid_until, source_system, source_partition, source_offset, _batch
+    valid_from, valid_until, source_system, source_partition, source_offset, _batch, new_traveller_key
 )
 WITH
     -- The HMAC pads from the writer session's temporary table (sinks.writer): never in the query text.
@@ -32,7 +32,18 @@ SELECT
     source_system,
     _partition,
     {bases:Array(UInt64)}[_partition + 1] + _delta,
-    {batch:String}
+    {batch:String},
+    -- DOCUMENT_REPLACED: the new document's keyed traveller key (migration 014), as traveller_key is the old one's.
+    if(
+        kind = 'DOCUMENT_REPLACED',
+        shekara_hmac32(
+            ipad, opad,
+            shekara_partition_key(
+                ifNull(new_document_issuing_country, ''), shekara_normalise_document(ifNull(new_document_number, ''))
+            )
+        ),
+        ''
+    )
 FROM staged
 WHERE event_id NOT IN (
     SELECT event_id FROM status_changes

@@ -1,0 +1,121 @@
+"""Identity continuity across a renewed document (DOCUMENT_REPLACED; docs/alerts.md, "Renewed documents").
+
+A traveller's state is kept under the partition key of the document presented, and a renewed passport hashes to
+another key. A DOCUMENT_REPLACED status change from the passport authority (keyed by the OLD document, schema v3)
+names the new document. The link logic, pure:
+
+* `link_of(change)`: the link old document -> new document a status change makes, if any.
+* `LinkBook`: the links known; `canonical(key)` follows renewals back to the person's first document
+  (A -> B -> C: C's canonical key is A's), and `add` refuses a link that would give a document two pasts or close
+  a loop (one line saying which).
+* `continued_history(old_events, new_events, link)`: one person's history as the new document's traveller goes on
+  with it: the old document's events re-addressed to the new document and merged with the new one's, so
+  `streams.core.step` counts the 90/180 days and matches a stay opened on the old document across the renewal.
+  The old document's own watch-list changes (lost, stolen, recovered) stay behind: they concern that booklet,
+  not the person, and a crossing on the new passport is not one on a lost passport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+
+from schemas.records import Document, StatusChange, StatusChangeKind
+from shekara.pseudonym import partition_key
+from streams.core.model import Event
+
+# Changes that concern one booklet, not its holder: they do not follow the person to a new document.
+DOCUMENT_SCOPED = frozenset(
+    {StatusChangeKind.DOCUMENT_LOST, StatusChangeKind.DOCUMENT_STOLEN, StatusChangeKind.DOCUMENT_RECOVERED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """The old document (its partition key) was replaced by the new one, by the status change `event_id`."""
+
+    old_key: str
+    new_key: str
+    new_document: Document
+    event_id: str
+    at: datetime
+
+
+def link_of(change: StatusChange) -> Link | None:
+    """The link a DOCUMENT_REPLACED status change makes (None for other kinds or without a new document)."""
+    if change.kind != StatusChangeKind.DOCUMENT_REPLACED:
+        return None
+    number, country = change.new_document_number, change.new_document_issuing_country
+    if number is None or country is None:
+        return None  # validation refuses it; nothing to link
+    old = change.traveller.document
+    new = Document(old.type, number, country)  # a renewal is a document of the same type
+    return Link(
+        partition_key(old.issuing_country, old.number),
+        partition_key(country, number),
+        new,
+        change.event_id,
+        change.event_time,
+    )
+
+
+@dataclass(frozen=True)
+class LinkBook:
+    """Known renewals: each new document's key -> the key of the document it replaced (its one past)."""
+
+    previous: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def canonical(self, key: str) -> str:
+        """The key of the person's first known document: `key` followed back through its renewals."""
+        seen = {key}
+        while (before := self.previous.get(key)) is not None and before not in seen:  # `add` keeps it loop-free
+            seen.add(before)
+            key = before
+        return key
+
+    def problem(self, link: Link) -> str | None:
+        """Why `link` cannot be added (a second past for the new document, or a loop), or None."""
+        if link.old_key == link.new_key:
+            return "a document cannot replace itself"
+        known = self.previous.get(link.new_key)
+        if known is not None and known != link.old_key:
+            return "the new document already replaces another document (a second renewal into it is refused)"
+        # A document with no past that is an ancestor of the old one is the old one's first document.
+        if self.canonical(link.old_key) == link.new_key:
+            return "the new document is an earlier document of the same person (the link would close a loop)"
+        return None
+
+    def add(self, link: Link) -> LinkBook:
+        """The book with `link`; ValueError (one line) if `problem` refuses it. Adding a known link changes nothing."""
+        why = self.problem(link)
+        if why is not None:
+            raise ValueError(f"link {link.event_id}: {why}")
+        return LinkBook(MappingProxyType({**self.previous, link.new_key: link.old_key}))
+
+    @classmethod
+    def of(cls, links: Iterable[Link]) -> LinkBook:
+        book = cls()
+        for link in links:
+            book = book.add(link)
+        return book
+
+
+def continued_history(old_events: Sequence[Event], new_events: Sequence[Event], link: Link) -> list[Event]:
+    """The new document's traveller's events, preceded by the old document's (re-addressed to the new document).
+
+    Duplicates by event id keep one copy; `step` orders the history itself. Document-scoped changes of the old
+    document (DOCUMENT_SCOPED) are left behind.
+    """
+    out: dict[str, Event] = {}
+    for ev in old_events:
+        if isinstance(ev, StatusChange) and ev.kind in DOCUMENT_SCOPED:
+            continue
+        doc = ev.traveller.document
+        if partition_key(doc.issuing_country, doc.number) != link.old_key:
+            raise ValueError(f"event {ev.event_id} is not on the replaced document of link {link.event_id}")
+        out.setdefault(ev.event_id, replace(ev, traveller=replace(ev.traveller, document=link.new_document)))
+    for ev in new_events:
+        out.setdefault(ev.event_id, ev)
+    return list(out.values())

@@ -1,0 +1,136 @@
+"""Identity continuity: the pure link logic of a renewed document (streams.core.identity, docs/alerts.md).
+
+A renewed passport is the same person: joined through the DOCUMENT_REPLACED link, the two documents' histories
+count the 90/180 days together and close a stay opened on the old passport with an exit on the new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from schemas.records import AlertType, Direction, StatusChange, StatusChangeKind, Traveller
+from shekara.pseudonym import partition_key
+from streams.core.identity import LinkBook, continued_history, link_of
+from tests.core.factory import Run, at, entry, exit_, key_of, person, registration, run, status
+
+OLD = person(number="OLD123456")
+NEW = person(number="NEW654321")
+
+
+def _renewal(when: str, old: Traveller = OLD, new: Traveller = NEW) -> StatusChange:
+    s = status(when, StatusChangeKind.DOCUMENT_REPLACED, who=old, eid=f"renew-{old.document.number}")
+    return replace(s, new_document_number=new.document.number, new_document_issuing_country="UZB")
+
+
+def _trip(first: str, last: str, who: Traveller) -> list:
+    return [
+        entry(f"{first} 09:00", who=who),
+        registration(f"{first} 12:00", reg_id=f"R-{who.document.number}-{first}", who=who),
+        exit_(f"{last} 18:00", who=who),
+    ]
+
+
+def _pkey(t: Traveller) -> str:
+    return partition_key(t.document.issuing_country, t.document.number)
+
+
+def _as_new(events: list) -> Run:
+    """The new document's traveller fed `events` (the processors' state for the new document's key)."""
+    r = Run(key=key_of(NEW))
+    r.feed(events, max(e.event_time for e in events))
+    return r
+
+
+# --- links ------------------------------------------------------------------------------------------------------
+
+
+def test_only_a_replacement_with_its_new_document_makes_a_link() -> None:
+    link = link_of(_renewal("2026-03-01 10:00"))
+    assert link is not None
+    assert (link.old_key, link.new_key) == (_pkey(OLD), _pkey(NEW))
+    assert link.new_document == NEW.document and link.event_id == "renew-OLD123456"
+    assert link_of(status("2026-03-01 10:00", StatusChangeKind.DOCUMENT_LOST, who=OLD)) is None
+    assert link_of(replace(_renewal("2026-03-01 10:00"), new_document_number=None)) is None
+
+
+def test_renewals_chain_back_to_the_first_document() -> None:
+    third = person(number="THIRD7777")
+    a_b = link_of(_renewal("2026-03-01 10:00"))
+    b_c = link_of(_renewal("2027-03-01 10:00", NEW, third))
+    assert a_b is not None and b_c is not None
+    book = LinkBook.of([b_c, a_b])  # in either order
+    assert book.canonical(_pkey(third)) == book.canonical(_pkey(NEW)) == book.canonical(_pkey(OLD)) == _pkey(OLD)
+    assert book.add(a_b) == book  # the same link again (a redelivery) changes nothing
+    assert LinkBook().canonical("unlinked") == "unlinked"
+
+
+def test_a_loop_or_a_second_past_is_refused_in_one_line() -> None:
+    a_b = link_of(_renewal("2026-03-01 10:00"))
+    b_a = link_of(_renewal("2026-04-01 10:00", NEW, OLD))
+    other = link_of(_renewal("2026-05-01 10:00", person(number="OTHER1234"), NEW))
+    assert a_b is not None and b_a is not None and other is not None
+    book = LinkBook.of([a_b])
+    with pytest.raises(ValueError, match=r"^link renew-NEW654321: .*close a loop\)$"):
+        book.add(b_a)
+    assert book.problem(other) is not None and "already replaces another document" in (book.problem(other) or "")
+
+
+# --- one history across the renewal ------------------------------------------------------------------------------
+
+
+def test_a_renewed_passport_does_not_reset_the_90_180_count() -> None:
+    # 61 days on the old passport (30 + 30 + 1, January to March), renewed abroad on 20 March, then 30 days on the
+    # new one (4 April - 3 May): 91 days present in 180 on 3 May. Each document alone is within the limit.
+    old = _trip("2026-01-01", "2026-01-30", OLD) + _trip("2026-02-01", "2026-03-02", OLD)
+    old += _trip("2026-03-04", "2026-03-04", OLD)
+    new = _trip("2026-04-04", "2026-05-03", NEW)
+    renewal = _renewal("2026-03-20 10:00")
+    link = link_of(renewal)
+    assert link is not None
+    assert _as_new(new).types() == []  # the new document alone: its first 30 days, no breach
+    joined = _as_new(continued_history([*old, renewal], new, link))
+    assert joined.types() == [AlertType.WINDOW_BREACH.value]
+    [breach] = joined.final_alerts().values()
+    assert breach.details["count"] == "91" and breach.details["day"] == "2026-05-03"
+    assert breach.traveller_key == key_of(NEW)
+
+
+def test_a_stay_opened_on_the_old_passport_is_closed_by_an_exit_on_the_new_one() -> None:
+    # In the country since 1 March on the old passport (30 days allowed), renewed at a consulate on 10 March,
+    # left on 20 April on the new one: an out-of-country overstay, not an exit without entry.
+    arrival = entry("2026-03-01 09:00", who=OLD)
+    renewal = _renewal("2026-03-10 10:00")
+    departure = exit_("2026-04-20 18:00", who=NEW)
+    link = link_of(renewal)
+    assert link is not None
+    assert _as_new([departure]).types() == [AlertType.EXIT_WITHOUT_ENTRY.value]  # each document alone
+    joined = _as_new(continued_history([arrival, renewal], [departure], link))
+    assert AlertType.EXIT_WITHOUT_ENTRY.value not in joined.types()
+    assert AlertType.OUT_OF_COUNTRY_OVERSTAY.value in joined.types()
+    [stay] = joined.final_stays().values()
+    assert (stay.entry_event_id, stay.exit_event_id) == (arrival.event_id, departure.event_id)
+
+
+def test_the_old_booklets_watch_list_does_not_follow_the_person() -> None:
+    lost = status("2026-02-01 10:00", StatusChangeKind.DOCUMENT_LOST, who=OLD)
+    renewal = _renewal("2026-02-05 10:00")
+    trip = _trip("2026-03-01", "2026-03-05", NEW)
+    link = link_of(renewal)
+    assert link is not None
+    joined = continued_history([lost, renewal], trip, link)
+    assert lost.event_id not in {e.event_id for e in joined}
+    assert AlertType.LOST_STOLEN_DOCUMENT.value not in _as_new(joined).types()
+    assert run([lost, entry("2026-03-01 09:00", who=OLD)]).types() == [AlertType.LOST_STOLEN_DOCUMENT.value]
+    assert all(e.traveller.document == NEW.document for e in joined)
+    assert [e.direction for e in joined if hasattr(e, "direction")] == [Direction.ENTRY, Direction.EXIT]
+
+
+def test_an_event_of_a_third_document_is_refused() -> None:
+    link = link_of(_renewal("2026-03-01 10:00"))
+    assert link is not None
+    stranger = entry("2026-01-01 09:00", who=person(number="OTHER1234"))
+    with pytest.raises(ValueError, match="is not on the replaced document of link renew-OLD123456"):
+        continued_history([stranger], [], link)
+    assert at("2026-03-01 10:00") == link.at

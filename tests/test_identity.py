@@ -1,0 +1,120 @@
+"""Identity continuity (issue 16, item 5): DOCUMENT_REPLACED links an old document to its renewal.
+
+The contract (StatusChange v3) carries the new document; the producer client, the processors and the sink judge
+it alike; the warehouse stores the new document's keyed traveller key beside the old one, and `travel_history`
+given either key lists both documents' crossings. The pure link logic is in tests/core/test_identity.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from harness import samples
+from producers.client import EventProducer
+from schemas.compat import check_compatibility
+from schemas.records import Crossing, Direction, StatusChange, StatusChangeKind
+from schemas.serde import schema_versions
+from shekara.pseudonym import traveller_key
+from shekara.settings import Settings
+from sinks.analyst import query_table, saved_queries
+from sinks.sink import run_sink
+from tests.test_sink_parity import Case, Parity, parity_on
+
+T = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+T_MS = int(T.timestamp() * 1000)
+REPLACED = StatusChangeKind.DOCUMENT_REPLACED
+
+
+def _renewal(old: str = "OLD123456", new: str = "NEW654321", **over: object) -> StatusChange:
+    base = samples.status_change(
+        f"renew-{old}-{new}", event_time=T, number=old, kind=REPLACED, valid_from=None, valid_until=None
+    )
+    return replace(base, authority="passport-office", new_document_number=new, new_document_issuing_country="UZB")
+
+
+def test_v3_is_backward_compatible_and_only_its_new_symbol_is_forward_incompatible() -> None:
+    v2, v3 = schema_versions()["StatusChange"][1:3]
+    problems = check_compatibility(v2.path, v3.path)
+    assert len(problems) == 1 and problems[0].startswith("forward") and "DOCUMENT_REPLACED" in problems[0]
+    added = {f["name"]: f for f in v3.raw["fields"]}.keys() - {f["name"] for f in v2.raw["fields"]}
+    assert added == {"new_document_number", "new_document_issuing_country"}
+    assert all(f.get("default", "absent") is None for f in v3.raw["fields"] if f["name"] in added)
+
+
+@pytest.fixture
+def parity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
+    tmp = tmp_path_factory.mktemp("identity")  # closed after the test: chDB opens one warehouse path at a time
+    with parity_on(Settings(clickhouse_dsn=f"chdb://{tmp / 'ch'}", data_dir=tmp / "var")) as p:
+        yield p
+
+
+@pytest.mark.integration
+def test_processors_and_sink_judge_replacements_alike(parity: Parity) -> None:
+    ok = _renewal()
+    cases: dict[str, tuple[StatusChange, str | None]] = {
+        "renewal": (ok, None),
+        "renewal written with separators": (replace(ok, new_document_number="NEW-654 321"), None),
+        "no new number": (replace(ok, new_document_number=None), "new_document_number"),
+        "new number too short": (replace(ok, new_document_number="N-1"), "new_document_number"),
+        "new number not Latin": (
+            replace(ok, new_document_number="\u041d\u041e\u0412\u042b\u0419123"),
+            "new_document_number",
+        ),
+        "no new issuing country": (replace(ok, new_document_issuing_country=None), "new_document_issuing_country"),
+        "new issuing country of 2 letters": (
+            replace(ok, new_document_issuing_country="UZ"),
+            "new_document_issuing_country",
+        ),
+        "the same document again": (replace(ok, new_document_number="old 123 456"), "new_document_number"),
+        "the same number from another state": (
+            replace(ok, new_document_number="OLD123456", new_document_issuing_country="KGZ"),
+            None,
+        ),
+        "a new document on another kind": (replace(ok, kind=StatusChangeKind.DOCUMENT_LOST), "new_document_number"),
+        "a new country on another kind": (
+            replace(ok, kind=StatusChangeKind.DOCUMENT_LOST, new_document_number=None),
+            "new_document_issuing_country",
+        ),
+    }
+    verdicts = parity.check([Case(r, parity.key(r), T_MS) for r, _ in cases.values()])  # asserts they agree
+    assert {n: v and v[0] for n, v in zip(cases, verdicts, strict=True)} == {n: f for n, (_, f) in cases.items()}
+    same = verdicts[list(cases).index("the same document again")]
+    assert same == ("new_document_number", "new_document_number: is the document it replaces (traveller.document)")
+
+
+def _crossing(event_id: str, number: str, when: datetime, direction: Direction) -> Crossing:
+    c = samples.crossing(event_id, event_time=when)
+    doc = replace(c.traveller.document, number=number, issuing_country="UZB")
+    return replace(c, direction=direction, traveller=replace(c.traveller, document=doc, nationality="UZB"))
+
+
+@pytest.mark.integration
+def test_a_renewal_published_through_the_broker_links_both_histories_in_the_warehouse(settings: Settings) -> None:
+    s = settings.model_copy(update={"sink": settings.sink.model_copy(update={"flush_interval": 0.2})})
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = timedelta(days=1)
+    events: list[Crossing | StatusChange] = [
+        _crossing("a-in", "OLD123456", now - 40 * day, Direction.ENTRY),
+        _crossing("a-out", "OLD123456", now - 20 * day, Direction.EXIT),
+        replace(_renewal(), event_time=now - 10 * day, received_time=now - 10 * day),
+        _crossing("b-in", "NEW654321", now - 5 * day, Direction.ENTRY),
+        _crossing("b-out", "NEW654321", now - 2 * day, Direction.EXIT),
+        _crossing("other-in", "OTHER12345", now - 5 * day, Direction.ENTRY),  # someone else: never listed
+    ]
+    with EventProducer(s, spool=False) as producer:  # validated as at any integrator's
+        for e in events:
+            producer.publish(e)
+    stats = run_sink(s, once=True)
+    assert stats.dead_lettered == stats.skipped == 0 and stats.messages == len(events)
+    key = s.pseudonym_key_bytes
+    old, new = traveller_key("UZB", "OLD123456", key), traveller_key("UZB", "NEW654321", key)
+    links = query_table(s, "SELECT old_traveller_key, new_traveller_key FROM traveller_links").rows
+    assert links == [[old, new]]
+    history = saved_queries()["travel_history"]
+    for given in (old, new[:12]):
+        rows = query_table(s, history.sql, {"traveller_key": given}).rows
+        assert [(r[2], r[-1]) for r in rows] == [("ENTRY", old), ("EXIT", old), ("ENTRY", new), ("EXIT", new)]
