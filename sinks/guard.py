@@ -91,6 +91,16 @@ _MULTI_STATEMENT = "one statement at a time (chDB would run every statement of a
 _IN_SCOPE = re.compile(r":? In scope SELECT formatQuerySingleLine\(.*\)\.")
 _ALLOWED_TABLE_FUNCTIONS = ", ".join(sorted(TABLE_FUNCTIONS - {"generateseries"}))
 _ALLOWED_SYSTEM_TABLES = ", ".join(f"system.{t}" for t in sorted(SYSTEM_TABLES))
+# Whole queries BI clients send on their own, allowed as written (compared after formatQuerySingleLine) though
+# they read system tables that are refused otherwise: clickhouse-connect reads the session's settings when it
+# connects (driver/_backend/orchestration.py, init_sequence) and Grafana's ClickHouse datasource reads the
+# function list for its SQL editor (src/data/CHDatasource.ts, fetchSqlFunctions). Neither shows other
+# sessions, configuration files or data.
+BI_CLIENT_QUERIES = (
+    "SELECT name, value, readonly FROM system.settings LIMIT 10000",
+    "SELECT name, is_aggregate, case_insensitive, alias_to, origin, description, syntax, arguments, returned_value, "
+    "examples, categories FROM system.functions LIMIT 10000",
+)
 
 
 class QueryError(RuntimeError):
@@ -271,6 +281,7 @@ class GuardedSession:
         self.client = client
         self.database = database
         self._views: frozenset[str] | None = None
+        self._client_queries: frozenset[str] | None = None
 
     def raw(self, sql: str, fmt: str, params: dict[str, Any] | None = None) -> bytes:
         """ClickHouse's output of `sql` in `fmt`; QueryRefused if the guard says no, QueryError if ClickHouse does."""
@@ -288,8 +299,19 @@ class GuardedSession:
             if "Multi-statements are not allowed" in str(exc):
                 raise QueryRefused(f"refused: {_MULTI_STATEMENT}") from exc
             raise QueryError(_IN_SCOPE.sub("", str(exc))) from exc
+        if canonical in self.client_queries():
+            return None
         ast = self._run(f"EXPLAIN AST {text}", EXPLAIN_FORMAT, params).decode()
         return verdict(ast, canonical, self.database, self.views())
+
+    def client_queries(self) -> frozenset[str]:
+        """`BI_CLIENT_QUERIES` as formatQuerySingleLine prints them, formatted once."""
+        if self._client_queries is None:
+            self._client_queries = frozenset(
+                self._run("SELECT formatQuerySingleLine({q:String})", EXPLAIN_FORMAT, {"q": q}).decode()
+                for q in BI_CLIENT_QUERIES
+            )
+        return self._client_queries
 
     def views(self) -> frozenset[str]:
         """The project's views, read once: a parameterized view is called like a table function."""

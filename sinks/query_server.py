@@ -14,6 +14,9 @@ with user `settings.clickhouse_analyst_user` and the token as password; anything
 
 Protocol: ``POST /query`` with JSON ``{"sql": ..., "format": ..., "params": {...}}``; the answer is ClickHouse's
 output in that format (200), or one line saying why not (400). ``GET /health`` answers ``ok`` without a token.
+The same port also speaks ClickHouse's own HTTP interface (``/``, ``/ping``: `sinks.http_interface`) for BI
+tools, where the analyst's password may also be `settings.sink.analyst_password`; it binds
+`settings.sink.query_bind` (loopback unless that password is set, `shekara.settings.check_secrets`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from clickhouse_connect.driver.client import Client
@@ -37,6 +41,7 @@ from shekara.logs import get_logger
 from shekara.settings import Settings
 from sinks.clickhouse import WarehouseBusy, connect, query_endpoint_file
 from sinks.guard import GuardedSession, QueryError, one_line
+from sinks.http_interface import HttpInterface, ServerInfo
 
 log = get_logger(__name__)
 MAX_REQUEST_BYTES = 1 << 20
@@ -62,12 +67,17 @@ class QueryServer:
         token = secrets.token_urlsafe(32)
         run = _runner(GuardedSession(client, settings.sink.database))
         check = _credentials(settings.clickhouse_analyst_user, token)
-        httpd = ThreadingHTTPServer(("127.0.0.1", settings.sink.query_port), _handler(run, check))
+        passwords = (token, settings.sink.analyst_password.get_secret_value())
+        interface = HttpInterface(
+            run, server_info(client), settings.sink.database, settings.clickhouse_analyst_user, passwords
+        )
+        address = (settings.sink.query_bind, settings.sink.query_port)
+        httpd = ThreadingHTTPServer(address, _handler(run, check, interface))
         httpd.daemon_threads = True
         server = cls(settings, client, httpd, token)
         server._thread.start()
         write_private(query_endpoint_file(settings), {"port": server.port, "pid": os.getpid(), "token": token})
-        log.info("query endpoint listening", port=server.port)
+        log.info("query endpoint listening", bind=settings.sink.query_bind, port=server.port)
         return server
 
     def stop(self) -> None:
@@ -97,6 +107,13 @@ def write_private(path: Path, doc: dict[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def server_info(client: Client) -> ServerInfo:
+    """The session's version, time zone, name and settings, as ClickHouse's HTTP interface reports them."""
+    version, timezone, name = client.query("SELECT version(), timezone(), displayName()").result_rows[0]
+    rows = client.query("SELECT name, value FROM system.settings").result_rows
+    return ServerInfo(str(version), str(timezone), str(name), {str(k): str(v) for k, v in rows})
 
 
 def _runner(session: GuardedSession) -> Any:
@@ -134,15 +151,24 @@ def _credentials(user: str, token: str) -> Any:
     return check
 
 
-def _handler(run: Any, authorized: Any) -> type[BaseHTTPRequestHandler]:
+def _handler(run: Any, authorized: Any, interface: HttpInterface) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as BI clients' connection pools expect
+
         def do_GET(self) -> None:  # http.server's naming
             if self.path == "/health":
                 self._reply(HTTPStatus.OK, b"ok")
+            elif urlsplit(self.path).path in ("/", "/ping"):
+                self._clickhouse(b"")
             else:
                 self._reply(HTTPStatus.NOT_FOUND, b"not found")
 
         def do_POST(self) -> None:
+            if urlsplit(self.path).path in ("/", "/ping"):
+                body = self._body()
+                if body is not None:
+                    self._clickhouse(body)
+                return
             if self.path != "/query":
                 self._reply(HTTPStatus.NOT_FOUND, b"not found")
                 return
@@ -173,8 +199,57 @@ def _handler(run: Any, authorized: Any) -> type[BaseHTTPRequestHandler]:
             else:
                 self._reply(HTTPStatus.OK, body)
 
+        def _body(self) -> bytes | None:
+            """The request's body, or None once a 4xx has been sent for it."""
+            if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
+                return self._chunked()
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length > MAX_REQUEST_BYTES or length < 0:
+                self.close_connection = True
+                self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too large or without a Content-Length")
+                return None
+            return self.rfile.read(length)
+
+        def _chunked(self) -> bytes | None:
+            """A body sent in chunks (a streamed insert), read to its end or refused past MAX_REQUEST_BYTES."""
+            body = bytearray()
+            while True:
+                try:
+                    size = int(self.rfile.readline(64).split(b";", 1)[0].strip() or b"0", 16)
+                except ValueError:
+                    size = -1
+                if size < 0 or len(body) + size > MAX_REQUEST_BYTES:
+                    self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too large or badly chunked")
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers, up to the blank line
+                        pass
+                    return bytes(body)
+                body += self.rfile.read(size)
+                self.rfile.readline(8)  # the CRLF after the chunk
+
+        def _clickhouse(self, body: bytes) -> None:
+            try:
+                reply = interface.handle(self.command, self.path, self.headers, body)
+            except Exception as exc:  # one line for the client, the log has the rest
+                log.warning("ClickHouse HTTP interface failed", error=repr(exc))
+                self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, f"query failed: {one_line(str(exc))}".encode())
+                return
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+
         def _reply(self, status: HTTPStatus, body: bytes) -> None:
+            # The JSON protocol's answers end the connection: its body may be left unread (a 401 reads none).
+            self.close_connection = True
             self.send_response(status)
+            self.send_header("Connection", "close")
             self.send_header("Content-Type", "application/octet-stream")
             if status == HTTPStatus.UNAUTHORIZED:
                 self.send_header("WWW-Authenticate", 'Basic realm="shekara"')
