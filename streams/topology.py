@@ -254,6 +254,11 @@ class TravellerMatcher:
         self.aligner = Aligner((t.crossings, t.registrations, t.status_changes))
         self.positions = Positions()
         self._held: list[EventT] = []  # arrived, not yet processed: ahead of their co-partitions (streams.align)
+        # Record timestamp (ms) of the first held event of each topic-partition (None: not known). A topic-partition
+        # is released as a prefix, so while no head is within its partition's bound nothing can go, and `_release`
+        # need not walk every held event: with adaptive batches it is asked after every small batch, and walking
+        # tens of thousands of events held for a backlog each time took the worker's main thread.
+        self._heads: dict[tuple[str, int], float] | None = {}
         self.chunk = max(1, settings.faust.batch_size)
         self._lock = asyncio.Lock()
         self._ahead: asyncio.Future[None] | None = None  # admission of held events under way (_admit_ahead)
@@ -327,6 +332,9 @@ class TravellerMatcher:
         self.stats.events += len(events)
         metrics.events_in(ev.message.topic for ev in events)
         self._held.extend(events)
+        if self._heads is not None:
+            for ev in events:
+                self._heads.setdefault((ev.message.topic, ev.message.partition), ev.message.timestamp * 1000.0)
         taken = time.time()
         self.stats.stages.events += len(events)
         self.stats.stages.arrive += sum(taken - ev.message.timestamp for ev in events) * 1000
@@ -379,9 +387,17 @@ class TravellerMatcher:
     def _release(self, wall: float, *, everything: bool = False) -> list[EventT]:
         """Held events that may be processed now, in record-timestamp order (`streams.align`); the rest stay held."""
         if everything:
-            everyone, self._held = self._held, []
+            everyone, self._held, self._heads = self._held, [], {}
             return in_record_order(everyone, _source_of, _timestamp_of)
         bounds: dict[int, float] = {}
+        if self._heads is not None and len(self._held) <= MAX_HELD:
+            for (_, p), head in self._heads.items():
+                if p not in bounds:
+                    bounds[p] = self.aligner.release_bound(p, wall, self._highwaters(p))
+                if head <= bounds[p]:
+                    break
+            else:
+                return []  # no topic-partition's first held event may go: nothing may
         ready: list[EventT] = []
         rest: list[EventT] = []
         stopped: set[tuple[str, int]] = set()  # topic-partitions with an event held: their later ones wait too
@@ -405,6 +421,10 @@ class TravellerMatcher:
             ready.extend(rest[: len(rest) - MAX_HELD])
             rest = rest[len(rest) - MAX_HELD :]
         self._held = rest
+        heads: dict[tuple[str, int], float] = {}
+        for ev in rest:
+            heads.setdefault((ev.message.topic, ev.message.partition), ev.message.timestamp * 1000.0)
+        self._heads = heads
         return in_record_order(ready, _source_of, _timestamp_of)
 
     async def _work_in_chunks(self, events: Sequence[EventT]) -> None:

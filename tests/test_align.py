@@ -73,6 +73,7 @@ def test_a_held_event_goes_when_its_hold_expires_without_another_batch() -> None
 
         matcher = SimpleNamespace(
             _held=held,
+            _heads=None,
             aligner=aligner,
             _highwaters=lambda p: {C: 10, R: 5},
             _lock=asyncio.Lock(),
@@ -90,3 +91,23 @@ def test_a_held_event_goes_when_its_hold_expires_without_another_batch() -> None
 
     worked = asyncio.run(run())
     assert [e.message.offset for e in worked] == [9]
+
+
+def test_release_skips_the_walk_when_no_first_held_event_may_go_and_agrees_with_it_otherwise() -> None:
+    def matcher(heads: bool, wall_reg: float) -> Any:
+        aligner = _live()
+        aligner.observe("registrations", 0, 1_000, wall=wall_reg, offset=4)
+        aligner.observe("crossings", 0, 1_500, wall=10.0, offset=10)
+        held = [_event("crossings", o, 1_400 + 10 * o) for o in range(11)]  # 1,400 .. 1,500 ms
+        m = SimpleNamespace(_held=list(held), aligner=aligner, _highwaters=lambda p: {C: 11, R: 5})
+        m._heads = {C: 1_400.0} if heads else None
+        return m
+
+    # Registrations just delivered up to 1,000 ms: bound 1,100, the first held crossing (1,400) may not go.
+    quick = matcher(True, wall_reg=10.0)
+    assert TravellerMatcher._release(quick, 10.0) == [] and len(quick._held) == 11
+    assert quick._heads == {C: 1_400.0}  # untouched: no walk
+    # Registrations quiet for 0.3 s (caught up): the crossings' own slack, 1,600 ms: every one goes, both ways.
+    for heads in (True, False):
+        m = matcher(heads, wall_reg=9.7)
+        assert len(TravellerMatcher._release(m, 10.0)) == 11 and m._held == [] and m._heads == {}

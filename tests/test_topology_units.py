@@ -333,7 +333,7 @@ def test_what_is_released_together_is_worked_in_record_time_order() -> None:
     aligner = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2)
     for ev in held:
         aligner.observe(ev.message.topic, 2, ev.message.timestamp * 1000, wall=0.0, offset=ev.message.offset)
-    matcher = SimpleNamespace(_held=held, aligner=aligner, _highwaters=lambda p: {})
+    matcher = SimpleNamespace(_held=held, _heads=None, aligner=aligner, _highwaters=lambda p: {})
     ready = TravellerMatcher._release(matcher, wall=0.5)  # type: ignore[arg-type]
     assert [(e.message.topic[0], e.message.offset) for e in ready] == [
         ("r", 5),
@@ -359,7 +359,7 @@ def test_a_topic_partition_is_released_as_a_prefix_of_its_offsets() -> None:
     aligner = Aligner(("crossings", "registrations"), slack_ms=0, idle_s=2)
     for ev in held:
         aligner.observe(ev.message.topic, 0, ev.message.timestamp * 1000, wall=0.0, offset=ev.message.offset)
-    matcher = SimpleNamespace(_held=held, aligner=aligner, _highwaters=lambda p: {})
+    matcher = SimpleNamespace(_held=held, _heads=None, aligner=aligner, _highwaters=lambda p: {})
     ready = TravellerMatcher._release(matcher, wall=0.5)  # type: ignore[arg-type]  # bound: 1,100 ms
     assert [(e.message.topic[0], e.message.offset) for e in ready] == [("c", 1), ("r", 1)]
     assert [e.message.offset for e in matcher._held] == [2, 3]
