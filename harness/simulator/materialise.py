@@ -142,4 +142,6 @@ class Materialiser:
             "valid_until": ev.valid_until,
             "reference": ev.reference,
             "source_record_id": ev.source_record_id,
+            "new_document_number": None,  # DOCUMENT_REPLACED only (schema v3); the simulator renews no document
+            "new_document_issuing_country": None,
         }
