@@ -1,6 +1,15 @@
-"""Sample records and traffic shapes for the sink's tests, demo data and benchmarks.
+"""The one record factory: source records (and the outputs Stay, Alert) for tests, benchmarks and demo data.
 
-Builders take keyword overrides over plausible defaults. The weights follow ../shared/domain.md: 2022 foreign
+Every builder takes keyword overrides over plausible defaults, so a caller names only what its case is about:
+`crossing("c1", event_time=t, direction="EXIT")`. Enum fields take the enum or its string. Event ids default to
+a fresh uuid4. `traffic` draws many crossings weighted like the real border.
+
+Not here, on purpose: `producers.build` (the integrators' API: plain values, validated by `parse_record`,
+every required field asked for), `schemas.convert` (wire dicts to records), the simulator's materialisation of
+planned events (`harness.simulator`), and `tests/core/factory.py`, which only says things in the core tests'
+words (local Almaty times, checkpoints by id, a `Run` fed step by step) and builds its records here.
+
+The traffic weights follow ../shared/domain.md: 2022 foreign
 entries (Russia 2.9 M, Uzbekistan 2.3 M, Kyrgyzstan 0.73 M, Tajikistan 0.33 M, Turkey 0.09 M; ~90 % CIS),
 busy posts Kordai and Zhibek Zholy; checkpoint weights are their daily capacity in rules/checkpoints.csv.
 """
@@ -12,7 +21,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, Final
 
 from schemas.records import (
     Alert,
@@ -112,72 +122,150 @@ def checkpoint_weights() -> dict[str, float]:
 
 
 NOW = datetime(2026, 1, 15, 9, 30, tzinfo=UTC)
+BUS = Conveyance(ConveyanceKind.BUS, "01AB123")
 
 
-def traveller(number: str = "N1234567", nationality: str = "UZB", **over: Any) -> Traveller:
-    doc = Document(DocumentType.PASSPORT, number, over.pop("issuing_country", nationality))
-    return Traveller(doc, nationality, over.pop("birth_date", date(1990, 5, 17)), over.pop("sex", Sex.M))
+class _Default(Enum):
+    """Marks an argument left out, where None is a value the caller may mean (a status change without dates)."""
+
+    TOKEN = 0
 
 
-def crossing(event_id: str | None = None, **over: Any) -> Crossing:
-    t = over.pop("event_time", NOW)
-    cp = over.pop("checkpoint", None) or Checkpoint(
-        over.pop("checkpoint_id", "KZ-UZ-ZHIBEK-ZHOLY"), over.pop("checkpoint_kind", CheckpointKind.ROAD), "UZB"
-    )
-    tr = over.pop("traveller", None) or traveller(over.pop("number", "N1234567"), over.pop("nationality", "UZB"))
-    base = Crossing(
+DEFAULT: Final = _Default.TOKEN
+
+
+def traveller(
+    number: str = "N1234567",
+    nationality: str = "UZB",
+    *,
+    issuing_country: str | None = None,
+    birth_date: date = date(1990, 5, 17),
+    sex: Sex | str = Sex.M,
+    document_type: DocumentType | str = DocumentType.PASSPORT,
+) -> Traveller:
+    """A traveller; the document's issuing country defaults to the nationality."""
+    doc = Document(DocumentType(document_type), number, issuing_country or nationality)
+    return Traveller(doc, nationality, birth_date, Sex(sex))
+
+
+def checkpoint_of(cp: Checkpoint | str = "KZ-UZ-ZHIBEK-ZHOLY") -> Checkpoint:
+    """A checkpoint by id, with its kind and neighbour from the catalogue (an unknown id: a road post)."""
+    if isinstance(cp, Checkpoint):
+        return cp
+    info = load_checkpoints().get(cp)
+    if info is None:
+        return Checkpoint(cp, CheckpointKind.ROAD, None)
+    return Checkpoint(cp, info.kind, info.border_country)
+
+
+def _who(who: Traveller | None, number: str, nationality: str) -> Traveller:
+    return who if who is not None else traveller(number, nationality)
+
+
+def crossing(
+    event_id: str | None = None,
+    *,
+    event_time: datetime = NOW,
+    received_time: datetime | None = None,
+    checkpoint: Checkpoint | str = "KZ-UZ-ZHIBEK-ZHOLY",
+    direction: Direction | str = Direction.ENTRY,
+    traveller: Traveller | None = None,
+    number: str = "N1234567",
+    nationality: str = "UZB",
+    purpose: Purpose | str = Purpose.WORK,
+    entry_basis: EntryBasis | EntryBasisKind | str = EntryBasisKind.VISA_FREE,
+    source_system: str = "berkut",
+    conveyance: Conveyance | None = BUS,
+    **fields: Any,
+) -> Crossing:
+    """A crossing. `received_time` defaults to 3 s after the event; `fields` sets the optional ones
+    (declared_destination, planned_exit_checkpoint, migration_card_number, source_record_id)."""
+    basis = entry_basis if isinstance(entry_basis, EntryBasis) else EntryBasis(EntryBasisKind(entry_basis))
+    return Crossing(
         event_id=event_id or str(uuid.uuid4()),
-        event_time=t,
-        received_time=over.pop("received_time", t + timedelta(seconds=3)),
-        checkpoint=cp,
-        direction=Direction(over.pop("direction", Direction.ENTRY)),
-        traveller=tr,
-        purpose=Purpose(over.pop("purpose", Purpose.WORK)),
-        entry_basis=over.pop("entry_basis", EntryBasis(EntryBasisKind.VISA_FREE)),
-        source_system="berkut",
-        conveyance=over.pop("conveyance", Conveyance(ConveyanceKind.BUS, "01AB123")),
+        event_time=event_time,
+        received_time=received_time or event_time + timedelta(seconds=3),
+        checkpoint=checkpoint_of(checkpoint),
+        direction=Direction(direction),
+        traveller=_who(traveller, number, nationality),
+        purpose=Purpose(purpose),
+        entry_basis=basis,
+        source_system=source_system,
+        conveyance=conveyance,
+        **fields,
     )
-    return replace(base, **over)
 
 
-def registration(event_id: str | None = None, **over: Any) -> Registration:
-    t = over.pop("event_time", NOW)
-    valid_from = over.pop("valid_from", t.date())
-    tr = over.pop("traveller", None) or traveller(over.pop("number", "N1234567"), over.pop("nationality", "UZB"))
-    base = Registration(
+def registration(
+    event_id: str | None = None,
+    *,
+    event_time: datetime = NOW,
+    received_time: datetime | None = None,
+    action: RegistrationAction | str = RegistrationAction.REGISTERED,
+    registration_id: str | None = None,
+    traveller: Traveller | None = None,
+    number: str = "N1234567",
+    nationality: str = "UZB",
+    host_kind: HostKind | str = HostKind.HOTEL,
+    host_id: str = "hotel-42",
+    region: str = "KZ-75",
+    address: str = "Almaty, Abay ave 1",
+    valid_from: date | None = None,
+    valid_until: date | None = None,
+    source_system: str = "eqonaq",
+    **fields: Any,
+) -> Registration:
+    """A registration at an address: from the event's (UTC) day for 14 days, received 5 s after the event."""
+    start = valid_from or event_time.date()
+    return Registration(
         event_id=event_id or str(uuid.uuid4()),
-        event_time=t,
-        received_time=t + timedelta(seconds=5),
-        action=RegistrationAction(over.pop("action", RegistrationAction.REGISTERED)),
-        registration_id=over.pop("registration_id", str(uuid.uuid4())),
-        traveller=tr,
-        host_kind=HostKind(over.pop("host_kind", HostKind.HOTEL)),
-        host_id=over.pop("host_id", "hotel-42"),
-        region=over.pop("region", "KZ-75"),
-        address=over.pop("address", "Almaty, Abay ave 1"),
-        valid_from=valid_from,
-        valid_until=over.pop("valid_until", valid_from + timedelta(days=14)),
-        source_system="eqonaq",
+        event_time=event_time,
+        received_time=received_time or event_time + timedelta(seconds=5),
+        action=RegistrationAction(action),
+        registration_id=registration_id or str(uuid.uuid4()),
+        traveller=_who(traveller, number, nationality),
+        host_kind=HostKind(host_kind),
+        host_id=host_id,
+        region=region,
+        address=address,
+        valid_from=start,
+        valid_until=valid_until or start + timedelta(days=14),
+        source_system=source_system,
+        **fields,
     )
-    return replace(base, **over)
 
 
-def status_change(event_id: str | None = None, **over: Any) -> StatusChange:
-    t = over.pop("event_time", NOW)
-    tr = over.pop("traveller", None) or traveller(over.pop("number", "N1234567"), over.pop("nationality", "UZB"))
-    base = StatusChange(
+def status_change(
+    event_id: str | None = None,
+    *,
+    event_time: datetime = NOW,
+    received_time: datetime | None = None,
+    kind: StatusChangeKind | str = StatusChangeKind.WORK_PERMIT_ISSUED,
+    traveller: Traveller | None = None,
+    number: str = "N1234567",
+    nationality: str = "UZB",
+    authority: str = "labour-ministry",
+    source_system: str = "e-migration",
+    valid_from: date | _Default | None = DEFAULT,
+    valid_until: date | _Default | None = DEFAULT,
+    reference: str | None = "WP-2026-0001",
+    **fields: Any,
+) -> StatusChange:
+    """A status change, by default a work permit from the event's day for 180 days (pass None for no dates)."""
+    day = event_time.date()
+    return StatusChange(
         event_id=event_id or str(uuid.uuid4()),
-        event_time=t,
-        received_time=t + timedelta(seconds=5),
-        kind=StatusChangeKind(over.pop("kind", StatusChangeKind.WORK_PERMIT_ISSUED)),
-        traveller=tr,
-        authority="labour-ministry",
-        source_system="e-migration",
-        valid_from=t.date(),
-        valid_until=t.date() + timedelta(days=180),
-        reference="WP-2026-0001",
+        event_time=event_time,
+        received_time=received_time or event_time + timedelta(seconds=5),
+        kind=StatusChangeKind(kind),
+        traveller=_who(traveller, number, nationality),
+        authority=authority,
+        source_system=source_system,
+        valid_from=day if valid_from is _Default.TOKEN else valid_from,
+        valid_until=day + timedelta(days=180) if valid_until is _Default.TOKEN else valid_until,
+        reference=reference,
+        **fields,
     )
-    return replace(base, **over)
 
 
 def stay(stay_id: str, revision: int = 0, **over: Any) -> Stay:
@@ -241,20 +329,19 @@ def traffic(n: int, *, seed: int = 7, start: datetime = NOW, hours: float = 24.0
         kind = {"AIR": ConveyanceKind.FLIGHT, "RAIL": ConveyanceKind.TRAIN, "SEA": ConveyanceKind.SHIP}.get(
             cp.kind, rng.choice((ConveyanceKind.CAR, ConveyanceKind.BUS, ConveyanceKind.FOOT, ConveyanceKind.TRUCK))
         )
-        yield Crossing(
-            event_id=f"bench-{seed}-{i}",
+        yield crossing(
+            f"bench-{seed}-{i}",
             event_time=t,
             received_time=t + timedelta(seconds=rng.randint(1, 90)),
             checkpoint=Checkpoint(cp.id, cp.kind, cp.border_country),
             direction=Direction.ENTRY if rng.random() < 0.505 else Direction.EXIT,
-            traveller=Traveller(
-                Document(DocumentType.PASSPORT, f"N{rng.randrange(10**8):08d}", nat),
+            traveller=traveller(
+                f"N{rng.randrange(10**8):08d}",
                 nat,
-                date(1950, 1, 1) + timedelta(days=rng.randrange(25_000)),
-                Sex.M if rng.random() < 0.69 else Sex.F,
+                birth_date=date(1950, 1, 1) + timedelta(days=rng.randrange(25_000)),
+                sex=Sex.M if rng.random() < 0.69 else Sex.F,
             ),
             purpose=rng.choice((Purpose.WORK, Purpose.PRIVATE, Purpose.TOURISM, Purpose.BUSINESS)),
-            entry_basis=EntryBasis(EntryBasisKind.CITIZEN if nat == "KAZ" else EntryBasisKind.VISA_FREE),
-            source_system="berkut",
+            entry_basis=EntryBasisKind.CITIZEN if nat == "KAZ" else EntryBasisKind.VISA_FREE,
             conveyance=Conveyance(kind, f"KC{rng.randrange(1000)}" if kind == ConveyanceKind.FLIGHT else None),
         )
