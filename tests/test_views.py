@@ -106,7 +106,7 @@ def test_stay_outcomes_open_overstays_and_dhs_rates(env: Env):  # noqa: F811
             (today + timedelta(days=29), "KGZ", ko, "OPEN", 1, 0),
         ]
     )
-    assert env.client.query("SELECT * FROM open_overstays").result_rows == [("UZB", zh, 1, 11)]
+    assert env.client.query("SELECT * FROM open_overstays").result_rows == [("UZB", zh, 1, 11, 1)]  # 1 traveller
     rates = env.client.query(
         "SELECT expected_departure_month, nationality, expected_departures, out_of_country_overstays,"
         " in_country_overstays, overstay_rate_pct, in_country_rate_pct FROM overstay_rates ORDER BY ALL"

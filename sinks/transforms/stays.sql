@@ -3,11 +3,12 @@
 -- carries the state it supersedes (prev_*) so stay_outcomes_mv can take that state back. A stay's anchor
 -- (the time of its entry, or of its exit without entry) never changes, so the stored revision is looked up on
 -- the anchor day alone. A void revision (rule "void": late data showed the stay never existed) is stored with
--- outcome VOID, which the views do not count, and takes back the state of the revision it supersedes.
+-- outcome VOID, which the views do not count, and takes back the state of the revision it supersedes. An open
+-- stay (no exit, no close_time: emitted once overdue) is OPEN; one closed by a new entry is SUPERSEDED.
 INSERT INTO stays
 (
     stay_id, revision, traveller_key, nationality, entry_basis, purpose, entry_event_id, exit_event_id, entry_time,
-    exit_time, anchor_date, entry_checkpoint, exit_checkpoint, days, allowed_days, days_over, allowed_until, outcome,
+    exit_time, close_time, anchor_date, entry_checkpoint, exit_checkpoint, days, allowed_days, days_over, allowed_until, outcome,
     rule_id, rule_version, prev_outcome, prev_nationality, prev_entry_checkpoint, prev_allowed_until, prev_days_over,
     source_partition, source_offset, _batch
 )
@@ -22,6 +23,7 @@ WITH
                 rule_id = 'void', 'VOID',
                 entry_time IS NULL, 'NO_ENTRY',
                 allowed_days IS NULL, 'NO_LIMIT',
+                exit_time IS NULL AND close_time IS NOT NULL, 'SUPERSEDED',
                 exit_time IS NULL, 'OPEN',
                 days_over > 0, 'LATE',
                 'ON_TIME'
@@ -53,6 +55,7 @@ SELECT
     ifNull(s.exit_event_id, ''),
     s.entry_time,
     s.exit_time,
+    s.close_time,
     s.anchor,
     ifNull(s.entry_checkpoint, ''),
     ifNull(s.exit_checkpoint, ''),
