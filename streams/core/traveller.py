@@ -44,7 +44,7 @@ from streams.core.model import (
     time_of,
     to_us,
 )
-from streams.core.outcome import OPEN, open_stay
+from streams.core.outcome import open_stay
 from streams.core.records import alert_record, stay_record, void_stay_record
 from streams.core.walk import Cursor, Findings, advance, open_alerts
 
@@ -393,9 +393,10 @@ def _offer_stay(
     out: list[Stay],
 ) -> None:
     prior = emitted.get(sid)
-    # an open stay already in the warehouse is revised at once when it changes (an extension moved its last
-    # allowed day): its old revision must not go on counting as an overstay
-    if s.gated and s.close_t > wm and (s.gated != OPEN or prior is None or not prior.live):
+    # a stay already in the warehouse (an open stay, overdue) is revised at once when it changes (an extension
+    # moved its last allowed day, a new entry superseded it): its old revision must not go on counting as an
+    # overstay while the IN_COUNTRY_OVERSTAY alert it agrees with is already resolved
+    if s.gated and s.close_t > wm and (prior is None or not prior.live):
         pending[sid] = s
         return
     pending.pop(sid, None)
