@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from faust.types import EventT
@@ -74,14 +74,15 @@ class _Buffer:
         return batch
 
 
-async def batches(channel: Any, max_: int, linger: float = 0.0) -> AsyncIterator[list[EventT]]:
+async def batches(channel: Any, max_: int, linger: float | Callable[[], float] = 0.0) -> AsyncIterator[list[EventT]]:
     """Lists of up to `max_` events, adaptively: whenever the processor asks for the next batch (it is free), it
     gets what has been buffered meanwhile, at once.
 
     So batches are as large as the backlog: tiny at low load, where an event waits for nothing but the processor,
     and full (`max_`) while the processor is busy and events pile up. Only when nothing is buffered does it wait,
     for the first event and then `linger` seconds more for company (0: none; the events the conductor is
-    delivering in the same moment come along anyway, being moved out before the wait ends).
+    delivering in the same moment come along anyway, being moved out before the wait ends). A callable `linger` is
+    asked each time: the processor can let batches fill while small ones would only cost it (a held backlog).
     """
     loop = asyncio.get_running_loop()
     buffer = _Buffer(channel.queue, 2 * max_)
@@ -94,7 +95,7 @@ async def batches(channel: Any, max_: int, linger: float = 0.0) -> AsyncIterator
                         return
                     buffer.arrived.clear()  # nothing runs between the checks above and this: no arrival is missed
                     await buffer.arrived.wait()
-                deadline = loop.time() + linger
+                deadline = loop.time() + (linger() if callable(linger) else linger)
                 while len(buffer.events) < max_ and not buffer.closed and loop.time() < deadline:
                     await asyncio.sleep(min(FILL_PAUSE_S, max(0.0, deadline - loop.time())))
             yield buffer.take(max_)

@@ -4,6 +4,7 @@ buffered at once, a busy one gets everything that piled up meanwhile (up to the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import SimpleNamespace
 
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
@@ -13,7 +14,9 @@ from streams.drain import batches
 Arrivals = list[tuple[float, list[int]]]
 
 
-def _batches_of(arrivals: Arrivals, max_: int, *, busy: float = 0.0, linger: float = 0.0) -> Arrivals:
+def _batches_of(
+    arrivals: Arrivals, max_: int, *, busy: float = 0.0, linger: float | Callable[[], float] = 0.0
+) -> Arrivals:
     """(seconds after the start, batch) as `batches` yields them from a Faust queue fed at `arrivals`, to a
     processor that works `busy` seconds on each batch."""
 
@@ -66,3 +69,15 @@ def test_linger_keeps_a_batch_begun_on_an_empty_buffer_open_for_company() -> Non
     got = _batches_of([(0.0, [0]), (0.03, [1]), (0.2, [2])], 100, linger=0.08)
     assert [b for _, b in got] == [[0, 1], [2]]
     assert 0.08 <= got[0][0] < 0.12
+
+
+def test_a_callable_linger_is_asked_for_each_batch() -> None:
+    asked: list[float] = []
+
+    def linger() -> float:
+        asked.append(0.08 if not asked else 0.0)  # the first batch may fill (a held backlog), then not
+        return asked[-1]
+
+    got = _batches_of([(0.0, [0]), (0.03, [1]), (0.2, [2]), (0.22, [3])], 100, linger=linger)
+    assert [b for _, b in got] == [[0, 1], [2], [3]]
+    assert len(asked) == 3
