@@ -205,12 +205,13 @@ def _evaluate(
 ) -> tuple[Any, set[tuple[str, str]]]:
     """Score the processors' final alerts on the topic against the ground truth (as `shekara evaluate` does)."""
     from harness import readback
-    from harness.evaluate import EvaluationReport, score
+    from harness.evaluate import EvaluationReport
+    from harness.scoring import final_alerts, score
     from shekara.rules import load_rules
 
     settings = stack.settings
     alerts = readback.read_alerts(settings)
-    final = readback.final_alerts(alerts)
+    final = final_alerts(alerts)
     letters = readback.read_dead_letters(settings)
     dead = {(d.source_topic, d.source_partition, d.source_offset): d.stage for d in letters}
     reasons = Counter(f"{d.stage}: {d.field or '-'}: {d.reason[:200]}" for d in letters)

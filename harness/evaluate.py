@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -30,7 +30,8 @@ from typing import Annotated, Any
 import typer
 
 from harness import readback
-from schemas.records import Alert, AlertType, Stay
+from harness.scoring import ExpectedAlert, Score, expected_from_truth, score
+from schemas.records import Alert, Stay
 from shekara.admin import ensure_topics, wait_for_broker
 from shekara.embedded import EmbeddedBroker, launch
 from shekara.logs import get_logger
@@ -58,67 +59,6 @@ class EvaluationConfig:
     margin: timedelta = DEFAULT_MARGIN
     timeout: float = 900.0  # seconds to wait for the workers to catch up
     speed: float | None = None  # simulated seconds per second while publishing (None: as fast as possible)
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedAlert:
-    alert_id: str
-    type: str
-    traveller_key: str | None
-    due_time: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TypeScore:
-    type: str
-    expected: int
-    found: int
-    true_positives: int
-    missed: int
-    spurious: int
-
-
-@dataclass
-class Score:
-    per_type: list[TypeScore]
-    true_positives: int
-    missed: int
-    spurious: int
-    missed_ids: list[str] = field(default_factory=list)
-    spurious_ids: list[str] = field(default_factory=list)
-
-    @property
-    def precision(self) -> float:
-        found = self.true_positives + self.spurious
-        return self.true_positives / found if found else 1.0
-
-    @property
-    def recall(self) -> float:
-        expected = self.true_positives + self.missed
-        return self.true_positives / expected if expected else 1.0
-
-
-def score(expected: Iterable[ExpectedAlert], found: Mapping[str, Alert], cutoff: datetime) -> Score:
-    """Compare the expected alerts with the final alert set, both restricted to due_time <= cutoff. Pure."""
-    want = {e.alert_id: e.type for e in expected if e.due_time <= cutoff}
-    got = {i: str(a.type) for i, a in found.items() if a.due_time <= cutoff}
-    types = sorted(set(want.values()) | set(got.values()) | {t.value for t in AlertType})
-    per_type = []
-    for t in types:
-        w = {i for i, ty in want.items() if ty == t}
-        g = {i for i, ty in got.items() if ty == t}
-        tp = len(w & g)
-        per_type.append(TypeScore(t, len(w), len(g), tp, len(w - g), len(g - w)))
-    # An id expected as one type and found as another would be a contract bug: it counts as missed + spurious.
-    tp_ids = {i for i in want if i in got and want[i] == got[i]}
-    return Score(
-        per_type=per_type,
-        true_positives=len(tp_ids),
-        missed=len(set(want) - tp_ids),
-        spurious=len(set(got) - tp_ids),
-        missed_ids=sorted(set(want) - tp_ids),
-        spurious_ids=sorted(set(got) - tp_ids),
-    )
 
 
 @dataclass
@@ -213,18 +153,6 @@ def simulation_config(config: EvaluationConfig, settings: Settings) -> Any:
     if config.start is not None:
         kwargs["start"] = config.start
     return SimulationConfig(**kwargs)
-
-
-def expected_from_truth(items: Iterable[Any]) -> tuple[list[ExpectedAlert], int]:
-    """(expected alerts, malformed count) from the simulator's ground truth (`harness.simulator.Expected`)."""
-    alerts: list[ExpectedAlert] = []
-    malformed = 0
-    for item in items:
-        if item.kind == "malformed":
-            malformed += 1
-        elif item.kind == "alert":
-            alerts.append(ExpectedAlert(item.alert_id, str(item.type), item.traveller_key, item.due_time))
-    return alerts, malformed
 
 
 def ground_truth(sim_config: Any) -> tuple[list[ExpectedAlert], int]:

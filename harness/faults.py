@@ -200,13 +200,14 @@ def _join(thread: threading.Thread, errors: list[BaseException], timeout: float 
 def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str]]]:
     """Checks while the stack runs: alerts vs the ground truth, rejections vs dead letters, delivery to processors."""
     from harness import readback
-    from harness.evaluate import DEFAULT_MARGIN, score
+    from harness.evaluate import DEFAULT_MARGIN
+    from harness.scoring import final_alerts, score
     from shekara.rules import load_rules
     from sinks.dead_letters import tally
 
     settings = stack.settings
     alerts = readback.read_alerts(settings)
-    final = readback.final_alerts(alerts)
+    final = final_alerts(alerts)
     rules = load_rules(settings.rules_file)
     end = rules.day_start(run.sim_config.start + timedelta(days=run.size.days))
     cutoff = end - timedelta(seconds=settings.allowed_lateness_seconds) - DEFAULT_MARGIN

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from harness.scoring import final_alerts as final_alerts  # kept here for callers that read then take the set
 from schemas.records import Alert, AlertAction, DeadLetter, Stay
 from schemas.serde import Serde
 from shekara.settings import Settings
@@ -127,20 +128,6 @@ def read_stays(settings: Settings) -> dict[str, Stay]:
 
 def read_dead_letters(settings: Settings) -> list[DeadLetter]:
     return [rec for _, rec in read_records(settings, settings.topics.dead_letter) if isinstance(rec, DeadLetter)]
-
-
-def final_alerts(alerts: Iterable[Alert]) -> dict[str, Alert]:
-    """The final alert set: ids with a RAISED record and no later RETRACTED one (RESOLVED ones stay in).
-
-    `alerts` in topic order; one alert's records share a key, hence a partition, hence their order.
-    """
-    out: dict[str, Alert] = {}
-    for a in alerts:
-        if a.action == AlertAction.RAISED:
-            out.setdefault(a.alert_id, a)
-        elif a.action == AlertAction.RETRACTED:
-            out.pop(a.alert_id, None)
-    return out
 
 
 class GroupProgress:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.evaluate import EvaluationConfig, ExpectedAlert, run_evaluation, score
-from harness.readback import final_alerts
+from harness.evaluate import EvaluationConfig, run_evaluation
+from harness.scoring import ExpectedAlert, final_alerts, score
 from schemas.records import Alert, AlertAction, AlertType, Severity
 from shekara.embedded import EmbeddedBroker
 

@@ -14,9 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from harness import samples
+from harness.scoring import final_alerts
 from schemas.records import (
     Alert,
-    AlertAction,
     Crossing,
     Direction,
     EntryBasis,
@@ -195,18 +195,6 @@ class Run:
 
     def final_stays(self) -> dict[str, Stay]:
         return final_stays(self.stays)
-
-
-def final_alerts(records: Iterable[Alert]) -> dict[str, Alert]:
-    latest: dict[str, Alert] = {}
-    raised: set[str] = set()
-    for a in records:
-        if a.action == AlertAction.RAISED:
-            raised.add(a.alert_id)
-        elif a.action == AlertAction.RETRACTED:
-            raised.discard(a.alert_id)
-        latest[a.alert_id] = a
-    return {i: latest[i] for i in raised}
 
 
 def final_stays(records: Iterable[Stay]) -> dict[str, Stay]:
