@@ -46,3 +46,11 @@ def test_stage_means_divide_the_workers_sums_by_its_events() -> None:
         "commit": 1.5,
     }
     assert latency._stage_means(None) is None
+    before = {"stages": {"events": 2, "arrive": 36.0, "align": 0.0, "work": 2.0, "commit_wait": 0.0, "commit": 2.0}}
+    assert latency._stage_means(status, before) == {
+        "arrive": 2.0,
+        "align": 0.0,
+        "work": 4.0,
+        "commit_wait": 1.0,
+        "commit": 2.0,
+    }

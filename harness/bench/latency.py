@@ -35,21 +35,13 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from harness import samples
 from schemas.records import (
     Alert,
     Checkpoint,
     Crossing,
     Direction,
-    Document,
-    DocumentType,
-    EntryBasis,
-    EntryBasisKind,
-    HostKind,
     Purpose,
-    Registration,
-    RegistrationAction,
-    Sex,
-    StatusChange,
     StatusChangeKind,
     Traveller,
 )
@@ -92,22 +84,22 @@ class _Traffic:
         self.run_tag = uuid.uuid4().hex[:6]
 
     def person(self, prefix: str, i: int) -> Traveller:
-        return Traveller(Document(DocumentType.PASSPORT, f"{prefix}{i:08d}", "UZB"), "UZB", date(1990, 1, 1), Sex.M)
+        return samples.traveller(f"{prefix}{i:08d}", birth_date=date(1990, 1, 1))
 
     def key(self, who: Traveller) -> bytes:
         return partition_key("UZB", who.document.number).encode()
 
     def crossing(self, eid: str, who: Traveller, when: datetime, direction: Direction, cp: int) -> Crossing:
-        return Crossing(
-            event_id=eid,
+        return samples.crossing(
+            eid,
             event_time=when,
             received_time=when,
             checkpoint=self.cps[cp % len(self.cps)],
             direction=direction,
             traveller=who,
             purpose=Purpose.TOURISM,
-            entry_basis=EntryBasis(EntryBasisKind.VISA_FREE),
             source_system="bench",
+            conveyance=None,
         )
 
     def event(self, i: int, now: datetime) -> tuple[str, Any, bytes, str | None]:
@@ -122,16 +114,13 @@ class _Traffic:
         who = self.person("BG", k)
         if kind == 1:
             start = now.date()
-            reg = Registration(
-                event_id=f"bg-reg-{self.run_tag}-{k}",
+            reg = samples.registration(
+                f"bg-reg-{self.run_tag}-{k}",
                 event_time=now,
                 received_time=now,
-                action=RegistrationAction.REGISTERED,
                 registration_id=f"REG-{self.run_tag}-{k}",
                 traveller=who,
-                host_kind=HostKind.HOTEL,
                 host_id=f"H-{k % 500}",
-                region="KZ-75",
                 address=f"Abai ave {k}, apt {k % 97}",
                 valid_from=start,
                 valid_until=start + timedelta(days=20),
@@ -145,14 +134,17 @@ class _Traffic:
         out = []
         for j in range(watched):
             who = self.person("LT", j)
-            lost = StatusChange(
-                event_id=f"lat-lost-{self.run_tag}-{j}",
+            lost = samples.status_change(
+                f"lat-lost-{self.run_tag}-{j}",
                 event_time=when,
                 received_time=when,
                 kind=StatusChangeKind.DOCUMENT_LOST,
                 traveller=who,
                 authority="police",
                 source_system="bench",
+                valid_from=None,
+                valid_until=None,
+                reference=None,
             )
             out.append((self.settings.topics.status_changes, lost, self.key(who)))
         return out
@@ -166,9 +158,12 @@ class _Traffic:
         return out
 
 
-def _stage_means(status: dict[str, Any] | None) -> dict[str, float] | None:
-    """The worker's own per-event means (ms) of where its matcher's events spent their time (`StageTimes`)."""
-    stages = (status or {}).get("stages") or {}
+def _stage_means(status: dict[str, Any] | None, before: dict[str, Any] | None = None) -> dict[str, float] | None:
+    """The worker's own per-event means (ms) of where its matcher's events spent their time (`StageTimes`), over
+    the events since the status `before` (the prelude's events waited for the worker to start)."""
+    stages = dict((status or {}).get("stages") or {})
+    for k, v in ((before or {}).get("stages") or {}).items():
+        stages[k] = stages.get(k, 0) - v
     events = stages.pop("events", 0)
     return {k: round(v / events, 2) for k, v in stages.items()} if events else None
 
@@ -347,7 +342,8 @@ def run_once(
             raise TimeoutError(f"the latency {variant} process did not take the prelude in time")
         consumer = threading.Thread(target=consume, daemon=True)
         consumer.start()
-        time.sleep(1.0)  # the timing consumer's first fetch
+        time.sleep(1.5)  # the timing consumer's first fetch; the worker writes its status every second
+        prelude_status = read_status(status)
         say(f"latency: {variant}, {total:,} events at {rate:,}/s")
         start = time.monotonic()
         start_wall = time.time()
@@ -369,7 +365,7 @@ def run_once(
             time.sleep(0.1)
         if variant == "topology":
             time.sleep(1.5)  # a deadline alert comes with the next batch or tick (and the status file is written)
-            stages = _stage_means(read_status(status))
+            stages = _stage_means(read_status(status), prelude_status)
     finally:
         stop.set()
         proc.terminate()
