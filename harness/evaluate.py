@@ -7,6 +7,12 @@ a RAISED record and no later RETRACTED one) with the simulator's expected alert 
 to alerts due by a cutoff: the end of the simulated period less the allowed lateness (the watermark cannot pass
 it) less a margin (a partition's last event comes a little before the end).
 
+With `warehouse` (the default) a sink lands the output in ClickHouse (chDB) too, and the analysts' figures the
+warehouse reports are compared exactly with the same figures worked out from the simulated events
+(`harness.simulator.truth.figures`): daily entries and exits per checkpoint, open overstays per day, overstay
+rates per month and nationality, registration compliance. Every difference is printed and makes the run
+incomplete. Days whose overstays the watermark cannot have judged yet (after the cutoff) are not compared.
+
 With `crash_after=N`, worker 0 is killed with SIGKILL once the group has committed N source events and a new
 worker is started in its place: the output must still give the same final alerts and stays.
 """
@@ -21,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,6 +37,7 @@ import typer
 
 from harness import readback
 from harness.scoring import ExpectedAlert, Score, expected_from_truth, score
+from harness.simulator.truth import Figures, figures
 from schemas.records import Alert, Stay
 from shekara.admin import ensure_topics, wait_for_broker
 from shekara.embedded import EmbeddedBroker, launch
@@ -59,6 +66,7 @@ class EvaluationConfig:
     margin: timedelta = DEFAULT_MARGIN
     timeout: float = 900.0  # seconds to wait for the workers to catch up
     speed: float | None = None  # simulated seconds per second while publishing (None: as fast as possible)
+    warehouse: bool = True  # land the output in ClickHouse and score the analysts' figures too
 
 
 @dataclass
@@ -79,6 +87,9 @@ class EvaluationReport:
     process_seconds: float
     notes: list[str] = field(default_factory=list)
     offsets_skipped: int = 0  # source offsets never delivered to a processor, over every worker process
+    figure_sizes: dict[str, int] | None = None  # rows of each warehouse figure compared (None: not compared)
+    figure_differences: list[str] = field(default_factory=list)  # warehouse vs truth, one line each
+    figures: tuple[Figures, Figures] | None = None  # (truth, warehouse) when compared
 
     @property
     def rejected_input(self) -> int:
@@ -94,6 +105,7 @@ class EvaluationReport:
             and s.spurious == 0
             and self.dead_letters == self.malformed_expected
             and self.offsets_skipped == 0
+            and not self.figure_differences
         )
 
     def lines(self) -> list[str]:
@@ -131,8 +143,116 @@ class EvaluationReport:
             a = self.final_alerts.get(id_)
             out.append(f"spurious: {id_} {a.type if a else ''} {a.reason if a else ''}")
         out.extend(self.notes)
+        out.extend(self.figure_lines())
         out.append(f"precision={self.score.precision:.3f} recall={self.score.recall:.3f}")
         return out
+
+    def figure_lines(self) -> list[str]:
+        if self.figure_sizes is None:
+            return []
+        sizes = "; ".join(f"{name}: {n}" for name, n in self.figure_sizes.items())
+        diffs = self.figure_differences
+        out = [f"warehouse figures against the truth ({sizes}): {len(diffs)} difference(s)"]
+        out.extend(f"  {d}" for d in diffs[:30])
+        if len(diffs) > 30:
+            out.append(f"  ... and {len(diffs) - 30} more")
+        return out
+
+
+# --- the analysts' figures ---------------------------------------------------------------------------------
+
+
+def compare_figures(truth: Figures, warehouse: Figures) -> list[str]:
+    """Every key whose value differs between the truth and the warehouse, one line each (exact). Pure."""
+    out: list[str] = []
+    pairs: list[tuple[str, Mapping[Any, Any], Mapping[Any, Any]]] = [
+        ("entries/exits (day, checkpoint, direction)", truth.flows, warehouse.flows),
+        ("open overstays (as of day: travellers)", truth.open_overstays, warehouse.open_overstays),
+        (
+            f"overstay rates as of {truth.rates_as_of} (month, nationality: due, out, in)",
+            truth.overstay_rates,
+            warehouse.overstay_rates,
+        ),
+        (
+            "registration compliance (month, region, host kind: filed, on time, late, no deadline)",
+            truth.registrations,
+            warehouse.registrations,
+        ),
+    ]
+    for name, want, got in pairs:
+        for k in sorted(set(want) | set(got), key=str):
+            w, g = want.get(k), got.get(k)
+            if w != g:
+                out.append(f"{name} {_key(k)}: warehouse {g}, truth {w}")
+    return out
+
+
+def _key(k: Any) -> str:
+    return " ".join(str(x) for x in k) if isinstance(k, tuple) else str(k)
+
+
+def warehouse_figures(settings: Settings, as_of: list[date]) -> Figures:
+    """The same figures as the warehouse reports them (its views and saved queries' sources)."""
+    from sinks.clickhouse import connect
+
+    client = connect(settings, readonly=True)
+    try:
+        q = client.query
+        flows = {
+            (d, cp, direction): int(n)
+            for d, cp, direction, n in q(
+                "SELECT day, checkpoint_id, direction, sum(crossings) FROM daily_flows"
+                " GROUP BY ALL HAVING sum(crossings) > 0"
+            ).result_rows
+        }
+        open_overstays = {
+            d: int(
+                q("SELECT sum(travellers) FROM open_overstays_at(as_of = {d:Date})", parameters={"d": d}).result_rows[
+                    0
+                ][0]
+            )
+            for d in as_of
+        }
+        last = max(as_of) if as_of else None
+        rates = {}
+        if last is not None:
+            rates = {
+                (m, nat): (int(due), int(out), int(inside))
+                for m, nat, due, out, inside in q(
+                    "SELECT expected_departure_month, nationality, expected_departures, out_of_country_overstays,"
+                    " in_country_overstays FROM overstay_rates_at(as_of = {d:Date})",
+                    parameters={"d": last},
+                ).result_rows
+            }
+        regs = {
+            (m, region, kind): (int(a), int(b), int(c), int(d))
+            for m, region, kind, a, b, c, d in q(
+                "SELECT month, region, host_kind, sum(registrations), sum(on_time), sum(late), sum(no_deadline)"
+                " FROM registration_compliance GROUP BY ALL HAVING sum(registrations) > 0"
+            ).result_rows
+        }
+    finally:
+        client.close()
+    return Figures(flows, open_overstays, rates, last, regs)
+
+
+def figure_days(sim_config: Any, days: int, cutoff: datetime, rules: Any) -> list[date]:
+    """The as-of days whose start the watermark has surely passed: the days after the first up to the cutoff."""
+    out = []
+    for i in range(1, days + 1):
+        d = sim_config.start + timedelta(days=i)
+        if rules.day_start(d) <= cutoff:
+            out.append(d)
+    return out
+
+
+def truth_figures(sim_config: Any, as_of: list[date], end: datetime) -> Figures:
+    """The figures of the simulated events (an independent generation of the same seed)."""
+    from harness.simulator import Simulation
+
+    rules = load_rules(sim_config.rules_path)
+    events = (em.event for em in Simulation(sim_config).emissions() if em.event is not None)
+    return figures(events, rules=rules, end=end, as_of=as_of)
 
 
 # --- the simulator's side ---------------------------------------------------------------------------------
@@ -263,6 +383,7 @@ def run_evaluation(
     wd.mkdir(parents=True, exist_ok=True)
     broker: EmbeddedBroker | None = None
     workers: _Workers | None = None
+    sink: Any = None  # harness.stack.Stack running the sink alone
     try:
         if config.broker_url is None:
             broker = launch(log_path=wd / "broker.log")
@@ -274,6 +395,7 @@ def run_evaluation(
         settings = Settings(
             broker_url=broker_url,
             data_dir=wd / "var",
+            clickhouse_dsn=f"chdb://{wd / 'clickhouse'}",  # a warehouse of the run's own, never the shared one
             partitions=config.partitions,
             topics=topics,
         )
@@ -288,6 +410,12 @@ def run_evaluation(
 
         say(f"starting {config.workers} worker(s) ...")
         workers = _Workers(settings, app_id, config.workers, wd)
+        if config.warehouse:
+            from harness.stack import Stack
+
+            say("starting the ClickHouse sink ...")
+            sink = Stack(settings, wd / "sink", workers=0, sink=True, embedded_broker=False)
+            sink.start()
         sources = [topics.crossings, topics.registrations, topics.status_changes]
         done = threading.Event()
         monitor = None
@@ -322,6 +450,11 @@ def run_evaluation(
         process_seconds = time.monotonic() - t0
         done.set()
         time.sleep(1.5)  # let every worker write its status once more
+        if sink is not None:
+            say("waiting for the sink to land everything ...")
+            sink.wait_landed(timeout=config.timeout)
+            sink.stop()  # releases the chDB directory for the figures' queries
+            sink = None
 
         alerts = readback.read_alerts(settings)
         final = readback.final_alerts(alerts)
@@ -351,8 +484,18 @@ def run_evaluation(
             process_seconds=process_seconds,
             notes=[f"dead letters {n:6d} x {why}" for why, n in reasons.most_common(20)],
         )
+        if config.warehouse:
+            say("comparing the warehouse's figures with the truth ...")
+            days = figure_days(sim_config, config.days, cutoff, rules)
+            truth = truth_figures(sim_config, days, end)
+            found = warehouse_figures(settings, days)
+            report.figures = (truth, found)
+            report.figure_sizes = truth.sizes()
+            report.figure_differences = compare_figures(truth, found)
         return report
     finally:
+        if sink is not None:
+            sink.stop()
         if workers is not None:
             workers.stop()
         if broker is not None:
@@ -385,10 +528,24 @@ def evaluate_command(
         str | None, typer.Option(help="Use this broker (kafka://host:port) instead of an embedded one")
     ] = None,
     work_dir: Annotated[Path | None, typer.Option(help="Where logs and state go (default: a temp dir)")] = None,
+    warehouse: Annotated[
+        bool,
+        typer.Option(
+            "--warehouse/--no-warehouse", help="Land the output in ClickHouse and score the analysts' figures"
+        ),
+    ] = True,
 ) -> None:
-    """Run simulated traffic through the real broker and workers; compare the alerts with the ground truth."""
+    """Run simulated traffic through the real broker and workers (and the sink); compare the alerts and the
+    warehouse's figures with the ground truth."""
     config = EvaluationConfig(
-        days=days, seed=seed, scale=scale, faults=faults, crash_after=crash_after, workers=workers, broker_url=broker
+        days=days,
+        seed=seed,
+        scale=scale,
+        faults=faults,
+        crash_after=crash_after,
+        workers=workers,
+        broker_url=broker,
+        warehouse=warehouse,
     )
     report = run_evaluation(config, work_dir=work_dir, progress=lambda line: typer.echo(line, err=True))
     for line in report.lines():

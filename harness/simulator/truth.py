@@ -643,3 +643,111 @@ def address_truth(
             above = count > threshold
         out.extend(ctx.out)
     return out
+
+
+# --- the analysts' figures -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What the warehouse must report for a run (docs/warehouse.md, "Overstay figures"), each figure a mapping
+    from its key to its value; `shekara evaluate` compares them with the warehouse's, exactly.
+
+    Overstays are judged as of the start (00:00 Asia/Almaty) of a day D: a stay is overdue when its last allowed
+    day L is before D; the person is in the country when neither an exit nor a superseding entry came before D
+    00:00; an exit before then on a day after L is an out-of-country overstay.
+    """
+
+    flows: dict[tuple[date, str, str], int]  # (day, checkpoint, ENTRY/EXIT) -> crossings
+    open_overstays: dict[date, int]  # as-of day -> travellers in the country past their last allowed day
+    overstay_rates: dict[tuple[date, str], tuple[int, int, int]]  # (month of L, nationality) -> (due, out, in)
+    rates_as_of: date | None  # the day the overstay rates are judged at
+    registrations: dict[tuple[date, str, str], tuple[int, int, int, int]]  # (month filed, region, host kind) ->
+    # (registrations, on time, late, no deadline)
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "daily entries/exits per checkpoint": len(self.flows),
+            "open overstays per day": len(self.open_overstays),
+            "overstay rates per month and nationality": len(self.overstay_rates),
+            "registration compliance per month, region and host kind": len(self.registrations),
+        }
+
+
+def figures(events: Iterable[Planned], *, rules: RuleBook, end: datetime, as_of: Sequence[date]) -> Figures:
+    """The figures of a run's valid events (duplicates count once), as the rules read them: flows of every
+    crossing; open overstays at each day of `as_of`; overstay rates at its last day; registration compliance."""
+    seen: dict[str, Planned] = {}
+    for e in events:
+        seen.setdefault(e.event_id, e)
+    flows: dict[tuple[date, str, str], int] = {}
+    by_person: dict[str, list[Planned]] = {}
+    regs: dict[tuple[date, str, str], list[int]] = {}
+    for e in seen.values():
+        by_person.setdefault(e.person.key, []).append(e)
+        if isinstance(e, PlannedCrossing):
+            k = (rules.local_date(e.time), e.checkpoint.id, e.direction.value)
+            flows[k] = flows.get(k, 0) + 1
+        elif isinstance(e, PlannedRegistration) and e.action == RegistrationAction.REGISTERED:
+            filed = rules.local_date(e.time)
+            row = regs.setdefault((filed.replace(day=1), e.region, e.host_kind.value), [0, 0, 0, 0])
+            deadline = _filing_deadline(rules, e)
+            row[0] += 1
+            if deadline is None:
+                row[3] += 1
+            elif filed > deadline:
+                row[2] += 1
+            else:
+                row[1] += 1
+    judged: list[tuple[str, _Judged]] = []
+    for key, history in by_person.items():
+        ordered = sorted(history, key=order_key)
+        ctx = _Ctx(key, rules, end, None)
+        accepted = _suspects(ctx, [e for e in ordered if isinstance(e, PlannedCrossing)])
+        statuses = [e for e in ordered if isinstance(e, PlannedStatus)]
+        for s in _stays(ctx, accepted):
+            if s.entry is not None:
+                j = _judge(ctx, s, statuses)
+                if j.allowed_last is not None:
+                    judged.append((key, j))
+    open_overstays = {d: len({k for k, j in judged if _in_country(rules, j, d)}) for d in as_of}
+    rates: dict[tuple[date, str], tuple[int, int, int]] = {}
+    last = max(as_of) if as_of else None
+    if last is not None:
+        start = rules.day_start(last)
+        for _, j in judged:
+            assert j.allowed_last is not None and j.stay.entry is not None
+            if j.allowed_last >= last:
+                continue
+            ex = j.stay.exit
+            late = ex is not None and ex.time <= start and rules.local_date(ex.time) > j.allowed_last
+            k2 = (j.allowed_last.replace(day=1), j.stay.entry.person.nationality)
+            due, out, inside = rates.get(k2, (0, 0, 0))
+            rates[k2] = (due + 1, out + int(late), inside + int(_in_country(rules, j, last)))
+    return Figures(
+        flows,
+        open_overstays,
+        rates,
+        last,
+        {k: (v[0], v[1], v[2], v[3]) for k, v in regs.items()},
+    )
+
+
+def _in_country(rules: RuleBook, j: _Judged, d: date) -> bool:
+    """Past the last allowed day at the start of `d`, with no exit or new entry before then."""
+    assert j.allowed_last is not None
+    closed = j.stay.closed_at
+    return j.allowed_last < d and (closed is None or closed > rules.day_start(d))
+
+
+def _filing_deadline(rules: RuleBook, r: PlannedRegistration) -> date | None:
+    """The last day to file for an arrival at the address on `valid_from`, by the rule for the traveller's
+    nationality (a registration does not say on what basis the person came: the general reading applies)."""
+    rule = rules.registration_rule(r.person.nationality, EntryBasisKind.VISA_FREE, Purpose.TOURISM, r.valid_from)
+    if rule is None:
+        return None
+    if rule.deadline_calendar_day is not None:
+        return r.valid_from + timedelta(days=rule.deadline_calendar_day - 1)
+    assert rule.deadline_working_days is not None
+    base = r.valid_from + timedelta(days=rule.exempt_days - 1) if rule.exempt_days > 0 else r.valid_from
+    return rules.calendar.nth_working_day_after(base, rule.deadline_working_days)
