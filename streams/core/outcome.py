@@ -367,12 +367,6 @@ def _stay_record(ctx: Context, entry: CrossingEvent, allowed: Allowed, closing: 
     )
 
 
-def registration_alerts(ctx: Context, stay: OpenStay, closing: Closing | None) -> list[AlertCandidate]:
-    """Step 5: UNREGISTERED_STAY for the stay's deadline and, where the rule has it, after cancellations."""
-    entry = stay.entry
-    reg = ctx.registration(entry.nationality, entry.basis, entry.purpose, entry.day)
-    if reg is None:
-        return []
 def open_stay(ctx: Context, stay: OpenStay) -> StayCandidate | None:
     """The open stay's record, to emit once it passes its last allowed day L (none without a limit: it cannot
     become overdue). Fixed while the stay is open unless a status change moves L, so it is re-emitted only then;
@@ -409,6 +403,12 @@ def open_stay(ctx: Context, stay: OpenStay) -> StayCandidate | None:
     )
 
 
+def registration_alerts(ctx: Context, stay: OpenStay, closing: Closing | None) -> list[AlertCandidate]:
+    """Step 5: UNREGISTERED_STAY for the stay's deadline and, where the rule has it, after cancellations."""
+    entry = stay.entry
+    reg = ctx.registration(entry.nationality, entry.basis, entry.purpose, entry.day)
+    if reg is None:
+        return []
     rule, deadline = reg
     close_t = closing.event.t if closing is not None else None
     regs = stay.regs if close_t is None else tuple(r for r in stay.regs if r.t < close_t)
