@@ -95,3 +95,72 @@ def test_checker_resolves_relative_imports() -> None:
     assert upward_imports({"shekara/sub/x.py": "from ...harness import cli\n"}) == [
         "shekara/sub/x.py:1: shekara imports harness (harness is above shekara)"
     ]
+
+
+# --- one record factory, one scoring (issue 19, item 2) -------------------------------------------------------
+
+RECORD_CLASSES = frozenset({"Crossing", "Registration", "StatusChange", "Traveller", "Document"})
+FACTORY = "harness/samples.py"
+# Where a record may still be constructed directly, and why: each makes it from something else, or the direct
+# construction is what it is about.
+BUILT_ELSEWHERE = {
+    "schemas/convert.py": "wire dicts to records",
+    "streams/core/identity.py": "the renewed document of a DOCUMENT_REPLACED change",
+    "harness/simulator/materialise.py": "the simulator's planned events to records",
+    "harness/simulator/plan.py": "a planned traveller from its drawn attributes",
+    "harness/bench/simulator.py": "the floor it times is a plain constructor loop",
+    "tests/test_serde.py": "builds every field from a values dict to round-trip it",
+    "tests/test_validation.py": "the record parse_record must give, written out",
+    "tests/simulator/test_truth.py": "planned travellers for the simulator's truth",
+    "tests/test_matching.py": "not moved yet: the shell's tests are being split (issue 19, item 3)",
+    "tests/test_topology_units.py": "not moved yet: the shell's tests are being split (issue 19, item 3)",
+}
+SCORING = "harness/scoring.py"
+SCORING_FUNCTIONS = frozenset({"score", "final_alerts"})
+
+
+def _called_name(call: ast.Call) -> str | None:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+def single_homes(sources: Mapping[str, str]) -> list[str]:
+    """'path:line: ...' for every record built outside the factory (and the allowed places) and every module-level
+    `score`/`final_alerts` defined outside the scoring module."""
+    problems: list[str] = []
+    for path, text in sorted(sources.items()):
+        tree = ast.parse(text, filename=path)
+        if path != FACTORY and path not in BUILT_ELSEWHERE:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and _called_name(node) in RECORD_CLASSES:
+                    problems.append(f"{path}:{node.lineno}: builds {_called_name(node)}( - use {FACTORY}")
+        if path != SCORING:
+            for stmt in tree.body:
+                if isinstance(stmt, ast.FunctionDef) and stmt.name in SCORING_FUNCTIONS:
+                    problems.append(f"{path}:{stmt.lineno}: defines {stmt.name} - use {SCORING}")
+    return problems
+
+
+def test_records_are_built_by_the_one_factory_and_scored_by_the_one_scoring() -> None:
+    sources = {
+        str(path.relative_to(REPO)): path.read_text(encoding="utf-8")
+        for package in (*ORDER, "tests")
+        for path in sorted((REPO / package).rglob("*.py"))
+    }
+    assert FACTORY in sources and SCORING in sources
+    assert not (set(BUILT_ELSEWHERE) - set(sources)), "an allowed place is gone: drop it from BUILT_ELSEWHERE"
+    problems = single_homes(sources)
+    assert not problems, "a second factory or scoring:\n" + "\n".join(problems)
+
+
+def test_single_homes_names_a_copy() -> None:
+    tree = {
+        FACTORY: "def crossing():\n    return Crossing(1)\n",
+        "schemas/convert.py": "x = Traveller(Document(1))\n",
+        "harness/bench/new.py": "from schemas import records\n\ny = records.Registration(1)\n",
+        "harness/demo.py": "def score(a, b):\n    return 1\n\n\nclass R:\n    def final_alerts(self):\n        pass\n",
+    }
+    assert single_homes(tree) == [
+        "harness/bench/new.py:3: builds Registration( - use harness/samples.py",
+        "harness/demo.py:1: defines score - use harness/scoring.py",
+    ]

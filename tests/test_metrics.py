@@ -19,7 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness import samples
-from schemas.records import Direction, StatusChange, StatusChangeKind
+from schemas.records import Direction, StatusChangeKind
 from shekara import metrics
 from shekara.embedded import free_port
 from shekara.settings import Settings
@@ -27,7 +27,7 @@ from sinks.sink import run_sink
 from streams.worker import spawn_worker, wait_for_assignment
 from tests.test_sink import fast
 from tests.test_sink import publish as publish_records
-from tests.test_topology import NOW, crossing, encoded, key_of, publish, traveller
+from tests.test_topology import NOW, crossing, encoded, key_of, publish, status_change
 
 # Families every process exports (each process fills those it has a use for).
 FAMILIES = {
@@ -159,9 +159,7 @@ def test_processor_metrics_move_with_its_work(settings: Settings, tmp_path: Path
     s = settings.model_copy(update={"allowed_lateness_seconds": 2})
     s.faust = s.faust.model_copy(update={"web_enabled": True, "web_port": port})
     t = s.topics
-    lost = StatusChange(
-        "m-lost", NOW - timedelta(hours=2), NOW, StatusChangeKind.DOCUMENT_LOST, traveller("MM0000001"), "p", "t"
-    )
+    lost = status_change("m-lost", NOW - timedelta(hours=2), StatusChangeKind.DOCUMENT_LOST, "MM0000001")
     publish(s, [encoded(s, lost), encoded(s, crossing("m-in", "MM0000001", NOW - timedelta(hours=1), Direction.ENTRY))])
     status = tmp_path / "w.json"
     proc = spawn_worker(s, app_id="metrics-test", status_file=status, web_port=port, log_path=tmp_path / "w.log")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from confluent_kafka import Producer
 
-from harness import readback
+from harness import readback, samples
 from schemas.ids import alert_id
 from schemas.records import (
     AlertAction,
@@ -25,15 +25,8 @@ from schemas.records import (
     CheckpointKind,
     Crossing,
     Direction,
-    Document,
-    DocumentType,
-    EntryBasis,
-    EntryBasisKind,
-    HostKind,
     Purpose,
     Registration,
-    RegistrationAction,
-    Sex,
     StatusChange,
     StatusChangeKind,
     Traveller,
@@ -53,21 +46,30 @@ ALMATY = ZoneInfo("Asia/Almaty")
 
 
 def traveller(number: str) -> Traveller:
-    return Traveller(Document(DocumentType.PASSPORT, number, "UZB"), "UZB", date(1990, 1, 1), Sex.M)
+    return samples.traveller(number, birth_date=date(1990, 1, 1))
 
 
 def crossing(event_id: str, number: str, when: datetime, direction: Direction, **kw: Any) -> Crossing:
-    return Crossing(
+    """A tourist's crossing at the Uzbek post, received now (`kw`: any other field of the factory's)."""
+    kw = {"checkpoint": UZ_POST, "purpose": Purpose.TOURISM, "source_system": "test", "conveyance": None, **kw}
+    return samples.crossing(
+        event_id, event_time=when, received_time=NOW, direction=direction, traveller=traveller(number), **kw
+    )
+
+
+def status_change(event_id: str, when: datetime, kind: StatusChangeKind, number: str, authority: str = "p") -> Any:
+    """A status change without dates or reference (a lost document, an open-ended expulsion), received now."""
+    return samples.status_change(
         event_id,
-        when,
-        NOW,
-        kw.pop("checkpoint", UZ_POST),
-        direction,
-        traveller(number),
-        kw.pop("purpose", Purpose.TOURISM),
-        EntryBasis(EntryBasisKind.VISA_FREE),
-        "test",
-        **kw,
+        event_time=when,
+        received_time=NOW,
+        kind=kind,
+        traveller=traveller(number),
+        authority=authority,
+        source_system="t",
+        valid_from=None,
+        valid_until=None,
+        reference=None,
     )
 
 
@@ -131,25 +133,19 @@ def test_matcher_emits_alerts_stays_dead_letters_and_fires_deadlines_on_ticks(
     s = fast_settings
     t = s.topics
     transit_due = NOW + timedelta(seconds=3)
-    registration = Registration(
+    registration = samples.registration(
         "c-reg",
-        NOW - timedelta(days=10) + timedelta(hours=3),
-        NOW,
-        RegistrationAction.REGISTERED,
-        "reg-1",
-        traveller("CC0000001"),
-        HostKind.HOTEL,
-        "hotel-1",
-        "KZ-75",
-        "Abai avenue 10",
-        (NOW - timedelta(days=10)).date(),
-        NOW.date(),
-        "eqonaq",
+        event_time=NOW - timedelta(days=10) + timedelta(hours=3),
+        received_time=NOW,
+        registration_id="reg-1",
+        traveller=traveller("CC0000001"),
+        host_id="hotel-1",
+        address="Abai avenue 10",
+        valid_from=(NOW - timedelta(days=10)).date(),
+        valid_until=NOW.date(),
     )
     records: list[Crossing | Registration | StatusChange] = [
-        StatusChange(
-            "a-lost", NOW - timedelta(hours=2), NOW, StatusChangeKind.DOCUMENT_LOST, traveller("AA0000001"), "p", "t"
-        ),
+        status_change("a-lost", NOW - timedelta(hours=2), StatusChangeKind.DOCUMENT_LOST, "AA0000001"),
         crossing("a-in", "AA0000001", NOW - timedelta(hours=1), Direction.ENTRY),
         crossing("b-in", "BB0000001", NOW - timedelta(days=40), Direction.ENTRY),
         crossing("c-in", "CC0000001", NOW - timedelta(days=10), Direction.ENTRY),
@@ -170,9 +166,7 @@ def test_matcher_emits_alerts_stays_dead_letters_and_fires_deadlines_on_ticks(
     # 5 years); a daily trader (in 08:00, out 18:00 local) for 92 days in a row gets one WINDOW_BREACH, due
     # at his entry on the 91st day.
     records.append(
-        StatusChange(
-            "h-expelled", NOW - timedelta(days=30), NOW, StatusChangeKind.EXPELLED, traveller("HH0000001"), "mvd", "t"
-        )
+        status_change("h-expelled", NOW - timedelta(days=30), StatusChangeKind.EXPELLED, "HH0000001", authority="mvd")
     )
     records.append(crossing("h-in", "HH0000001", NOW - timedelta(hours=2), Direction.ENTRY))
     first = NOW.astimezone(ALMATY).date() - timedelta(days=100)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from harness import samples
 from schemas.ids import alert_id
 from schemas.records import (
     Alert,
@@ -30,15 +31,8 @@ from schemas.records import (
     CheckpointKind,
     Crossing,
     DeadLetter,
-    Direction,
-    Document,
-    DocumentType,
-    EntryBasis,
-    EntryBasisKind,
-    Purpose,
     Severity,
     Sex,
-    Traveller,
 )
 from schemas.serde import Serde
 from shekara.admin import ensure_topics, wait_for_broker
@@ -344,16 +338,13 @@ def ops_server(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory)
 
 
 def crossing(event_id: str, checkpoint: str, at: datetime) -> Crossing:
-    return Crossing(
-        event_id=event_id,
+    return samples.crossing(
+        event_id,
         event_time=at,
         received_time=at,
         checkpoint=Checkpoint(checkpoint, CheckpointKind.ROAD, "RUS"),
-        direction=Direction.ENTRY,
-        traveller=Traveller(Document(DocumentType.PASSPORT, "N7654321", "TJK"), "TJK", date(1991, 5, 4), Sex.F),
-        purpose=Purpose.WORK,
-        entry_basis=EntryBasis(EntryBasisKind.VISA_FREE),
-        source_system="berkut",
+        traveller=samples.traveller("N7654321", "TJK", birth_date=date(1991, 5, 4), sex=Sex.F),
+        conveyance=None,
     )
 
 

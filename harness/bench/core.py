@@ -22,21 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from harness import samples
 from harness.bench import BenchResult
 from schemas.records import (
     Checkpoint,
     Crossing,
     Direction,
-    Document,
-    DocumentType,
-    EntryBasis,
     EntryBasisKind,
     HostKind,
     Purpose,
     Registration,
-    RegistrationAction,
-    Sex,
-    StatusChange,
     StatusChangeKind,
     Traveller,
 )
@@ -77,40 +72,37 @@ class _Mix:
 
     def _person(self, nationality: str) -> _Person:
         number = f"N{self.rng.randrange(10**7, 10**8)}"
-        doc = Document(DocumentType.PASSPORT, number, nationality)
-        t = Traveller(doc, nationality, date(1985, 1, 1), Sex.M)
+        t = samples.traveller(number, nationality, birth_date=date(1985, 1, 1))
         return _Person(t, traveller_key(nationality, number, _KEY))
 
     def _crossing(
         self, p: _Person, when: datetime, direction: Direction, cp: str, basis: EntryBasisKind, purpose: Purpose
     ) -> Crossing:
         info = self.checkpoints[cp]
-        return Crossing(
-            event_id=self._id(),
+        return samples.crossing(
+            self._id(),
             event_time=when,
             received_time=when,
             checkpoint=Checkpoint(cp, info.kind, info.border_country),
             direction=direction,
             traveller=p.traveller,
             purpose=purpose,
-            entry_basis=EntryBasis(basis),
+            entry_basis=basis,
             source_system="bench",
+            conveyance=None,
         )
 
     def _registration(self, p: _Person, when: datetime, host: HostKind) -> Registration:
         d = when.date()
-        return Registration(
-            event_id=self._id(),
+        return samples.registration(
+            self._id(),
             event_time=when,
             received_time=when,
-            action=RegistrationAction.REGISTERED,
             registration_id=self._id(),
             traveller=p.traveller,
             host_kind=host,
             host_id="H",
-            region="KZ-75",
             address="Abai 1",
-            valid_from=d,
             valid_until=d + timedelta(days=90),
             source_system="bench",
         )
@@ -160,16 +152,16 @@ class _Mix:
                 out.append(self._crossing(p, t, Direction.ENTRY, cp, EntryBasisKind.VISA_FREE, Purpose.WORK))
                 out.append(self._registration(p, t + timedelta(hours=20), HostKind.EMPLOYER))
                 out.append(
-                    StatusChange(
-                        event_id=self._id(),
+                    samples.status_change(
+                        self._id(),
                         event_time=t + timedelta(days=5),
                         received_time=t + timedelta(days=5),
                         kind=StatusChangeKind.WORK_PERMIT_ISSUED,
                         traveller=p.traveller,
                         authority="labour",
                         source_system="bench",
-                        valid_from=(t + timedelta(days=5)).date(),
                         valid_until=(t + timedelta(days=200)).date(),
+                        reference=None,
                     )
                 )
                 out.append(

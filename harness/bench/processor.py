@@ -40,18 +40,13 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from harness import samples
 from harness.bench import BenchResult, latency
 from schemas.records import (
     Checkpoint,
     Crossing,
-    Direction,
-    Document,
-    DocumentType,
-    EntryBasis,
-    EntryBasisKind,
     Purpose,
     Sex,
-    Traveller,
 )
 from schemas.serde import Serde
 from shekara.admin import ensure_topics
@@ -336,16 +331,15 @@ def _throughput(
 
 
 def _entry(i: int, now: datetime, checkpoint: Checkpoint) -> Crossing:
-    return Crossing(
-        event_id=f"bench-entry-{i}",
+    return samples.crossing(
+        f"bench-entry-{i}",
         event_time=now,
         received_time=now,
         checkpoint=checkpoint,
-        direction=Direction.ENTRY,
-        traveller=Traveller(Document(DocumentType.PASSPORT, f"BN{i:08d}", "UZB"), "UZB", date(1985, 5, 5), Sex.F),
+        traveller=samples.traveller(f"BN{i:08d}", birth_date=date(1985, 5, 5), sex=Sex.F),
         purpose=Purpose.TOURISM,
-        entry_basis=EntryBasis(EntryBasisKind.VISA_FREE),
         source_system="bench",
+        conveyance=None,
     )
 
 
