@@ -80,7 +80,7 @@ def routes(settings: Settings) -> dict[str, Route]:
         t.stays: "stays",
         t.alerts: "alerts",
         t.dead_letter: "dead_letters",
-        t.alert_actions: "alert_triage",  # officers' triage states (streams.triage), migration 015
+        t.alert_actions: "alert_triage",  # officers' triage states (streams.triage), migration 014
     }
     return {topic: Route(table, TABLE_RECORDS[table]) for topic, table in topics.items()}
 
@@ -191,7 +191,7 @@ class Warehouse:
         return True
 
     def load_checkpoints(self, catalogue: Catalogue, catalogue_text: bytes) -> bool:
-        """Reload the `checkpoints` table (migration 013) if the catalogue file changed; True if reloaded."""
+        """Reload the `checkpoints` table (migration 012) if the catalogue file changed; True if reloaded."""
         version = f"{catalogue.timezone.key}#{hashlib.sha256(catalogue_text).hexdigest()[:12]}"
         stored = self.client.query("SELECT any(catalogue_version) FROM checkpoints").result_rows[0][0]
         if stored == version:

@@ -10,7 +10,7 @@
 -- (settings.limits). The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
--- The checkpoint catalogue (shekara.reference.Catalogue) is the table `checkpoints` (migration 013, filled by the
+-- The checkpoint catalogue (shekara.reference.Catalogue) is the table `checkpoints` (migration 012, filled by the
 -- sink from rules/checkpoints.csv), read once per query into two arrays aligned by position.
 SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
 FROM

@@ -48,7 +48,7 @@ FROM
                 AND assumeNotNull(valid_until) < assumeNotNull(valid_from), ('valid_until', 'is before valid_from'),
             shekara_optional_text_bad(reference, {max_id:UInt32}, suspect),
                 shekara_optional_text_problem('reference', reference, {max_id:UInt32}, suspect),
-            replacement_problem.1 != '', replacement_problem,  -- migration 014
+            replacement_problem.1 != '', replacement_problem,  -- migration 013
             key_problem.1 != '', key_problem,
             ('', '')
         ) AS problem

@@ -33,7 +33,7 @@ SELECT
     _partition,
     {bases:Array(UInt64)}[_partition + 1] + _delta,
     {batch:String},
-    -- DOCUMENT_REPLACED: the new document's keyed traveller key (migration 014), as traveller_key is the old one's.
+    -- DOCUMENT_REPLACED: the new document's keyed traveller key (migration 013), as traveller_key is the old one's.
     if(
         kind = 'DOCUMENT_REPLACED',
         shekara_hmac32(
