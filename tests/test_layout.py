@@ -111,9 +111,6 @@ BUILT_ELSEWHERE = {
     "harness/bench/simulator.py": "the floor it times is a plain constructor loop",
     "tests/test_serde.py": "builds every field from a values dict to round-trip it",
     "tests/test_validation.py": "the record parse_record must give, written out",
-    "tests/simulator/test_truth.py": "planned travellers for the simulator's truth",
-    "tests/test_matching.py": "not moved yet: the shell's tests are being split (issue 19, item 3)",
-    "tests/test_topology_units.py": "not moved yet: the shell's tests are being split (issue 19, item 3)",
 }
 SCORING = "harness/scoring.py"
 SCORING_FUNCTIONS = frozenset({"score", "final_alerts"})

@@ -9,21 +9,16 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 import streams.matching as matching_module
+from harness import samples
 from schemas.records import (
     Alert,
     AlertType,
     Checkpoint,
     CheckpointKind,
     Crossing,
-    Direction,
-    Document,
-    DocumentType,
-    EntryBasis,
-    EntryBasisKind,
     HostKind,
     Purpose,
     Registration,
-    Sex,
     StatusChange,
     StatusChangeKind,
     Traveller,
@@ -46,32 +41,34 @@ P = 3
 
 
 def _traveller(number: str) -> Traveller:
-    return Traveller(Document(DocumentType.PASSPORT, number, "UZB"), "UZB", date(1990, 1, 1), Sex.M)
+    return samples.traveller(number, birth_date=date(1990, 1, 1))
 
 
 def _entry(number: str, event_id: str) -> Crossing:
-    return Crossing(
-        event_id=event_id,
+    return samples.crossing(
+        event_id,
         event_time=T0,
         received_time=T0,
         checkpoint=Checkpoint("KZ-RU-UBE", CheckpointKind.ROAD, "UZB"),
-        direction=Direction.ENTRY,
         traveller=_traveller(number),
         purpose=Purpose.TOURISM,
-        entry_basis=EntryBasis(EntryBasisKind.VISA_FREE),
         source_system="test",
+        conveyance=None,
     )
 
 
 def _lost(number: str) -> StatusChange:
-    return StatusChange(
-        event_id=f"lost-{number}",
+    return samples.status_change(
+        f"lost-{number}",
         event_time=T0 - timedelta(days=1),
         received_time=T0 - timedelta(days=1),
         kind=StatusChangeKind.DOCUMENT_LOST,
         traveller=_traveller(number),
         authority="police",
         source_system="test",
+        valid_from=None,
+        valid_until=None,
+        reference=None,
     )
 
 

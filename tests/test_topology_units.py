@@ -10,19 +10,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness import samples
 from schemas.records import (
-    Checkpoint,
-    CheckpointKind,
     Crossing,
-    Direction,
-    Document,
-    DocumentType,
-    EntryBasis,
     EntryBasisKind,
     Purpose,
-    Sex,
     Stay,
-    Traveller,
 )
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, traveller_key
@@ -152,16 +145,14 @@ def test_stored_value_round_trips(partition: int, due: datetime | None, state: b
 
 def _crossing(number: str = "AB1234567") -> Crossing:
     now = datetime.now(UTC)
-    return Crossing(
-        event_id="e-1",
+    return samples.crossing(
+        "e-1",
         event_time=now - timedelta(minutes=5),
         received_time=now,
-        checkpoint=Checkpoint("KZ-UZ-ZHIBEK-ZHOLY", CheckpointKind.ROAD, "UZB"),
-        direction=Direction.ENTRY,
-        traveller=Traveller(Document(DocumentType.PASSPORT, number, "UZB"), "UZB", date(1990, 1, 1), Sex.M),
+        traveller=samples.traveller(number, birth_date=date(1990, 1, 1)),
         purpose=Purpose.TOURISM,
-        entry_basis=EntryBasis(EntryBasisKind.VISA_FREE),
         source_system="test",
+        conveyance=None,
     )
 
 

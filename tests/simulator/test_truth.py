@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from harness import samples
 from harness.simulator.plan import (
     Person,
     Planned,
@@ -19,16 +20,12 @@ from harness.simulator.truth import Expected, address_key, address_truth, normal
 from schemas.ids import alert_id
 from schemas.records import (
     Direction,
-    Document,
-    DocumentType,
     EntryBasis,
     EntryBasisKind,
     HostKind,
     Purpose,
     RegistrationAction,
-    Sex,
     StatusChangeKind,
-    Traveller,
 )
 from shekara.pseudonym import pseudonymise, traveller_key
 from shekara.reference import load_checkpoints
@@ -43,8 +40,7 @@ _docs = itertools.count(1)
 
 
 def person(nat: str = "UZB") -> Person:
-    doc = Document(DocumentType.PASSPORT, f"AB{next(_docs):07d}", nat)
-    return make_person(Traveller(doc, nat, date(1990, 1, 1), Sex.M), KEY)
+    return make_person(samples.traveller(f"AB{next(_docs):07d}", nat, birth_date=date(1990, 1, 1)), KEY)
 
 
 def at(day: date, hh: int = 12, mm: int = 0) -> datetime:
