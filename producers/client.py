@@ -35,6 +35,7 @@ from schemas.records import Alert, Crossing, DeadLetter, Registration, StatusCha
 from schemas.serde import Serde
 from schemas.validation import ValidationError, catalogue_for, validate
 from shekara.logs import get_logger
+from shekara.partitioning import partition_of
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
 
@@ -143,6 +144,8 @@ class EventProducer:
             ("accepted", "rejected", "dead_lettered", "sent", "spooled", "drained", "failed"), 0
         )
         self._client_id = client_id
+        t = settings.topics
+        self._sources = {t.crossings, t.registrations, t.status_changes}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -260,6 +263,13 @@ class EventProducer:
         }
         return Producer(conf)
 
+    def _partition(self, topic: str, key: bytes | None) -> int:
+        """The partition of a source event, named explicitly (shekara.partitioning: the processors and the sink
+        refuse an event elsewhere); -1 (librdkafka's choice) for the other topics."""
+        if key and topic in self._sources:
+            return partition_of(key, self.settings.partitions)
+        return -1
+
     def _enqueue(
         self, topic: str, key: bytes | None, value: bytes, count: str = "accepted", on_outcome: OnOutcome | None = None
     ) -> None:
@@ -274,7 +284,7 @@ class EventProducer:
                         on_outcome("spooled", "")
                     return
                 try:
-                    self._producer.produce(topic, value, key, on_delivery=report)
+                    self._producer.produce(topic, value, key, self._partition(topic, key), on_delivery=report)
                     self._in_flight += 1
                     self.stats[count] += 1
                     return
@@ -405,7 +415,8 @@ class EventProducer:
             return
         results: dict[int, KafkaError | None] = {}
         for pqid, m in batch:
-            self._producer.produce(m.topic, m.value, m.key, on_delivery=self._drain_report(results, pqid))
+            report = self._drain_report(results, pqid)
+            self._producer.produce(m.topic, m.value, m.key, self._partition(m.topic, m.key), on_delivery=report)
         deadline = time.monotonic() + 35  # message.timeout.ms + margin
         while len(results) < len(batch) and time.monotonic() < deadline and not self._stop.is_set():
             self._producer.poll(0.05)

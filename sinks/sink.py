@@ -542,6 +542,11 @@ class _SinkLoop:
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        # The rejects check each source event's partition against CRC32(key) % the topic's count (from metadata).
+        topics = consumer.list_topics(timeout=10).topics
+        counts = {r.table: len(topics[t].partitions) for t, r in self.routes.items() if t in topics}
+        for w in self.warehouses:
+            w.source_partitions = {table: counts.get(table, n) for table, n in w.source_partitions.items()}
         committed: dict[tuple[str, int], int] = {}
         for tp in consumer.committed(partitions, timeout=30):
             offset = tp.offset
@@ -593,7 +598,8 @@ def owner(
 def _intake_refuses(intake: processors_intake.Intake, m: Message) -> bool:
     """Whether the processors refuse `m`, judged as they judge it: against its Kafka timestamp (rare: a refusal)."""
     now = datetime.fromtimestamp(m.timestamp / 1000, UTC) if m.timestamp is not None else datetime.now(UTC)
-    return isinstance(intake.admit(m.topic, m.key, m.value, now=now), processors_intake.Rejected)
+    verdict = intake.admit(m.topic, m.key, m.value, now=now, partition=m.partition)
+    return isinstance(verdict, processors_intake.Rejected)
 
 
 def columns_of(consumed: list[KafkaMessage]) -> Messages:

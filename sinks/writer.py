@@ -144,6 +144,10 @@ class Warehouse:
             "earliest": lim.earliest_date,
             "latest": lim.latest_date,
         }
+        # Partition count of each source table's topic: the rejects refuse an event not on CRC32(key) % count
+        # (shekara.partitioning). The catalogue's until the sink reads the topics' metadata; 0 turns it off.
+        self.source_partitions = {"crossings": settings.partitions, "registrations": settings.partitions}
+        self.source_partitions["status_changes"] = settings.partitions
         self._explain = explain
         self._bisect_left = BISECT_BUDGET
         self._catalogue, self._catalogue_file = catalogue_for(settings), settings.checkpoints_file
@@ -391,7 +395,8 @@ class Warehouse:
         """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
         sql = transform_sql(f"{table}.rejects")
         # Source events: skew for event times (the message key is checked against the public partition key).
-        params = _named_in(sql, {"skew": self._skew, **self._limits})
+        offered = {"skew": self._skew, "partitions": self.source_partitions.get(table, 0), **self._limits}
+        params = _named_in(sql, offered)
         return self.client.query(sql, parameters=params or None).result_rows  # type: ignore[return-value]
 
     def _stage(

@@ -12,6 +12,7 @@ from datetime import datetime
 from schemas.records import Crossing, Registration, StatusChange
 from schemas.serde import DecodeError, Serde
 from schemas.validation import ValidationError, catalogue_for, validate
+from shekara.partitioning import misplaced
 from shekara.pseudonym import partition_key, traveller_key_of
 from shekara.settings import Limits, Settings
 
@@ -63,8 +64,13 @@ class Intake:
         self.max_future_skew_s = settings.max_future_skew_seconds
         self.limits = settings.limits
         self.catalogue = catalogue_for(settings)  # unknown or closed checkpoints are refused, as at publish
+        # Source topics' partition count: the catalogue's, which admin.ensure_topics holds the broker's layout to.
+        self.partitions = settings.partitions
 
-    def admit(self, topic: str, key: bytes | None, value: bytes | None, *, now: datetime) -> Accepted | Rejected:
+    def admit(
+        self, topic: str, key: bytes | None, value: bytes | None, *, now: datetime, partition: int | None = None
+    ) -> Accepted | Rejected:
+        """`partition`: where the message was read from, checked against its key's (None: not checked)."""
         oversize = too_large(key, value, self.limits)
         if oversize is not None:
             return oversize
@@ -95,6 +101,12 @@ class Intake:
             return Rejected("validate", f"cannot validate: {exc!r}", None)
         doc = record.traveller.document
         pkey = partition_key(doc.issuing_country, doc.number)
+        if partition is not None and key:  # no key: the key check names it
+            # Checked before the key (as the sink's rejects SQL): a producer that hashes otherwise (murmur2) would
+            # split a traveller's history across workers, each judging part of it.
+            wrong = misplaced(key, partition, self.partitions)
+            if wrong is not None:
+                return Rejected("validate", wrong, "partition")
         if key != pkey.encode():
             # Co-partitioning rests on the key: an event keyed otherwise may sit on another traveller's partition,
             # where the worker holding this traveller's state never sees it.

@@ -129,16 +129,19 @@ class Matching:
             OrderedDict()
         )
 
-    def _admit(self, topic: str, key: bytes | None, value: bytes | None, timestamp: float) -> Accepted | Rejected:
+    def _admit(
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, timestamp: float
+    ) -> Accepted | Rejected:
         # Judged against the message's own timestamp (producer send time), not the wall clock, so a replay
         # accepts and rejects exactly what live running did.
-        return self.intake.admit(topic, key, value, now=datetime.fromtimestamp(timestamp, UTC))
+        now = datetime.fromtimestamp(timestamp, UTC)
+        return self.intake.admit(topic, key, value, now=now, partition=partition)
 
     def admit_ahead(self, messages: Sequence[RawMessage]) -> int:
         """Admit `messages` now and keep the verdicts for `work`; how many are kept."""
         ahead = self._ahead
         for topic, partition, offset, key, value, timestamp in messages:
-            ahead[topic, partition, offset] = (key, value, self._admit(topic, key, value, timestamp))
+            ahead[topic, partition, offset] = (key, value, self._admit(topic, partition, key, value, timestamp))
         while len(ahead) > AHEAD_LIMIT:
             ahead.popitem(last=False)
         return len(ahead)
@@ -161,7 +164,7 @@ class Matching:
             if kept is not None and kept[0] == key and kept[1] == value:
                 verdict = kept[2]
             else:
-                verdict = self._admit(topic, key, value, timestamp)
+                verdict = self._admit(topic, partition, key, value, timestamp)
             if not isinstance(verdict, Accepted):
                 out.rejected.append((index, verdict.stage, verdict.reason, verdict.field))
                 continue

@@ -39,6 +39,7 @@ from schemas.records import (
     Traveller,
 )
 from schemas.serde import DecodeError, Serde
+from shekara.partitioning import partition_of
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.rules import load_rules
 from shekara.settings import Limits, Settings
@@ -66,6 +67,7 @@ class Case:
     key: bytes | None
     timestamp: int | None  # Kafka timestamp (ms) of the message
     corrupt: bytes | None = None  # replaces the text MARKER in the encoded value (bytes that are not UTF-8)
+    partition: int | None = None  # where the message is read from; None: where its key belongs
 
 
 MARKER = "QzQzQ"
@@ -95,7 +97,10 @@ class Parity:
         value = self.serde.encode(case.record, topic)
         if case.corrupt is not None:
             value = value.replace(MARKER.encode(), case.corrupt, 1)
-        return Message(topic, 0, next(self.offsets), case.key, value, case.timestamp)
+        partition = case.partition
+        if partition is None:
+            partition = partition_of(case.key, self.settings.partitions) if case.key else 0
+        return Message(topic, partition, next(self.offsets), case.key, value, case.timestamp)
 
     def sink(self, messages: list[Message]) -> list[Verdict]:
         """What the sink does with each message: stored (None) or dead-lettered (field, reason)."""
@@ -120,7 +125,7 @@ class Parity:
             now = record.event_time
         else:
             now = datetime.fromtimestamp(m.timestamp / 1000.0, UTC)  # Faust: msg.timestamp = ms / 1000.0
-        v = self.intake.admit(m.topic, m.key, m.value, now=now)
+        v = self.intake.admit(m.topic, m.key, m.value, now=now, partition=m.partition)
         if isinstance(v, Accepted):
             return None
         if v.stage == "decode":  # text that is not UTF-8: the sink refuses it on the value (no field to name)
@@ -416,6 +421,35 @@ def test_each_listed_problem_is_dead_lettered_on_its_field(parity: Parity) -> No
         "oversized key",
     ]
     assert {n: v and v[0] for n, v in zip(names, verdicts, strict=True)} == dict(zip(names, expected, strict=True))
+
+
+def test_an_event_off_its_keys_partition_is_refused_by_both_with_the_same_reason(parity: Parity) -> None:
+    """A client hashing the key otherwise (murmur2) splits a traveller across workers: both refuse the event."""
+    n = parity.settings.partitions
+    records = [
+        samples.crossing("pc", event_time=T),
+        samples.registration("pr", event_time=T),
+        samples.status_change("ps", event_time=T),
+    ]
+    cases = []
+    for record in records:
+        home = partition_of(parity.key(record), n)
+        cases += [
+            Case(record, parity.key(record), T_MS, partition=(home + 1) % n),  # misplaced
+            Case(record, parity.key(record), T_MS, partition=home),  # where it belongs: stored
+            Case(record, b"k", T_MS, partition=(partition_of(b"k", n) + 1) % n),  # wrong key, misplaced too
+            Case(record, None, T_MS, partition=3),  # no key: the key check names it, wherever it is read
+        ]
+    verdicts = parity.check(cases)
+    assert [v and v[0] for v in verdicts] == ["partition", None, "partition", "key"] * 3
+    record = records[0]
+    home = partition_of(parity.key(record), n)
+    wrong = (home + 1) % n
+    assert verdicts[0] == (
+        "partition",
+        f"on partition {wrong}; its key belongs on partition {home} of {n}"
+        " (CRC-32 of the key modulo the partition count)",
+    )
 
 
 def test_text_that_is_not_utf8_is_refused_by_both(parity: Parity) -> None:

@@ -7,12 +7,13 @@
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
 -- Parameters: skew (settings.max_future_skew_seconds), max_key, max_id, max_text, earliest, latest
--- (settings.limits). The key check needs no secret (the partition key).
+-- (settings.limits), partitions (the topic's partition count, Warehouse.source_partitions; 0: not checked).
+-- The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
 -- The checkpoint catalogue (shekara.reference.Catalogue) is the table `checkpoints` (migration 012, filled by the
 -- sink from rules/checkpoints.csv), read once per query into two arrays aligned by position.
-SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
+SELECT _msg, problem.1 AS field, if(field IN ('key', 'partition'), problem.2, concat(field, ': ', problem.2)) AS reason
 FROM
 (
     WITH
@@ -92,6 +93,13 @@ FROM
                 ('planned_exit_checkpoint', shekara_not_checkpoint(assumeNotNull(planned_exit_checkpoint))),
             card_bad, card_problem,
             conveyance_bad, conveyance_problem,
+            -- shekara.partitioning.misplaced: co-partitioning rests on CRC-32 of the key modulo the count
+            {partitions:UInt32} > 0 AND _key != '' AND CRC32(_key) % {partitions:UInt32} != _partition,
+                ('partition', concat(
+                    'on partition ', toString(_partition), '; its key belongs on partition ',
+                    toString(CRC32(_key) % {partitions:UInt32}), ' of ', toString({partitions:UInt32}),
+                    ' (CRC-32 of the key modulo the partition count)'
+                )),
             key_problem.1 != '', key_problem,
             ('', '')
         ) AS problem

@@ -7,10 +7,11 @@
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
 -- Parameters: skew (settings.max_future_skew_seconds), max_key, max_id, max_text, earliest, latest
--- (settings.limits). The key check needs no secret (the partition key).
+-- (settings.limits), partitions (the topic's partition count, Warehouse.source_partitions; 0: not checked).
+-- The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
-SELECT _msg, problem.1 AS field, if(field = 'key', problem.2, concat(field, ': ', problem.2)) AS reason
+SELECT _msg, problem.1 AS field, if(field IN ('key', 'partition'), problem.2, concat(field, ': ', problem.2)) AS reason
 FROM
 (
     WITH
@@ -49,6 +50,13 @@ FROM
             shekara_optional_text_bad(reference, {max_id:UInt32}, suspect),
                 shekara_optional_text_problem('reference', reference, {max_id:UInt32}, suspect),
             replacement_problem.1 != '', replacement_problem,  -- migration 013
+            -- shekara.partitioning.misplaced: co-partitioning rests on CRC-32 of the key modulo the count
+            {partitions:UInt32} > 0 AND _key != '' AND CRC32(_key) % {partitions:UInt32} != _partition,
+                ('partition', concat(
+                    'on partition ', toString(_partition), '; its key belongs on partition ',
+                    toString(CRC32(_key) % {partitions:UInt32}), ' of ', toString({partitions:UInt32}),
+                    ' (CRC-32 of the key modulo the partition count)'
+                )),
             key_problem.1 != '', key_problem,
             ('', '')
         ) AS problem
