@@ -13,6 +13,9 @@ names the new document. The link logic, pure:
   `streams.core.step` counts the 90/180 days and matches a stay opened on the old document across the renewal.
   The old document's own watch-list changes (lost, stolen, recovered) stay behind: they concern that booklet,
   not the person, and a crossing on the new passport is not one on a lost passport.
+* `merge_states(old, new)`: what the processors do across partitions (`streams.handoff`): the old document's
+  stored state, handed off after the renewal, merged with the new document's (if any), walked again with
+  `step(..., replay=True)`; `retired(old)`: the old document's state once handed off (it owes no deadline).
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from types import MappingProxyType
 
 from schemas.records import Document, StatusChange, StatusChangeKind
 from shekara.pseudonym import partition_key
-from streams.core.model import Event
+from streams.core.model import STATUS, Event, id_of, key_of
+from streams.core.traveller import Key, TravellerState
+from streams.core.walk import Cursor
 
 # Changes that concern one booklet, not its holder: they do not follow the person to a new document.
 DOCUMENT_SCOPED = frozenset(
     {StatusChangeKind.DOCUMENT_LOST, StatusChangeKind.DOCUMENT_STOLEN, StatusChangeKind.DOCUMENT_RECOVERED}
 )
+_SCOPED_VALUES = frozenset(k.value for k in DOCUMENT_SCOPED)  # as a stored StatusEvent names its change
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +125,63 @@ def continued_history(old_events: Sequence[Event], new_events: Sequence[Event], 
     for ev in new_events:
         out.setdefault(ev.event_id, ev)
     return list(out.values())
+
+
+def merge_states(old: TravellerState, new: TravellerState | None) -> TravellerState:
+    """One person's state from the replaced document's (`old`, after the renewal) and the new document's (`new`,
+    None if it has no state yet), to be walked again with `step(..., replay=True)`.
+
+    Order-insensitive: the new document's events may have been stepped before or after the handoff arrives; the
+    replay walks both documents' retained events in time order from the earlier folded walk and settles what was
+    emitted by either (alerts the merged history no longer implies are retracted). Idempotent: a second copy of
+    the same handoff adds no event (ids already known or folded past) and no counted day (intervals are a set).
+    The merged state keeps the OLD state's traveller key, so the person's alerts and stays keep their ids across
+    the renewal (an overstay raised on the old document is resolved by the exit on the new one; chains A -> B -> C
+    keep A's key). Booklet-scoped changes (lost, stolen, recovered) of the old document stay behind.
+    """
+    if new is None or (not new.history and new.base is None and not new.emitted and not new.stays_emitted):
+        new = TravellerState.empty(old.traveller_key)
+    base, base_key = _merged_base(old, new)
+    floor = new.base_key  # events the new state already folded into its base must not be walked again
+    kept_old = [
+        e
+        for e in old.history
+        if not (e[2] == STATUS and e[4] in _SCOPED_VALUES) and (floor is None or key_of(e) > floor)
+    ]
+    by_id = {id_of(e): e for e in (*kept_old, *new.history)}
+    history = tuple(sorted(by_id.values(), key=key_of))
+    return TravellerState(
+        old.traveller_key,
+        history,
+        base.copy() if base is not None else Cursor(),  # replaced by the replay's walk
+        base,
+        base_key,
+        {**old.pending, **new.pending},
+        {**old.emitted, **new.emitted},
+        {**old.stays_pending, **new.stays_pending},
+        {**old.stays_emitted, **new.stays_emitted},
+    )
+
+
+def retired(state: TravellerState) -> TravellerState:
+    """The replaced document's state once handed off: it keeps its history (a late event of the old document
+    is still recognised) but owes no deadline any more, the new document's partition carries them."""
+    return replace(state, pending={}, stays_pending={})
+
+
+def _merged_base(old: TravellerState, new: TravellerState) -> tuple[Cursor | None, Key | None]:
+    """The folded walk the merged history starts from: the one side's, or (both folded) the later one with the
+    other's counted days added (the open stay, ban and permit of the later one stand)."""
+    if old.base is None and new.base is None:
+        return None, None
+    if new.base is None or old.base is None:
+        base, base_key = (old.base, old.base_key) if new.base is None else (new.base, new.base_key)
+        assert base is not None
+        cursor = base.copy()
+    else:
+        first, later = sorted(((old.base_key, old.base), (new.base_key, new.base)), key=lambda b: b[0] or (0, ""))
+        base_key = later[0]
+        cursor = later[1].copy()
+        cursor.past = tuple(sorted(set(cursor.past) | set(first[1].past)))
+    cursor.lost = None  # a lost or stolen booklet is not the person
+    return cursor, base_key

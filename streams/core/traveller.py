@@ -146,9 +146,12 @@ def step(
     rules: RuleBook,
     checkpoints: Mapping[str, CheckpointInfo],
     retention: Retention = DEFAULT_RETENTION,
+    replay: bool = False,
 ) -> StepResult:
     """Apply `events` (any order, duplicates allowed; empty for a deadline tick) at `watermark`.
 
+    `replay`: walk the retained history again from the base even if nothing sorts early (a state merged from two
+    documents' states, `streams.core.identity.merge_states`, whose saved cursor is no walk of its history).
     Pure: the given state is not modified; use the returned one.
     """
     ctx = context_for(rules, checkpoints)
@@ -156,6 +159,7 @@ def step(
     wm = to_us(watermark)
     if (
         not events
+        and not replay
         and (not state.pending or all(c.due > wm for c in state.pending.values()))
         and (not state.stays_pending or all(s.close_t > wm for s in state.stays_pending.values()))
     ):
@@ -170,9 +174,9 @@ def step(
     last = state.last_key
     full = False
     old_open: str | None = None  # the open stay the walk started from (its alerts may change)
-    if not new:
+    if not new and not replay:
         cursor = state.cursor
-    elif last is None or (new[0].t, new[0].event_id) > last:
+    elif not replay and (last is None or (new[0].t, new[0].event_id) > last):
         # fast path: continue the walk from the saved cursor
         horizon = retention.reorder_seconds * 1_000_000
         if history and new[0].t - time_of(history[-1]) > horizon:
@@ -209,7 +213,7 @@ def step(
             ctx, key, found.stays, stays_pending, stays_emitted, base_key if full else None, full, old_open, wm, stays
         )
 
-    if new and len(history) > retention.max_events:
+    if (new or replay) and len(history) > retention.max_events:
         history, base, base_key, emitted, stays_emitted = _fold(
             ctx, key, history, base, base_key, pending, emitted, stays_pending, stays_emitted, retention
         )

@@ -7,13 +7,30 @@ count the 90/180 days together and close a stay opened on the old passport with 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 import pytest
 
-from schemas.records import AlertType, Direction, StatusChange, StatusChangeKind, Traveller
+from schemas.records import Alert, AlertType, Direction, StatusChange, StatusChangeKind, Stay, Traveller
 from shekara.pseudonym import partition_key
-from streams.core.identity import LinkBook, continued_history, link_of
-from tests.core.factory import Run, at, entry, exit_, key_of, person, registration, run, status
+from streams.core import step
+from streams.core.identity import LinkBook, continued_history, link_of, merge_states, retired
+from tests.core.factory import (
+    CHECKPOINTS,
+    NOW,
+    RULES,
+    Run,
+    at,
+    entry,
+    exit_,
+    final_alerts,
+    final_stays,
+    key_of,
+    person,
+    registration,
+    run,
+    status,
+)
 
 OLD = person(number="OLD123456")
 NEW = person(number="NEW654321")
@@ -134,3 +151,95 @@ def test_an_event_of_a_third_document_is_refused() -> None:
     with pytest.raises(ValueError, match="is not on the replaced document of link renew-OLD123456"):
         continued_history([stranger], [], link)
     assert at("2026-03-01 10:00") == link.at
+
+
+# --- the processors' handoff: two states merged into one (streams.core.identity.merge_states) -----------------
+
+
+def _feed_apart(events: list, who: Traveller) -> Run:
+    """`who`'s traveller fed its events one at a time, the watermark following (history folds as it goes)."""
+    r = Run(key=key_of(who))
+    for ev in sorted(events, key=lambda e: e.event_time):
+        r.feed([ev], ev.event_time)
+    return r
+
+
+def _hand_over(old: Run, new: Run, watermark: str | datetime) -> list[Alert]:
+    """What the shell does (streams.handoff): the new partition merges and replays, the old one retires."""
+    assert old.state is not None
+    result = step(
+        merge_states(old.state, new.state),
+        [],
+        watermark=at(watermark) if isinstance(watermark, str) else watermark,
+        emitted_time=NOW,
+        rules=RULES,
+        checkpoints=CHECKPOINTS,
+        replay=True,
+    )
+    new.state = result.state
+    new.alerts.extend(result.alerts)
+    new.stays.extend(result.stays)
+    old.state = retired(old.state)
+    return result.alerts
+
+
+def _judged(alerts: list[Alert], stays: list[Stay]) -> tuple[set[tuple], set[tuple]]:
+    """Final alerts and stays without their subject (the merged person keeps the old key, the reference not)."""
+    return (
+        {(a.type.value, a.due_time, a.action.value, a.days_overstayed) for a in final_alerts(alerts).values()},
+        {(s.entry_event_id, s.exit_event_id, s.days, s.days_over) for s in final_stays(stays).values()},
+    )
+
+
+OLD_TRIPS = _trip("2026-01-01", "2026-01-30", OLD) + _trip("2026-02-01", "2026-03-02", OLD)
+OLD_TRIPS += _trip("2026-03-04", "2026-03-04", OLD)
+NEW_TRIP = _trip("2026-04-04", "2026-05-03", NEW)
+
+
+@pytest.mark.parametrize("handoff_after", [0, 1, 3], ids=["before", "after-entry", "after-trip"])
+def test_merged_states_judge_as_one_history_whichever_comes_first(handoff_after: int) -> None:
+    renewal = _renewal("2026-03-20 10:00")
+    link = link_of(renewal)
+    assert link is not None
+    reference = _feed_apart(continued_history([*OLD_TRIPS, renewal], NEW_TRIP, link), NEW)
+    old = _feed_apart([*OLD_TRIPS, renewal], OLD)
+    assert old.state is not None and old.state.base is not None  # the old history was folded: no replay of it
+    new = _feed_apart(NEW_TRIP[:handoff_after], NEW)
+    seen = [e.event_time for e in NEW_TRIP[:handoff_after]]
+    _hand_over(old, new, max([renewal.event_time, *seen]))  # at the new partition's watermark
+    for ev in NEW_TRIP[handoff_after:]:
+        new.feed([ev], ev.event_time)
+    both = _judged(old.alerts + new.alerts, old.stays + new.stays)
+    assert both == _judged(reference.alerts, reference.stays)
+    assert [t for t, *_ in both[0]] == [AlertType.WINDOW_BREACH.value]  # 91 days in 180: counted over both
+    assert all(a.traveller_key == key_of(OLD) for a in new.alerts)  # the person keeps the first document's key
+
+
+def test_an_open_overstay_on_the_old_passport_stays_open_and_the_new_passports_exit_resolves_it() -> None:
+    arrival = entry("2026-03-01 09:00", who=OLD)
+    old = _feed_apart([arrival], OLD)
+    old.tick("2026-04-10 00:00")  # 30 days allowed, last day 30 March: overstaying in the country
+    [raised] = [a for a in old.final_alerts().values() if a.type == AlertType.IN_COUNTRY_OVERSTAY]
+    old.feed([_renewal("2026-04-12 10:00")], "2026-04-12 10:00")
+    new = Run(key=key_of(NEW))
+    assert _hand_over(old, new, "2026-04-12 10:00") == []  # nothing changes: still open, same id
+    assert old.tick("2026-06-01 00:00").alerts == [] and old.last is not None and old.last.next_due is None
+    new.feed([exit_("2026-04-20 18:00", who=NEW)], "2026-04-20 18:00")
+    latest = final_alerts(old.alerts + new.alerts)
+    assert AlertType.EXIT_WITHOUT_ENTRY.value not in {a.type.value for a in latest.values()}
+    assert latest[raised.alert_id].action.value == "RESOLVED"
+    [stay] = new.final_stays().values()
+    assert (stay.entry_event_id, stay.days_over) == (arrival.event_id, 21)
+
+
+def test_the_same_handoff_twice_merges_once() -> None:
+    renewal = _renewal("2026-03-20 10:00")
+    old = _feed_apart([*OLD_TRIPS, renewal], OLD)
+    new = _feed_apart(NEW_TRIP[:1], NEW)
+    handed = old.state
+    _hand_over(old, new, "2026-04-04 12:00")
+    once = new.state
+    old.state = handed  # the redelivered record carries the same state
+    assert _hand_over(old, new, "2026-04-04 12:00") == []
+    assert new.state is not None and once is not None
+    assert new.state.to_bytes() == once.to_bytes()
