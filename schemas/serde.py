@@ -5,8 +5,8 @@ Two wire formats, told apart by their first bytes, and readers accept both whate
 * Avro single-object encoding (``C3 01`` + 8-byte CRC-64-AVRO fingerprint + body): the embedded default.
   The fingerprint names one schema version kept in ``schemas/avro``, so no registry is needed.
 * Confluent wire format (``00`` + 4-byte schema id + body): when ``settings.schema_registry_url`` is set,
-  through confluent-kafka's `AvroSerializer`/`AvroDeserializer`; subjects use the topic-name strategy and
-  compatibility BACKWARD.
+  encoded by confluent-kafka's `AvroSerializer` (subjects use the topic-name strategy and compatibility
+  BACKWARD); decoded here with the registry's writer schema, so a corrupt enum index is refused as in the other.
 
 Data written with an older schema version is resolved to the latest one (the reader schema), so consumers
 always see the current shape.
@@ -239,21 +239,43 @@ class _IntEnumReading:
 
 @cache
 def _int_enum_reading(record_name: str, version: int) -> _IntEnumReading:
-    versions = schema_versions()[record_name]
-    writer, latest = versions[version - 1], versions[-1]
+    return _int_enum_reading_of(record_name, schema_versions()[record_name][version - 1].raw, f"v{version}")
+
+
+def _int_enum_reading_of(record_name: str, writer_raw: Any, label: str) -> _IntEnumReading:
+    """How to read a body written with `writer_raw` (a version in schemas/avro or a registry's schema, `label`)."""
+    latest = schema_versions()[record_name][-1]
     writer_enums: dict[str, list[str]] = {}
-    writer_int = parse_schema(_enums_as_ints(writer.raw, writer_enums))
+    writer_int = parse_schema(_enums_as_ints(writer_raw, writer_enums))
     reader_int: Any = None
     enums = writer_enums
-    if latest is not writer:
+    if writer_raw != latest.raw:
         enums = {}
         reader_int = parse_schema(_enums_as_ints(latest.raw, enums))
         for name, symbols in enums.items():
             if writer_enums.get(name, symbols) != symbols:
                 # Indexes are mapped with one symbol list: resolving changed symbols would need the writer's list.
-                raise ValueError(f"{record_name}: enum {name} symbols differ between v{version} and v{latest.version}")
+                raise ValueError(f"{record_name}: enum {name} symbols differ between {label} and v{latest.version}")
     convert = _converter(latest.raw, enums, {}, "")
     return _IntEnumReading(writer_int, reader_int, convert)  # type: ignore[arg-type]
+
+
+def _read_body(data: bytes, start: int, reading: _IntEnumReading, what: str) -> AvroDict:
+    """The Avro dict in `data[start:]`, read with enums as ints and mapped to symbols; `what` names the writer."""
+    buf = io.BytesIO(data)
+    buf.seek(start)
+    try:
+        d = fastavro.schemaless_reader(buf, reading.writer, reading.reader)
+    except Exception as exc:  # any failure to parse untrusted bytes is a decode error, never a crash
+        raise DecodeError(f"truncated or corrupt {what} body: {exc!r}") from exc
+    if buf.tell() != len(data):
+        raise DecodeError(f"corrupt {what} body: {len(data) - buf.tell()} bytes left over")
+    if reading.convert is not None:
+        try:
+            d = reading.convert(d)
+        except _BadEnum as exc:
+            raise DecodeError(f"corrupt {what} body: {exc.reason}") from exc
+    return d  # type: ignore[return-value]
 
 
 # Registry clients are shared per URL: the `mock://` client keeps its schemas in the instance, so producer and
@@ -280,7 +302,7 @@ class Serde:
     def __init__(self, registry: Any | None = None) -> None:
         self._registry = registry
         self._serializers: dict[str, Any] = {}
-        self._deserializers: dict[str, Any] = {}
+        self._readings_by_id: dict[int, _IntEnumReading] = {}
         self._names_by_id: dict[int, str] = {}
         self._subjects_configured: set[str] = set()
         self._lock = threading.Lock()
@@ -382,22 +404,7 @@ class Serde:
         if writer is None:
             raise DecodeError(f"unknown schema fingerprint {fp.hex()}: not one of the versions in schemas/avro")
         reading = _int_enum_reading(writer.record_name, writer.version)
-        buf = io.BytesIO(data)
-        buf.seek(_SINGLE_HEADER)
-        try:
-            d = fastavro.schemaless_reader(buf, reading.writer, reading.reader)
-        except Exception as exc:  # any failure to parse untrusted bytes is a decode error, never a crash
-            raise DecodeError(f"truncated or corrupt {writer.record_name} v{writer.version} body: {exc!r}") from exc
-        if buf.tell() != len(data):
-            raise DecodeError(
-                f"corrupt {writer.record_name} v{writer.version} body: {len(data) - buf.tell()} bytes left over"
-            )
-        if reading.convert is not None:
-            try:
-                d = reading.convert(d)
-            except _BadEnum as exc:
-                raise DecodeError(f"corrupt {writer.record_name} v{writer.version} body: {exc.reason}") from exc
-        return writer.record_name, d  # type: ignore[return-value]
+        return writer.record_name, _read_body(data, _SINGLE_HEADER, reading, f"{writer.record_name} v{writer.version}")
 
     def _decode_confluent(self, data: bytes, topic: str) -> tuple[str, AvroDict]:
         if len(data) <= _CONFLUENT_HEADER:
@@ -415,14 +422,17 @@ class Serde:
             if exc.http_status_code == 404:
                 raise DecodeError(f"unknown schema id {schema_id} in the registry: {exc.error_message}") from exc
             raise  # the registry is unwell, not the message: let the caller retry rather than dead-letter it
-        deserializer = self._deserializers.get(name) or self._make_deserializer(name)
-        try:
-            # No context: the reader schema is ours (latest version), so no subject lookup is needed. The writer
-            # schema is already cached by the client (fetched just above).
-            d = deserializer(bytes(data), None)
-        except Exception as exc:  # SerializationError, EOFError, OverflowError...: untrusted bytes
-            raise DecodeError(f"truncated or corrupt Confluent-framed body (schema id {schema_id}): {exc!r}") from exc
-        return name, d
+        # Read here, not by confluent-kafka's AvroDeserializer: fastavro alone reads a corrupt enum index -1 as the
+        # last symbol (see "enums read as ints"), which would store a value nobody sent.
+        reading = self._readings_by_id.get(schema_id)
+        if reading is None:
+            writer_raw = json.loads(self._registry.get_schema(schema_id).schema_str)  # cached by the client
+            try:
+                reading = _int_enum_reading_of(name, writer_raw, f"schema id {schema_id}")
+            except Exception as exc:  # a schema we cannot read with ours: its messages are undecodable
+                raise DecodeError(f"schema id {schema_id} cannot be read as {name}: {exc}") from exc
+            self._readings_by_id[schema_id] = reading
+        return name, _read_body(data, _CONFLUENT_HEADER, reading, f"Confluent-framed {name} (schema id {schema_id})")
 
     def _record_name_for_id(self, schema_id: int) -> str:
         name = self._names_by_id.get(schema_id)
@@ -434,13 +444,3 @@ class Serde:
                 raise DecodeError(f"schema id {schema_id} is {full!r}, not a record of the Shekara contract")
             self._names_by_id[schema_id] = name
         return name
-
-    def _make_deserializer(self, record_name: str) -> Any:
-        from confluent_kafka.schema_registry.avro import AvroDeserializer
-
-        with self._lock:
-            if record_name not in self._deserializers:
-                self._deserializers[record_name] = AvroDeserializer(
-                    self._registry, json.dumps(latest_version(record_name).raw)
-                )
-            return self._deserializers[record_name]

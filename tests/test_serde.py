@@ -298,6 +298,25 @@ def test_confluent_older_version_resolves_to_latest() -> None:
     assert client.get_latest_version("old-value").version == 2
 
 
+@pytest.mark.parametrize("bad", [-1, -5, 99])
+def test_confluent_body_with_a_corrupt_enum_index_is_a_decode_error(bad: int) -> None:
+    """Registry mode too: fastavro alone (confluent-kafka's AvroDeserializer) reads index -1 as the last symbol."""
+    from tests.test_serde_enums import _bytes_with, _enum_sites
+
+    record = sample_crossing()
+    serde = registry_serde()
+    framed = serde.encode(record, "t-enum")  # registers the schema: its id is in the first five bytes
+    path, _ = next(iter(_enum_sites(schema_versions()["Crossing"][-1].raw, to_avro(record), {}, "")))
+    good, corrupt = (_bytes_with(record, p, b)[10:] for p, b in (("", 0), (path, bad)))
+    assert serde.decode(framed[:5] + good, "t-enum") == record  # the hand-made body is right when valid
+    with pytest.raises(DecodeError) as caught:
+        serde.decode(framed[:5] + corrupt, "t-enum")
+    assert f"{path}: enum" in caught.value.reason and f"index {bad} is out of range" in caught.value.reason
+    assert caught.value.reason.startswith("corrupt Confluent-framed Crossing (schema id ")
+    with pytest.raises(DecodeError, match="bytes left over"):
+        serde.decode(framed + b"\x00", "t-enum")
+
+
 def test_confluent_unknown_schema_id() -> None:
     with pytest.raises(DecodeError, match="unknown schema id 999"):
         registry_serde().decode(b"\x00\x00\x00\x03\xe7body", "t")
