@@ -20,12 +20,13 @@ import typer
 from producers.publish import Rejection, read_events
 from schemas.records import Alert, AlertAction, AlertType, Crossing, Stay
 from schemas.validation import ValidationError
-from shekara.pseudonym import traveller_key
+from shekara.pseudonym import partition_key, traveller_key_of
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from streams.core import Event, Retention, TravellerState, step
 from streams.core.allowed import allowed_stay
 from streams.core.context import Context, context_for
+from streams.core.identity import person_keys
 from streams.core.model import AlertCandidate, OpenStay, from_us
 from streams.core.records import VOID_RULE
 from streams.core.window import counted_segments
@@ -148,9 +149,10 @@ def check_events(
     """Each traveller's (by document, as the processors key them) stays, alerts and deadlines at the end of
     the as-of day."""
     by_key: dict[str, list[Event]] = {}
+    person = person_keys(events)  # a renewed document goes on with its first document's key, as the processors
     for ev in events:
         doc = ev.traveller.document
-        by_key.setdefault(traveller_key(doc.issuing_country, doc.number, key), []).append(ev)
+        by_key.setdefault(traveller_key_of(person(partition_key(doc.issuing_country, doc.number)), key), []).append(ev)
     ctx = context_for(rules, checkpoints)
     # The watermark at the last instant of the as-of day: what is due by then has fired, what is due at
     # midnight after it (a last allowed day ending) is still a deadline.

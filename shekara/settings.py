@@ -45,6 +45,8 @@ class TopicNames(BaseModel):
     address_registrations: str = "shekara.address-registrations"
     # Compacted, keyed by alert id: each alert's latest triage state (ack, assignee, notes; streams/triage.py).
     alert_actions: str = "shekara.alert-actions"
+    # Internal, co-partitioned with the sources: a renewed document's state handed to its new key (streams/handoff.py).
+    identity_links: str = "shekara.identity-links"
 
 
 class FaustSettings(BaseModel):

@@ -43,4 +43,6 @@ def catalogue(settings: Settings) -> list[TopicSpec]:
             clear,
             "Registrations re-keyed by address, for the fictitious-address check",
         ),
+        # Co-partitioned with the sources (keyed by the new document's partition key); carries a traveller's state.
+        TopicSpec(t.identity_links, n, clear, "A renewed document's traveller state handed to its new key"),
     ]

@@ -162,6 +162,11 @@ class Outputs:
         self.sent["address_registrations"] += 1
         metrics.events_out(self.topics.address_registrations)
 
+    def handoff(self, key: bytes, partition: int, value: bytes) -> None:
+        """An identity handoff (streams.handoff) to the new document's source partition, named explicitly."""
+        self._produce(self.topics.identity_links, key, value, partition)
+        metrics.events_out(self.topics.identity_links)
+
     def _count_alert(self, value: bytes) -> None:
         """Count a sent alert by type and action (the matching process hands it over encoded; alerts are few)."""
         metrics.events_out(self.topics.alerts)

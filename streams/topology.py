@@ -56,6 +56,7 @@ from shekara.settings import Settings
 from streams.align import Aligner, in_record_order
 from streams.deadlines import Deadlines
 from streams.drain import batches
+from streams.handoff import Handoffs
 from streams.matching import RawMessage, Stepped, StepRequest
 from streams.offload import LocalMatching, MatchingProcess, MatchingRunner
 from streams.outputs import Outputs, dead_letter, lettered_since
@@ -257,6 +258,8 @@ class TravellerMatcher:
         self.source_topic = settings.topics.crossings
         t = settings.topics
         self.aligner = Aligner((t.crossings, t.registrations, t.status_changes))
+        self.links_topic = t.identity_links  # identity handoffs (streams.handoff): merged on arrival, not aligned
+        self.handoffs: Handoffs | None = None
         self.positions = Positions()
         self._held: list[EventT] = []  # arrived, not yet processed: ahead of their co-partitions (streams.align)
         # Record timestamp (ms) of the first held event of each topic-partition (None: not known). A topic-partition
@@ -324,6 +327,8 @@ class TravellerMatcher:
     async def _process(self, events: Sequence[EventT]) -> None:
         wall = time.monotonic()
         events = _admit(self.positions, self.stats, events)
+        if self.handoffs is not None and any(ev.message.topic == self.links_topic for ev in events):
+            events = await self._merge_handoffs(events)
         if not events:
             return
         if self.stats.first_event_wall is None:
@@ -354,6 +359,19 @@ class TravellerMatcher:
         self._last_batch = time.monotonic()
         if self._held and (self._recheck is None or self._recheck.done()):
             self._recheck = asyncio.ensure_future(self._release_later())
+
+    async def _merge_handoffs(self, events: Sequence[EventT]) -> list[EventT]:
+        """Merge the batch's identity handoffs into their new keys' states and commit them; the other events."""
+        assert self.handoffs is not None
+        links = [ev for ev in events if ev.message.topic == self.links_topic]
+        for ev in links:
+            self.partitions.remember(ev)  # the new keys' states are read and written in their partition's context
+        now = datetime.now(UTC)
+        merged = self.handoffs.receive(_raw(links), self.store.get, self.watermarks.get, now)
+        for index, stage, reason, fld in merged.rejected:
+            _dead(self.outputs, self.stats, links[index], stage, reason, fld, now)
+        await self._finish(merged, links)
+        return [ev for ev in events if ev.message.topic != self.links_topic]
 
     async def _release_later(self) -> None:
         """Work held events as soon as their hold expires, while no batch comes to release them (live, a quiet
@@ -483,6 +501,9 @@ class TravellerMatcher:
             worked.add(await self.matching.step(requests, now))
         t_step = time.monotonic()
         self.stats.stages.work += (t_step - wall) * 1000 * len(events)
+        if self.handoffs is not None:
+            for key, partition, value in self.handoffs.emit(messages, worked):
+                self.outputs.handoff(key, partition, value)
         for index, stage, reason, fld in worked.rejected:
             _dead(self.outputs, self.stats, events[index], stage, reason, fld, now)
         await self._finish(worked, events)
@@ -658,7 +679,8 @@ def build_topology(
     matching = runner(settings, rules, checkpoints)
     matching.start()
 
-    sources = raw_topic(app, t.crossings, t.registrations, t.status_changes)
+    # The identity handoffs ride with the sources: one agent, so partition p of each is assigned together.
+    sources = raw_topic(app, t.crossings, t.registrations, t.status_changes, t.identity_links)
     address_source = raw_topic(app, t.address_registrations)
     traveller_state = app.Table(TRAVELLER_STORE, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     address_state = app.Table(ADDRESS_STORE, key_type=bytes, value_type=bytes, partitions=settings.partitions)
@@ -673,6 +695,7 @@ def build_topology(
         pipeline=pipeline,
         on_fatal=on_fatal,
     )
+    matcher.handoffs = Handoffs(settings, rules, checkpoints, outputs.serde)
     checker = AddressChecker(
         app=app,
         table=address_state,
@@ -716,7 +739,7 @@ def build_topology(
     app.agent(address_source, name="address-checker")(address_checker)
     app.timer(TICK_SECONDS, name="deadline-tick")(deadline_tick)
     traveller_state.on_recover(matcher.recovered)
-    stream_topics = {t.crossings, t.registrations, t.status_changes, t.address_registrations}
+    stream_topics = {t.crossings, t.registrations, t.status_changes, t.address_registrations, t.identity_links}
 
     async def rewind_uncommitted() -> None:
         """Put stream partitions the group never committed back to their beginning, after table recovery.

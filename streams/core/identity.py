@@ -20,7 +20,7 @@ names the new document. The link logic, pure:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -185,3 +185,14 @@ def _merged_base(old: TravellerState, new: TravellerState) -> tuple[Cursor | Non
         cursor.past = tuple(sorted(set(cursor.past) | set(first[1].past)))
     cursor.lost = None  # a lost or stolen booklet is not the person
     return cursor, base_key
+
+
+def person_keys(events: Iterable[Event]) -> Callable[[str], str]:
+    """Partition key of a document -> that of the person's first document, from the renewals among `events` (for
+    judging a whole file at once, `shekara check`); a link `LinkBook` refuses is left out."""
+    book = LinkBook()
+    for ev in sorted((e for e in events if isinstance(e, StatusChange)), key=lambda e: e.event_time):
+        link = link_of(ev)
+        if link is not None and book.problem(link) is None:
+            book = book.add(link)
+    return book.canonical

@@ -165,7 +165,8 @@ def cases() -> dict[str, list[dict[str, Any]]]:
         "traveller": _who(old, "UZB"),
         "authority": "UZB passport authority",
         "source_system": "golden",
-        "replacement": {"type": "PASSPORT", "number": new, "issuing_country": "UZB"},
+        "new_document_number": new,  # StatusChange v3: the renewal, of the same document type
+        "new_document_issuing_country": "UZB",
     }
     out["renewal"] = [
         *trip("rn1", ZZ, old, "UZB", "2025-01-06 10:00", "2025-02-04 16:00"),

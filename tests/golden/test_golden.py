@@ -54,7 +54,11 @@ class Case:
     def keys(self) -> set[str]:
         """Traveller keys of every document in the case (and of a replacement document, if any)."""
         docs = [e["traveller"]["document"] for e in self.lines]
-        docs += [e["replacement"] for e in self.lines if "replacement" in e]
+        docs += [
+            {"issuing_country": e["new_document_issuing_country"], "number": e["new_document_number"]}
+            for e in self.lines
+            if e.get("new_document_number")
+        ]
         return {traveller_key(d["issuing_country"], d["number"], KEY) for d in docs}
 
     def alerts(self) -> set[AlertKey]:

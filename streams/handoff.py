@@ -1,0 +1,153 @@
+"""The identity handoff between partitions: a renewed passport's history follows the person (docs/topology.md,
+"Identity links"; the pure merge is `streams.core.identity`).
+
+A traveller's state lives under the partition key of the document presented; a renewed passport hashes to another
+key, often another partition. When the matcher accepts a DOCUMENT_REPLACED status change (keyed by the OLD
+document), the old key's state after it, as stored, goes in a *handoff* record to the internal topic
+`topics.identity_links`, keyed by the NEW document's partition key and sent to that key's source partition
+(`shekara.partitioning`), so it reaches the worker owning the new document's state. It is produced with the
+batch's alerts and stays, before the batch's offsets are committed (`streams.pipeline`): a crash replays the
+batch and sends it again, and the receiver merges a redelivery once (`merge_states` is idempotent). The old key's
+state is retired (no deadline left: the new partition carries them).
+
+The matcher subscribes to the internal topic with its sources (same agent, so Faust assigns its partition *p* with
+theirs) and merges each handoff into the new key's state at once, at the partition's watermark: the merge is
+order-insensitive, so a handoff may come before or after the new document's events (alerts the new document
+raised alone, e.g. an exit without entry, are retracted by the merged walk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgpack
+
+from schemas.records import StatusChange
+from schemas.serde import DecodeError, Serde
+from shekara.logs import get_logger
+from shekara.partitioning import partition_of
+from shekara.reference import CheckpointInfo
+from shekara.rules import RuleBook
+from shekara.settings import Settings
+from streams.core import TravellerState, step
+from streams.core.identity import link_of, merge_states, retired
+from streams.core.model import from_us, to_us
+from streams.matching import RawMessage, Stepped
+from streams.stored import pack, unpack
+
+log = get_logger(__name__)
+
+_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The replaced document's state after the renewal `link_id`, for the new document's key."""
+
+    link_id: str  # the DOCUMENT_REPLACED event's id
+    old_key: str  # partition keys
+    new_key: str
+    at: datetime  # the renewal's event time
+    state: bytes  # TravellerState.to_bytes() of the old key
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb((_FORMAT, self.link_id, self.old_key, self.new_key, to_us(self.at), self.state))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Handoff:
+        fmt, link_id, old_key, new_key, at, state = msgpack.unpackb(data)
+        if fmt != _FORMAT:
+            raise ValueError(f"identity handoff format {fmt} is not {_FORMAT}")
+        return cls(link_id, old_key, new_key, from_us(at), state)
+
+
+class Handoffs:
+    """Both ends of the handoff for one worker's matcher: `emit` on the old partition, `receive` on the new."""
+
+    def __init__(
+        self, settings: Settings, rules: RuleBook, checkpoints: Mapping[str, CheckpointInfo], serde: Serde
+    ) -> None:
+        self.topic = settings.topics.identity_links
+        self.status_topic = settings.topics.status_changes
+        self.alerts_topic = settings.topics.alerts
+        self.stays_topic = settings.topics.stays
+        self.partitions = settings.partitions
+        self.rules = rules
+        self.checkpoints = checkpoints
+        self.serde = serde
+
+    def emit(self, messages: Sequence[RawMessage], stepped: Stepped) -> list[tuple[bytes, int, bytes]]:
+        """The handoffs the chunk's accepted renewals make, as (key, partition, value) to send; the old keys'
+        state writes in `stepped` are replaced by their retired states."""
+        refused = {index for index, *_ in stepped.rejected}
+        writes = {(p, key): i for i, (p, key, _, _) in enumerate(stepped.states)}
+        out: list[tuple[bytes, int, bytes]] = []
+        for index, (topic, partition, _, _, value, _) in enumerate(messages):
+            if topic != self.status_topic or index in refused or value is None:
+                continue
+            try:
+                record = self.serde.decode(value, topic)
+            except DecodeError:
+                continue  # accepted by intake, so not expected; the event itself was processed
+            link = link_of(record) if isinstance(record, StatusChange) else None
+            if link is None:
+                continue
+            at = writes.get((partition, link.old_key))
+            if at is None:
+                continue  # the step failed for this key (its events are dead letters): nothing to hand off
+            p, key, stored, _ = stepped.states[at]
+            state = TravellerState.from_bytes(unpack(stored)[2])
+            handoff = Handoff(link.event_id, link.old_key, link.new_key, link.at, unpack(stored)[2])
+            stepped.states[at] = (p, key, pack(p, None, retired(state).to_bytes()), None)
+            out.append(
+                (link.new_key.encode(), partition_of(link.new_key.encode(), self.partitions), handoff.to_bytes())
+            )
+        return out
+
+    def receive(
+        self,
+        messages: Sequence[RawMessage],
+        stored_of: Callable[[int, bytes], bytes | None],
+        watermark_of: Callable[[int], datetime | None],
+        now: datetime,
+    ) -> Stepped:
+        """Merge each handoff into its new key's state and walk it again (streams.core.identity.merge_states)."""
+        out = Stepped()
+        states: dict[tuple[int, str], bytes | None] = {}  # the batch's own writes: two handoffs for one key chain
+        for index, (_, partition, _, key, value, _) in enumerate(messages):
+            try:
+                handoff = Handoff.from_bytes(value or b"")
+                if key is None or key.decode() != handoff.new_key:
+                    raise ValueError("keyed otherwise than by its new document's partition key")
+            except Exception as exc:
+                out.rejected.append((index, "decode", f"not an identity handoff: {exc}", None))
+                continue
+            slot = (partition, handoff.new_key)
+            stored = states[slot] if slot in states else stored_of(partition, key)
+            new = None if stored is None else TravellerState.from_bytes(unpack(stored)[2])
+            watermark = watermark_of(partition)
+            if watermark is None or watermark < handoff.at:
+                watermark = handoff.at  # a fresh partition: the renewal itself is event time reached
+            try:
+                result = step(
+                    merge_states(TravellerState.from_bytes(handoff.state), new),
+                    [],
+                    watermark=watermark,
+                    emitted_time=now,
+                    rules=self.rules,
+                    checkpoints=self.checkpoints,
+                    replay=True,
+                )
+            except Exception as exc:
+                out.rejected.append((index, "process", f"the identity merge failed: {exc!r}", None))
+                out.failures.append((partition, repr(exc), 1))
+                continue
+            out.alerts += [(a.alert_id.encode(), self.serde.encode(a, self.alerts_topic)) for a in result.alerts]
+            out.stays += [(s.stay_id.encode(), self.serde.encode(s, self.stays_topic)) for s in result.stays]
+            value = pack(partition, result.next_due, result.state.to_bytes())
+            states[slot] = value
+            out.states.append((partition, handoff.new_key, value, result.next_due))
+            log.info("identity handoff merged", link=handoff.link_id, partition=partition, alerts=len(result.alerts))
+        return out
