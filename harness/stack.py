@@ -271,7 +271,8 @@ class Stack:
     @property
     def source_topics(self) -> list[str]:
         t = self.settings.topics
-        return [t.crossings, t.registrations, t.status_changes, t.address_registrations]
+        # identity-links: a renewal's handoff is processed like a source message (streams.handoff)
+        return [t.crossings, t.registrations, t.status_changes, t.address_registrations, t.identity_links]
 
     @property
     def sink_topics(self) -> list[str]:

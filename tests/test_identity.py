@@ -10,15 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from harness import samples
+from harness import readback, samples
+from harness.stack import Stack
 from producers.client import EventProducer
 from schemas.compat import check_compatibility
-from schemas.records import Crossing, Direction, StatusChange, StatusChangeKind
+from schemas.ids import alert_id
+from schemas.records import Alert, AlertAction, AlertType, Crossing, Direction, StatusChange, StatusChangeKind
 from schemas.serde import schema_versions
-from shekara.pseudonym import traveller_key
+from shekara.partitioning import partition_of
+from shekara.pseudonym import partition_key, traveller_key
 from shekara.settings import Settings
 from sinks.analyst import query_table, saved_queries
 from sinks.sink import run_sink
@@ -118,3 +122,43 @@ def test_a_renewal_published_through_the_broker_links_both_histories_in_the_ware
     for given in (old, new[:12]):
         rows = query_table(s, history.sql, {"traveller_key": given}).rows
         assert [(r[2], r[-1]) for r in rows] == [("ENTRY", old), ("EXIT", old), ("ENTRY", new), ("EXIT", new)]
+
+
+def _person(number: str, partitions: int) -> tuple[str, int]:
+    key = partition_key("UZB", number).encode()
+    return number, partition_of(key, partitions)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_overstay_on_the_old_passport_is_resolved_by_the_exit_on_the_new_one_across_partitions(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Through the real broker and one worker: the old and new documents hash to different partitions, the
+    renewal's handoff carries the open overstay to the new document's partition, whose exit resolves it."""
+    old, new = "OLD123456", "NEW654322"
+    assert _person(old, settings.partitions)[1] != _person(new, settings.partitions)[1]
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = timedelta(days=1)
+    arrival = _crossing("ov-in", old, now - 60 * day, Direction.ENTRY)  # 30 days allowed (visa-free)
+    renewal = replace(_renewal(old, new), event_time=now - 20 * day, received_time=now - 20 * day)
+    departure = _crossing("ov-out", new, now - 5 * day, Direction.EXIT)
+    with Stack(settings, tmp_path / "stack", workers=1, sink=False, embedded_broker=False) as stack:
+        with EventProducer(settings, spool=False) as producer:
+            for e in (arrival, renewal, departure):
+                producer.publish(e)
+        stack.wait_processed(timeout=120)
+        alerts = readback.read_alerts(settings)
+        stays = readback.read_stays(settings)
+    key = settings.pseudonym_key_bytes
+    person = traveller_key("UZB", old, key)  # the person keeps the first document's key
+    latest: dict[str, Alert] = {}
+    for a in alerts:
+        latest[a.alert_id] = a
+    final = {a.type: a for a in latest.values() if a.action != AlertAction.RETRACTED}
+    overstay = final[AlertType.IN_COUNTRY_OVERSTAY]
+    assert overstay.alert_id == alert_id(AlertType.IN_COUNTRY_OVERSTAY.value, person, "ov-in")
+    assert overstay.action == AlertAction.RESOLVED
+    assert AlertType.EXIT_WITHOUT_ENTRY not in final  # raised alone on the new partition at most, then retracted
+    closed = [s for s in stays.values() if s.rule_id != "void" and s.exit_event_id == "ov-out"]
+    assert [(s.entry_event_id, s.traveller_key, s.days_over > 0) for s in closed] == [("ov-in", person, True)]
