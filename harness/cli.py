@@ -23,12 +23,13 @@ class _App(typer.Typer):
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from shekara.admin import Unreachable, is_unreachable, unreachable_line
+        from shekara.admin import Unreachable, WrongLayout, is_unreachable, unreachable_line
         from shekara.embedded import BrokerError
 
         try:
             return super().__call__(*args, **kwargs)
-        except (Unreachable, BrokerError) as exc:  # BrokerError: the embedded broker cannot start (says why)
+        # BrokerError: the embedded broker cannot start; WrongLayout: topics another partition count (say why)
+        except (Unreachable, BrokerError, WrongLayout) as exc:
             line = str(exc)
         except Exception as exc:
             if is_unreachable(exc):

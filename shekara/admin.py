@@ -4,6 +4,7 @@ retention of topics that exist already to the catalogue's (a lowered `source_ret
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
@@ -60,14 +61,45 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     raise BrokerTimeout(unreachable_line(settings))
 
 
+class WrongLayout(Exception):
+    """Topics with another partition count than the catalogue's: `str()` is the one line to say (exit 2)."""
+
+
+def wrong_counts(specs: list[TopicSpec], counts: dict[str, int]) -> list[str]:
+    """What is wrong with the partition counts `counts` (topic -> count, existing topics) against `specs`."""
+    return [
+        f"topic {s.name} has {counts[s.name]} partitions, the catalogue {s.partitions}"
+        for s in specs
+        if s.name in counts and counts[s.name] != s.partitions
+    ]
+
+
+def _check_layout(topics: dict[str, Any], specs: list[TopicSpec], settings: Settings) -> None:
+    """`WrongLayout` if a topic of `specs` among the listed `topics` has another partition count."""
+    problems = wrong_counts(specs, {n: len(t.partitions) for n, t in topics.items() if t.error is None})
+    if problems:
+        # Events are placed by CRC-32 of the key modulo the count (shekara.partitioning): a topic with another
+        # count splits travellers across workers. Only a client can have made it: one that created it by using it
+        # (the broker's default count), e.g. after an in-memory broker restarted before the topics were made.
+        where = "restart `shekara up`" if settings.mode == "embedded" else "delete and recreate them"
+        more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+        raise WrongLayout(
+            f"{'; '.join(problems[:2])}{more}: a client created it by using it; {where}, then run the clients"
+        )
+
+
 def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. Safe to run twice.
 
     Topics that exist get the catalogue's ``retention.ms`` if theirs differs (see `align_retention`).
+    `WrongLayout` (one line) if a topic exists with another partition count than the catalogue's, before or
+    after creating (a client racing us may have created one by using it).
     """
     client = admin_client(settings)
     specs = specs if specs is not None else catalogue(settings)
-    existing = set(client.list_topics(timeout=10).topics)
+    listed = client.list_topics(timeout=10).topics
+    _check_layout(listed, specs, settings)
+    existing = set(listed)
     align_retention(client, [s for s in specs if s.name in existing])
     wanted = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=_replication(settings), config=s.config)
@@ -84,6 +116,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> l
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _check_layout(client.list_topics(timeout=10).topics, specs, settings)
     return created
 
 

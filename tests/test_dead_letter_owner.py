@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schemas.serde import Serde
+from shekara.partitioning import partition_of
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings, TopicNames
 from sinks.batch import Message, Rejected
@@ -24,7 +25,8 @@ def _settings() -> Settings:
 
 
 def _refused_at_staging(key: bytes, value: bytes, ms: int | None) -> Rejected:
-    return Rejected(Message("crossings", 0, 7, key, value, ms), "sink", REFUSED)
+    # on its key's partition: the intake refuses an event anywhere else (shekara.partitioning)
+    return Rejected(Message("crossings", partition_of(key, Settings().partitions), 7, key, value, ms), "sink", REFUSED)
 
 
 def test_a_source_record_clickhouse_alone_refuses_is_the_sinks() -> None:

@@ -24,6 +24,7 @@ from schemas.records import (
     Traveller,
 )
 from schemas.serde import Serde
+from shekara.partitioning import partition_of
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.reference import load_checkpoints
 from shekara.rules import load_rules
@@ -37,7 +38,7 @@ from tests.core.factory import RULES, person, registration
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 SENT = (T0 + timedelta(minutes=1)).timestamp()  # producer timestamp of every message: just after the events
-P = 3
+P = 0  # settings: one partition, where every key belongs (streams.intake checks the partition)
 
 
 def _traveller(number: str) -> Traveller:
@@ -74,7 +75,7 @@ def _lost(number: str) -> StatusChange:
 
 @pytest.fixture(scope="module")
 def settings() -> Settings:
-    return Settings()
+    return Settings(partitions=1)
 
 
 @pytest.fixture(scope="module")
@@ -160,9 +161,11 @@ def test_verdicts_admitted_ahead_serve_work_for_the_same_message_only(settings: 
     admitted: list[str] = []
     real = m.intake.admit
 
-    def admit(topic: str, key: bytes | None, value: bytes | None, *, now: datetime) -> Accepted | Rejected:
+    def admit(
+        topic: str, key: bytes | None, value: bytes | None, *, now: datetime, partition: int | None = None
+    ) -> Accepted | Rejected:
         admitted.append(topic)
-        return real(topic, key, value, now=now)
+        return real(topic, key, value, now=now, partition=partition)
 
     m.intake.admit = admit  # type: ignore[method-assign]
     worked = m.work(changed, {}, {P: None}, T0)
@@ -192,7 +195,7 @@ def test_a_core_failure_dead_letters_that_travellers_events_only(
 
 def test_outputs_too_large_to_send_dead_letter_their_events_and_keep_the_state(serde: Serde) -> None:
     # Sources of ~85 bytes pass; the lost-document traveller's new state (~1040 bytes) does not fit in 900.
-    small = Settings(limits=Limits(max_value_bytes=900))
+    small = Settings(partitions=1, limits=Limits(max_value_bytes=900))
     worked = _matching(small, serde).work(_chunk(small, serde), {}, {P: None}, T0)
     too_large = [(i, stage) for i, stage, reason, _ in worked.rejected if "more than the limit of 900" in reason]
     assert too_large == [(0, "process"), (1, "process")]
@@ -308,10 +311,12 @@ def test_the_child_process_gives_what_the_worker_itself_gives(settings: Settings
 def test_calls_in_flight_together_are_answered_each_with_its_own_result(settings: Settings, serde: Serde) -> None:
     # Chunks of thousands of travellers: requests and answers of megabytes, more than the pipe holds at once, so
     # a sender and a receiver that waited on each other (a first version did) would hang here.
+    settings = Settings(partitions=3)  # each chunk on its own partition, with travellers whose keys belong there
     t = settings.topics
     chunks: list[list[RawMessage]] = []
     for c in range(3):
-        numbers = [f"C{c}N{i:06d}" for i in range(3000)]
+        candidates = (f"C{c}N{i:06d}" for i in range(20_000))
+        numbers = [n for n in candidates if partition_of(partition_key("UZB", n).encode(), 3) == c][:3000]
         chunks.append(
             [
                 (t.crossings, c, i, partition_key("UZB", n).encode(), serde.encode(_entry(n, n), t.crossings), SENT)
