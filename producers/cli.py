@@ -43,7 +43,9 @@ def publish(
     from shekara.settings import get_settings, refuse_weak_secrets
 
     settings = get_settings()
-    refuse_weak_secrets(settings, pseudonym=False, clickhouse=False, ops_page=False)  # producers hold no key
+    refuse_weak_secrets(
+        settings, pseudonym=False, clickhouse=False, ops_page=False, metrics=settings.metrics.publish_port > 0
+    )  # producers hold no key
     try:
         report = publish_file(
             file,

@@ -297,7 +297,9 @@ def publish_file(
         report.spool_dir = client.spool_dir
         drained0 = client.stats["drained"]
         if settings.metrics.publish_port:  # while it runs: rates, spool depth (`shekara.metrics`)
-            metrics.serve(settings.metrics.publish_port, settings.metrics.bind)
+            metrics.serve(
+                settings.metrics.publish_port, settings.metrics.bind, settings.metrics.password.get_secret_value()
+            )
             metrics.spool_depth(lambda: client.pending() if client.spooling else 0)
 
     def refuse(event: FileEvent, error: ValidationError, *, dead_letter: bool = dead_letters) -> None:

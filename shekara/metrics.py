@@ -178,22 +178,47 @@ REGISTRY.register(_ScrapeTime())
 _serving: dict[tuple[str, int], int] = {}
 
 
-def serve(port: int, bind: str) -> int | None:
+def serve(port: int, bind: str, password: str = "") -> int | None:
     """Serve /metrics on `bind`:`port` from prometheus-client's HTTP server (a daemon thread, once per process).
 
-    The port it listens on; None, with one warning, if it cannot bind: the process runs on without metrics.
+    With a `password`, every request must log in (Basic, user "metrics"; `check_secrets` asks for one beyond
+    loopback). The port it listens on; None, with one warning, if it cannot bind: the process runs on without.
     """
-    from prometheus_client import start_http_server
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
     if (bind, port) in _serving:
         return _serving[bind, port]
+    app = make_wsgi_app(REGISTRY)
     try:
-        server, _ = start_http_server(port, addr=bind)
+        server = make_server(
+            bind, port, _login(app, password) if password else app, ThreadingWSGIServer, handler_class=_SilentHandler
+        )
     except OSError as exc:
         log.warning("metrics not served: cannot listen", address=f"{bind}:{port}", error=exc.strerror or str(exc))
         return None
+    threading.Thread(target=server.serve_forever, name="shekara-metrics", daemon=True).start()
     _serving[bind, port] = int(server.server_port)
     return _serving[bind, port]
+
+
+def _login(app: Any, password: str) -> Any:
+    """`app` behind HTTP Basic (user "metrics"), compared in constant time."""
+    import base64
+    import hmac
+
+    expected = b"Basic " + base64.b64encode(f"metrics:{password}".encode())
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        given = environ.get("HTTP_AUTHORIZATION", "").encode()
+        if hmac.compare_digest(given, expected):
+            return app(environ, start_response)
+        start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="shekara metrics"')])
+        return [b"login required\n"]
+
+    return guarded
 
 
 def exposition() -> tuple[bytes, str]:

@@ -109,7 +109,9 @@ class MetricsSettings(BaseModel):
     """Prometheus /metrics (`shekara.metrics`). The processors and the ops page serve it on their web port (with
     the page's login); the sink and the publish client on a port of their own, bound like the page (loopback)."""
 
-    bind: str = "127.0.0.1"  # beyond loopback only behind a network you trust: the metrics carry no login
+    bind: str = "127.0.0.1"  # beyond loopback only with a password (`check_secrets`)
+    # Basic login (user "metrics") of the sink's and the publish client's listeners; required beyond loopback.
+    password: SecretStr = SecretStr("")
     sink_port: int = Field(default=9464, ge=0, le=65535)  # 0: the sink serves no metrics
     publish_port: int = Field(default=0, ge=0, le=65535)  # `shekara publish` while it runs; 0: none
 
@@ -190,7 +192,7 @@ class Limits(BaseModel):
 
 
 class NotifySettings(BaseModel):
-    """`shekara notify`: CRITICAL/HIGH alerts to an Alertmanager-style webhook (sinks/notify.py); off unless a URL is set."""
+    """`shekara notify`: CRITICAL/HIGH alerts to an Alertmanager-style webhook (sinks/notify.py); off without a URL."""
 
     webhook_url: str | None = None
     receiver: str = "shekara-ops"  # the payload's `receiver` (Alertmanager: the receiver's name)
@@ -307,6 +309,7 @@ PLACEHOLDER_SECRETS = frozenset(
         "change-me-kafka-registry",
         "change-me-kafka-rest-proxy",
         "change-me-rest-proxy",
+        "change-me-metrics",
         "change-me-grafana",
     }
 )
@@ -338,12 +341,14 @@ def check_secrets(
     clickhouse: bool = True,
     kafka: bool = True,
     ops_page: bool = True,
+    metrics: bool = False,
 ) -> list[str]:
     """One line per weak secret, naming its setting; empty when the process may start.
 
     Server mode refuses the development pseudonym key, env.example placeholders, keys shorter than 32 bytes,
     empty or placeholder ClickHouse, Kafka and ops-page passwords, and Kafka without SASL. In any mode the ops
-    page may bind beyond loopback only with a password. A command checks only the secrets it uses.
+    page may bind beyond loopback only with a password, and so may a process's own /metrics listener (`metrics`:
+    the sink, a publish client with a metrics port). A command checks only the secrets it uses.
     """
     problems: list[str] = []
     server = settings.mode is Mode.SERVER
@@ -372,17 +377,23 @@ def check_secrets(
                 problems.append("SHEKARA_KAFKA__USERNAME is empty: each service has its own Kafka user")
             if weak := _weakness(k.password.get_secret_value()):
                 problems.append(f"SHEKARA_KAFKA__PASSWORD {weak}")
-    if clickhouse and not is_loopback(settings.sink.query_bind):
-        if weak := _weakness(settings.sink.analyst_password.get_secret_value()):
-            problems.append(
-                f"SHEKARA_SINK__ANALYST_PASSWORD {weak}: the query endpoint binds "
-                f"SHEKARA_SINK__QUERY_BIND={settings.sink.query_bind} (not loopback)"
-            )
+    query_bind, analyst = settings.sink.query_bind, settings.sink.analyst_password.get_secret_value()
+    if clickhouse and not is_loopback(query_bind) and (weak := _weakness(analyst)):
+        problems.append(
+            f"SHEKARA_SINK__ANALYST_PASSWORD {weak}: the query endpoint binds "
+            f"SHEKARA_SINK__QUERY_BIND={query_bind} (not loopback)"
+        )
     f = settings.faust
     needs_login = ops_page and f.web_enabled and (server or not is_loopback(f.web_bind))
     if needs_login and (weak := _weakness(f.web_password.get_secret_value())):
         where = "server mode" if server else f"SHEKARA_FAUST__WEB_BIND={f.web_bind} (not loopback)"
         problems.append(f"SHEKARA_FAUST__WEB_PASSWORD {weak}: the ops page needs a login in {where}")
+    m = settings.metrics
+    if metrics and not is_loopback(m.bind) and (weak := _weakness(m.password.get_secret_value())):
+        problems.append(
+            f"SHEKARA_METRICS__PASSWORD {weak}: /metrics needs a login when "
+            f"SHEKARA_METRICS__BIND={m.bind} (not loopback)"
+        )
     return problems
 
 

@@ -34,7 +34,7 @@ def sink(
     from sinks.sink import run_sink
 
     settings = get_settings()
-    refuse_weak_secrets(settings, ops_page=False)
+    refuse_weak_secrets(settings, ops_page=False, metrics=True)
     require_broker(settings)  # unreachable at start: one line (an outage once running is ridden out)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -108,7 +108,7 @@ def _run(
     settings: Settings, stats: SinkStats, stop: threading.Event, once: bool, after_write: AfterWrite | None
 ) -> None:
     if settings.metrics.sink_port and not once:  # a drain (`--once`) ends before anyone would scrape it
-        metrics.serve(settings.metrics.sink_port, settings.metrics.bind)
+        metrics.serve(settings.metrics.sink_port, settings.metrics.bind, settings.metrics.password.get_secret_value())
     clients = [connect(settings)]
     server: QueryServer | None = None
     sweep: OverstaySweep | None = None

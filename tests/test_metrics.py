@@ -248,3 +248,23 @@ def test_sink_metrics_move_with_its_batches(settings: Settings) -> None:
     assert total(after, "shekara_sink_lag_messages", group=s.sink.group_id, topic=s.topics.crossings) == 0
     lagged = {dict(ls)["topic"] for (n, ls), _ in after.items() if n == "shekara_sink_lag_messages"}
     assert s.topics.crossings in lagged
+
+
+def test_metrics_listener_with_a_password_refuses_requests_without_its_login() -> None:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    port = metrics.serve(0, "127.0.0.1", "s3cret-metrics-login")
+    assert port
+    url = f"http://127.0.0.1:{port}/metrics"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=5)
+    assert refused.value.code == 401
+    wrong = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(b"metrics:x").decode()})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(wrong, timeout=5)
+    assert refused.value.code == 401
+    login = base64.b64encode(b"metrics:s3cret-metrics-login").decode()
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Basic {login}"})) as ok:
+        assert b"shekara_dead_letters_total" in ok.read()

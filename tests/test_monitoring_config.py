@@ -75,6 +75,13 @@ def test_prometheus_scrapes_the_sink_where_it_listens(
     assert not compose["services"]["sink"].get("ports")
     (static,) = job(prometheus, "sink")["static_configs"]
     assert static["targets"] == [f"sink:{env['SHEKARA_METRICS__SINK_PORT']}"]
+    # Beyond loopback the listener needs its login (check_secrets), and Prometheus sends it from the same .env value.
+    sink_job = job(prometheus, "sink")
+    assert sink_job["basic_auth"]["username"] == "metrics"
+    secret = sink_job["basic_auth"]["password_file"].removeprefix("/run/secrets/")
+    assert secret in compose["services"]["prometheus"]["secrets"]
+    assert compose["secrets"][secret] == {"environment": "METRICS_PASSWORD"}
+    assert env["SHEKARA_METRICS__PASSWORD"] == host_env["METRICS_PASSWORD"]
 
 
 def test_prometheus_loads_its_config_and_rules_from_mounted_files(

@@ -108,6 +108,23 @@ def test_the_ops_page_needs_a_login_in_server_mode_or_off_loopback() -> None:
     assert check_secrets(Settings.model_validate({"faust": with_login})) == []
 
 
+def test_a_metrics_listener_beyond_loopback_needs_a_login() -> None:
+    open_bind = Settings.model_validate({"metrics": {"bind": "0.0.0.0"}})
+    problem = only_problem(open_bind, metrics=True)
+    assert problem.startswith("SHEKARA_METRICS__PASSWORD is empty") and "SHEKARA_METRICS__BIND=0.0.0.0" in problem
+    assert "placeholder" in only_problem(
+        Settings.model_validate({"metrics": {"bind": "0.0.0.0", "password": "change-me-metrics"}}), metrics=True
+    )
+    assert (
+        check_secrets(
+            Settings.model_validate({"metrics": {"bind": "0.0.0.0", "password": "m3trics-9f8e7d"}}), metrics=True
+        )
+        == []
+    )
+    assert check_secrets(open_bind) == []  # a process that serves no listener of its own (metrics=False)
+    assert check_secrets(Settings(), metrics=True) == []  # loopback
+
+
 def test_every_problem_is_reported_each_on_one_line() -> None:
     problems = check_secrets(Settings.model_validate({"mode": "server"}))
     names = ["SHEKARA_PSEUDONYM_KEY", "SHEKARA_SINK__ANALYST_PASSWORD", "SHEKARA_KAFKA__", "SHEKARA_FAUST__WEB_"]
