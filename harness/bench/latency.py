@@ -386,6 +386,9 @@ def run_once(
         "stages_mean_ms": stages,
         "immediate": summary(immediate_ms),
         "immediate_missing": len(sent_at) - len(immediate_ms),
+        # Kept up: every watched alert arrived and the median under a second (a worker falling behind shows as
+        # latency growing through the run, not as a lower rate: the producer sets the pace).
+        "kept_up": len(sent_at) == len(immediate_ms) and bool(immediate_ms) and statistics.median(immediate_ms) < 1000,
         "deadline": summary(deadline_ms) if variant == "topology" else None,
         "deadline_missing": DEADLINE_TRAVELLERS - len(deadline_ms) if variant == "topology" else None,
     }
@@ -407,7 +410,13 @@ def matrix(
         order = variants[round_ % len(variants) :] + variants[: round_ % len(variants)]
         for rate in rates:
             for variant in order:
-                r = run_once(settings, work_dir, rate=rate, seconds=seconds, variant=variant, say=say)
+                try:
+                    r = run_once(settings, work_dir, rate=rate, seconds=seconds, variant=variant, say=say)
+                except (RuntimeError, TimeoutError) as exc:
+                    # One run's process failing (a worker exiting, say) is reported in the JSON, not a lost bench.
+                    runs.append({"variant": variant, "rate": rate, "round": round_ + 1, "error": str(exc)})
+                    say(f"  {variant} at {rate:,}/s: failed: {exc}")
+                    continue
                 r["round"] = round_ + 1
                 runs.append(r)
                 imm, dl = r["immediate"], r["deadline"]

@@ -13,7 +13,8 @@
 3. **memory per open stay**: stored bytes of traveller states with one open stay each, and the memory the
    in-memory store spends on them (tracemalloc).
 4. **latency produce -> alert per alert policy** (`harness.bench.latency`): immediate and deadline alerts at
-   100, 1,000 and the maximum sustainable events/s (taken as 80 % of the worker's rate in 1. of this run),
+   100, 1,000 and an estimate of the maximum sustainable events/s (half the worker's rate in 1. of this run; each
+   run says whether the worker kept up),
    p50/p99/max, each run `rounds` times, interleaved with a bare confluent-kafka forwarding loop (the floor).
 
 Every variant runs in its own process and consumer group, so they cannot share caches or warm-up, and writes
@@ -393,7 +394,9 @@ def run(
         work_dir = Path(tmp)
         tp = _throughput(settings, work_dir, events, rounds, say)
         mem = memory_per_open_stay(settings, 2_000 if quick else 20_000)
-        sustainable = max(1000, int(tp["topology"]["rate"] * 0.8) // 100 * 100)
+        # Live traffic comes in small batches, which cost more per event than a backlog's: half the backlog rate
+        # is the estimate tried; each run's `kept_up` says whether the worker sustained it.
+        sustainable = max(1000, int(tp["topology"]["rate"] * 0.5) // 100 * 100)
         rates = [100, 1000, sustainable]
         lat_runs = latency.matrix(
             settings, work_dir, rates=rates, rounds=rounds, seconds=8.0 if quick else 20.0, say=say
@@ -485,7 +488,9 @@ def _latency_results(runs: list[dict[str, Any]], rates: list[int], rounds: int) 
                 details: dict[str, Any] = {
                     "rounds": rounds,
                     "by round": [
-                        r[policy][fig] for r in runs if r["variant"] == "topology" and r["rate"] == rate and r[policy]
+                        r[policy][fig]
+                        for r in runs
+                        if r["variant"] == "topology" and r["rate"] == rate and r.get(policy)
                     ],
                 }
                 if not out:
