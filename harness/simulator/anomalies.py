@@ -434,6 +434,42 @@ def fictitious_address(w: World, rng: random.Random, day: date) -> Injected:
     return Injected(journeys, address_check=True)
 
 
+def renewed_passport(w: World, rng: random.Random, day: date) -> Injected:
+    """A passport renewed at the consulate: the holder goes on, on the new number (docs/alerts.md, "Renewed
+    documents"). During a stay: leaves in time on the new passport (no alert: the old passport's entry matches the
+    exit), leaves late (out-of-country overstay), or stays on (the in-country overstay follows the person). Between
+    two stays: back on the new passport, each stay within its limit (days present count over both)."""
+    a = _visitor(w, rng, day, rng.choice(SHORT_LIMIT))
+    new = w.people.renewed(a.person)
+    hours = hour_pick_for(a.post)
+    allowed = (a.last - w.local(a.entry_t)).days  # nights up to the last allowed day
+    u = rng.random()
+    if u < 0.25:  # two stays, renewed abroad in between
+        out_t = visit_exit_time(w, rng, a.entry_t, rng.randint(3, 8), hours)
+        renew_t = w.at(w.local(out_t) + timedelta(days=rng.randint(2, 6)), hours_office(rng))
+        back_t = w.at(w.local(renew_t) + timedelta(days=rng.randint(3, 10)), hours(rng))
+        back_exit = visit_exit_time(w, rng, back_t, rng.randint(3, 8), hours)
+        events = stay_events(w, rng, a.person, a.post, a.entry_t, out_t, purpose=Purpose.TOURISM, basis=a.basis)
+        events += stay_events(w, rng, new, a.post, back_t, back_exit, purpose=Purpose.TOURISM, basis=a.basis)
+        events.append(w.status(renew_t, a.person, StatusChangeKind.DOCUMENT_REPLACED, new_person=new))
+        return _one(w, events, "renewed_passport")
+    exit_t: datetime | None = None  # stays on
+    if u < 0.5:
+        nights = rng.randint(min(max(8, allowed - 8), allowed), allowed)  # leaves in time, after the renewal
+        exit_t = visit_exit_time(w, rng, a.entry_t, nights, hours)
+    elif u < 0.75:
+        exit_t = w.at(a.last + timedelta(days=rng.randint(2, 15)), hours(rng))
+    events = stay_events(w, rng, a.person, a.post, a.entry_t, exit_t, purpose=Purpose.TOURISM, basis=a.basis)
+    # At the consulate a few days after the registration was filed, well before the stay ends
+    renew_day = w.local(a.entry_t) + timedelta(days=rng.randint(5, 7))
+    renew_t = w.at(renew_day, hours_office(rng))
+    for ev in events:
+        if ev.time > renew_t:
+            ev.person = new  # from then on every record carries the new passport
+    events.append(w.status(renew_t, a.person, StatusChangeKind.DOCUMENT_REPLACED, new_person=new))
+    return _one(w, events, "renewed_passport")
+
+
 def _one(w: World, events: list[Planned], anomaly: str) -> Injected:
     j = finish(w, events, anomaly)
     return Injected([] if j is None else [j])
@@ -453,6 +489,7 @@ ANOMALIES: dict[str, Anomaly] = {
     "banned_entry": banned_entry,
     "lost_stolen_document": lost_stolen_document,
     "fictitious_address": fictitious_address,
+    "renewed_passport": renewed_passport,
 }
 
 
@@ -473,4 +510,5 @@ _SPAN = {
     "banned_entry": 42,
     "lost_stolen_document": 12,
     "fictitious_address": 6,
+    "renewed_passport": 40,
 }

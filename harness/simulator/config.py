@@ -37,6 +37,7 @@ class AnomalyRates:
     banned_entry: float = 2.0
     lost_stolen_document: float = 3.0
     fictitious_address: float = 0.5
+    renewed_passport: float = 3.0
     minimum: int = 4
 
     @classmethod

@@ -80,6 +80,10 @@ class Materialiser:
             ev.valid_until,
             ev.reference,
             ev.source_record_id,
+            new_document_number=ev.new_person.avro["document"]["number"] if ev.new_person is not None else None,
+            new_document_issuing_country=(
+                ev.new_person.avro["document"]["issuing_country"] if ev.new_person is not None else None
+            ),
         )
 
     def avro(
@@ -130,6 +134,7 @@ class Materialiser:
                 "source_system": ev.source_system,
                 "source_record_id": ev.source_record_id,
             }
+        new = ev.new_person.avro if ev.new_person is not None else None
         return {
             "event_id": event_id or ev.event_id,
             "event_time": ev.time,
@@ -142,6 +147,7 @@ class Materialiser:
             "valid_until": ev.valid_until,
             "reference": ev.reference,
             "source_record_id": ev.source_record_id,
-            "new_document_number": None,  # DOCUMENT_REPLACED only (schema v3); the simulator renews no document
-            "new_document_issuing_country": None,
+            # DOCUMENT_REPLACED only (schema v3): the renewal's new document
+            "new_document_number": new["document"]["number"] if new is not None else None,
+            "new_document_issuing_country": new["document"]["issuing_country"] if new is not None else None,
         }

@@ -162,6 +162,7 @@ class PlannedStatus:
     valid_until: date | None = None
     reference: str | None = None
     source_record_id: str | None = None
+    new_person: Person | None = None  # DOCUMENT_REPLACED: the same holder on the new document
 
 
 Planned = PlannedCrossing | PlannedRegistration | PlannedStatus

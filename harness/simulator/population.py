@@ -292,6 +292,13 @@ class People:
     def nationality(self, rng: random.Random, category: str) -> str:
         return str(self._nat_picks[category](rng))
 
+    def renewed(self, person: Person) -> Person:
+        """The same holder on a new document of the same type and issuing state (a renewed passport)."""
+        a, d = person.avro, person.avro["document"]
+        issuer = d["issuing_country"]
+        number = self.numbers.next(issuer)
+        return new_person(d["type"], number, issuer, a["nationality"], a["birth_date"], a["sex"], self.key)
+
     def make(
         self, rng: random.Random, nationality: str, profile: str, doc_type: DocumentType = DocumentType.PASSPORT
     ) -> Person:

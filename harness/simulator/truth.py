@@ -682,9 +682,10 @@ def figures(events: Iterable[Planned], *, rules: RuleBook, end: datetime, as_of:
         seen.setdefault(e.event_id, e)
     flows: dict[tuple[date, str, str], int] = {}
     by_person: dict[str, list[Planned]] = {}
+    person = _first_documents(seen.values())
     regs: dict[tuple[date, str, str], list[int]] = {}
     for e in seen.values():
-        by_person.setdefault(e.person.key, []).append(e)
+        by_person.setdefault(person.get(e.person.key, e.person.key), []).append(e)
         if isinstance(e, PlannedCrossing):
             k = (rules.local_date(e.time), e.checkpoint.id, e.direction.value)
             flows[k] = flows.get(k, 0) + 1
@@ -731,6 +732,24 @@ def figures(events: Iterable[Planned], *, rules: RuleBook, end: datetime, as_of:
         last,
         {k: (v[0], v[1], v[2], v[3]) for k, v in regs.items()},
     )
+
+
+def _first_documents(events: Iterable[Planned]) -> dict[str, str]:
+    """Traveller key of a renewed document -> that of the holder's first document (DOCUMENT_REPLACED, followed
+    back through chains): one person's stays whichever passport each crossing was on (docs/alerts.md)."""
+    before = {
+        e.new_person.key: e.person.key
+        for e in events
+        if isinstance(e, PlannedStatus) and e.kind == StatusChangeKind.DOCUMENT_REPLACED and e.new_person is not None
+    }
+    out: dict[str, str] = {}
+    for key in before:
+        first, seen = key, {key}
+        while first in before and before[first] not in seen:
+            first = before[first]
+            seen.add(first)
+        out[key] = first
+    return out
 
 
 def _in_country(rules: RuleBook, j: _Judged, d: date) -> bool:

@@ -291,6 +291,7 @@ class World:
         *,
         valid_from: date | None = None,
         valid_until: date | None = None,
+        new_person: Person | None = None,
     ) -> PlannedStatus:
         self._record_serial += self._step
         authority, source = _AUTHORITY[kind]
@@ -305,6 +306,7 @@ class World:
             valid_until,
             f"{kind.value[:3]}-{self._record_serial:09d}",
             f"S{self._record_serial:011d}",
+            new_person,
         )
 
 
@@ -321,4 +323,5 @@ _AUTHORITY: dict[StatusChangeKind, tuple[str, str]] = {
     StatusChangeKind.DOCUMENT_LOST: ("Police (MVD)", "mvd-police"),
     StatusChangeKind.DOCUMENT_STOLEN: ("Police (MVD)", "mvd-police"),
     StatusChangeKind.DOCUMENT_RECOVERED: ("Police (MVD)", "mvd-police"),
+    StatusChangeKind.DOCUMENT_REPLACED: ("Passport authority of the issuing state", "passport-office"),
 }

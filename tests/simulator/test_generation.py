@@ -24,10 +24,10 @@ from harness.simulator.plan import Person, Planned, PlannedRegistration, from_re
 from harness.simulator.population import CIS, Volume, foreign_nationality_shares
 from harness.simulator.truth import Expected, address_truth, traveller_truth
 from schemas.convert import to_avro
-from schemas.records import AlertType, Crossing
+from schemas.records import AlertType, Crossing, StatusChange, StatusChangeKind
 from schemas.serde import DecodeError, Serde
 from schemas.validation import ValidationError, validate
-from shekara.pseudonym import partition_key
+from shekara.pseudonym import partition_key, traveller_key_of
 from shekara.reference import load_checkpoints
 from shekara.rules import load_rules
 
@@ -159,20 +159,27 @@ def _recompute(run: Run) -> list[Expected]:
     people: dict[str, Person] = {}
     history: dict[str, list[Planned]] = defaultdict(list)
     registrations: list[PlannedRegistration] = []
+    before: dict[str, str] = {}  # a renewed document's partition key -> the one it replaced (one person)
+    for ev in run.events:
+        r = ev.record
+        if isinstance(r, StatusChange) and r.kind == StatusChangeKind.DOCUMENT_REPLACED and r.new_document_number:
+            before[partition_key(r.new_document_issuing_country or "", r.new_document_number)] = ev.key.decode()
     for ev in run.events:
         if ev.record is None:
             continue
-        key = ev.key.decode()
+        key = person = ev.key.decode()
         p = people.get(key) or people.setdefault(key, make_person(ev.record.traveller, KEY))
+        while person in before:  # the holder's first document: the processors carry the person's state there
+            person = before[person]
         planned = from_record(ev.record, p, checkpoints)
-        history[key].append(planned)
+        history[person].append(planned)
         if isinstance(planned, PlannedRegistration):
             registrations.append(planned)
     end = run.sim.engines[0].world.end
     out: list[Expected] = []
     for key, events in history.items():
         # the message key is the public partition key; the truth carries the keyed traveller key
-        out.extend(traveller_truth(events, traveller_key=people[key].key, rules=RULES, end=end))
+        out.extend(traveller_truth(events, traveller_key=traveller_key_of(key, KEY), rules=RULES, end=end))
     out.extend(address_truth(registrations, rules=RULES, pseudonym_key=KEY, end=end))
     return out
 
