@@ -50,11 +50,12 @@ FROM
             shekara_optional_text_bad(reference, {max_id:UInt32}, suspect),
                 shekara_optional_text_problem('reference', reference, {max_id:UInt32}, suspect),
             replacement_problem.1 != '', replacement_problem,  -- migration 013
-            -- shekara.partitioning.misplaced: co-partitioning rests on CRC-32 of the key modulo the count
-            {partitions:UInt32} > 0 AND _key != '' AND CRC32(_key) % {partitions:UInt32} != _partition,
+            -- shekara.partitioning.misplaced: co-partitioning rests on CRC-32 of the key modulo the count (0: no
+            -- check; greatest() as ClickHouse computes the modulo for every row even then)
+            {partitions:UInt32} > 0 AND _key != '' AND CRC32(_key) % greatest({partitions:UInt32}, 1) != _partition,
                 ('partition', concat(
                     'on partition ', toString(_partition), '; its key belongs on partition ',
-                    toString(CRC32(_key) % {partitions:UInt32}), ' of ', toString({partitions:UInt32}),
+                    toString(CRC32(_key) % greatest({partitions:UInt32}, 1)), ' of ', toString({partitions:UInt32}),
                     ' (CRC-32 of the key modulo the partition count)'
                 )),
             key_problem.1 != '', key_problem,
