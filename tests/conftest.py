@@ -39,3 +39,12 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     wait_for_broker(s)
     ensure_topics(s)
     return s
+
+
+def one_partition(settings: Settings) -> Settings:
+    """`settings` with one partition per topic (fresh topics): every event on partition 0, where its key belongs
+    (the processors refuse an event off its key's partition), so one partition's watermark governs them all."""
+    names = {k: f"{v}.p1" for k, v in settings.topics.model_dump().items()}
+    one = settings.model_copy(update={"partitions": 1, "topics": TopicNames(**names)})
+    ensure_topics(one)
+    return one

@@ -19,10 +19,18 @@ from confluent_kafka import Producer
 from harness import readback
 from schemas.records import Crossing, Direction
 from schemas.serde import Serde
+from shekara.partitioning import partition_of
 from shekara.pseudonym import partition_key
 from shekara.settings import Settings
 from streams.worker import read_status
+from tests.conftest import one_partition
 from tests.test_topology import NOW, crossing, wait_for, worker
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return one_partition(settings)  # every event on partition 0, where its key belongs
+
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +48,8 @@ def _publish(settings: Settings, items: list[tuple[str, bytes | None, bytes | No
     # The producer's own limit (1 MB) is raised to let them all through; the embedded broker has none this low.
     p = Producer({"bootstrap.servers": settings.bootstrap_servers, "message.max.bytes": 100_000_000})
     for topic, key, value in items:
-        p.produce(topic, key=key, value=value, partition=0)
+        # on the key's partition, as the publish client puts it: the intake refuses an event anywhere else
+        p.produce(topic, key=key, value=value, partition=partition_of(key, settings.partitions) if key else 0)
     assert p.flush(20) == 0
 
 

@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 from harness import readback
 from schemas.records import Direction
 from schemas.serde import Serde
+from shekara.partitioning import partition_of
 from shekara.settings import Settings
 from streams.worker import read_status, spawn_worker
 from tests.test_topology import crossing, key_of
@@ -34,6 +35,23 @@ def _shared(statuses: list[Path], timeout: float = 60.0) -> list[set[int]]:
     raise AssertionError(f"the workers did not share the partitions within {timeout:.0f}s: {owned}")
 
 
+def _at(s: Settings, key: bytes) -> int:
+    return partition_of(key, s.partitions)
+
+
+def _spread(s: Settings, prefix: str, each: int) -> list[str]:
+    """Document numbers, `each` of them on every partition (ordered by partition)."""
+    found: dict[int, list[str]] = {p: [] for p in range(s.partitions)}
+    j = 0
+    while any(len(v) < each for v in found.values()):
+        number = f"{prefix}{j:07d}"
+        bucket = found[_at(s, key_of(s, number))]
+        if len(bucket) < each:
+            bucket.append(number)
+        j += 1
+    return [n for p in sorted(found) for n in found[p]]
+
+
 def test_two_workers_share_the_partitions_and_both_take_work(settings: Settings, tmp_path: Path) -> None:
     s = settings.model_copy(update={"allowed_lateness_seconds": 2})
     s.faust = s.faust.model_copy(update={"web_enabled": False})
@@ -48,20 +66,18 @@ def test_two_workers_share_the_partitions_and_both_take_work(settings: Settings,
         serde = Serde.from_settings(s)
         now = datetime.now(UTC)
         producer = Producer({"bootstrap.servers": s.bootstrap_servers, "linger.ms": 5})
-        for i in range(TRAVELLERS):
-            number = f"SC{i:07d}"
+        # As many travellers on each partition: each event on its key's partition (the intake refuses it elsewhere).
+        for i, number in enumerate(_spread(s, "SC", TRAVELLERS // 4)):
             for ev in (
                 crossing(f"sc-in-{i}", number, now - timedelta(days=10), Direction.ENTRY),
                 crossing(f"sc-out-{i}", number, now - timedelta(days=1), Direction.EXIT),
             ):
-                producer.produce(
-                    t.crossings, key=key_of(s, number), value=serde.encode(ev, t.crossings), partition=i % 4
-                )
-        for p in range(4):  # one current event per partition, so every partition's watermark passes the exits
-            ev = crossing(f"clock-{p}", f"CLOCK{p:04d}", now - timedelta(seconds=1), Direction.ENTRY)
-            producer.produce(
-                t.crossings, key=key_of(s, f"CLOCK{p:04d}"), value=serde.encode(ev, t.crossings), partition=p
-            )
+                key = key_of(s, number)
+                producer.produce(t.crossings, key=key, value=serde.encode(ev, t.crossings), partition=_at(s, key))
+        for p, number in enumerate(_spread(s, "CLOCK", 1)):  # one current event per partition: every partition's
+            ev = crossing(f"clock-{p}", number, now - timedelta(seconds=1), Direction.ENTRY)  # watermark passes exits
+            key = key_of(s, number)
+            producer.produce(t.crossings, key=key, value=serde.encode(ev, t.crossings), partition=_at(s, key))
         assert producer.flush(10) == 0
         group = readback.GroupProgress(s, "scaleout", [t.crossings, t.registrations, t.status_changes])
         group.wait_until_caught_up(timeout=90)

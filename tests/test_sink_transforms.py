@@ -74,7 +74,8 @@ def _topic_of(settings: Settings, record: object) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    settings = Settings(clickhouse_dsn=f"chdb://{tmp_path / 'ch'}", data_dir=tmp_path / "var")
+    # One partition: every key belongs on partition 0, where these messages are (the rejects check the partition).
+    settings = Settings(clickhouse_dsn=f"chdb://{tmp_path / 'ch'}", data_dir=tmp_path / "var", partitions=1)
     client = connect(settings)
     try:
         migrate(client)
