@@ -75,6 +75,7 @@ def grants(settings: Settings, processors_app_id: str = PROCESSORS_APP_ID) -> li
         *_allow("producer", "topic", [*sources, t.dead_letter], write),
         *_allow("processors", "topic", [*sources, t.address_registrations, t.alerts, t.alert_actions], read),
         *_allow("processors", "topic", [t.alerts, t.stays, t.dead_letter, t.address_registrations], write),
+        *_allow("processors", "topic", [t.identity_links], ("READ", "WRITE", "DESCRIBE")),  # renewals' handoffs
         *_allow("processors", "topic", [t.alert_actions], write),  # officers' triage from the ops page
         *_allow("processors", "topic", [f"{processors_app_id}-"], internal, prefixed=True),
         *_allow("processors", "group", [processors_app_id], read),

@@ -437,7 +437,10 @@ def run_evaluation(
                     f"--crash-after {config.crash_after}: the workers never committed that many source events"
                 )
         deadline = time.monotonic() + config.timeout
-        group = readback.GroupProgress(settings, app_id, [*sources, topics.address_registrations])
+        # identity-links: renewals' handoffs are processed like source messages (streams.handoff)
+        group = readback.GroupProgress(
+            settings, app_id, [*sources, topics.address_registrations, topics.identity_links]
+        )
         while True:
             workers.check_alive()
             try:

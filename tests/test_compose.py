@@ -425,6 +425,7 @@ def test_acls_give_each_user_only_what_its_service_does() -> None:
     processors = allowed("processors")
     assert {n for r, n, op, _ in processors if op == "READ" and r == "topic"} == sources | {
         t.address_registrations,
+        t.identity_links,  # renewals' handoffs between the processors' partitions
         t.alerts,
         t.alert_actions,
         f"{DEFAULT_APP_ID}-",
@@ -435,6 +436,7 @@ def test_acls_give_each_user_only_what_its_service_does() -> None:
         t.stays,
         t.dead_letter,
         t.address_registrations,
+        t.identity_links,
         f"{DEFAULT_APP_ID}-",
     }
     assert ("group", DEFAULT_APP_ID, "READ", False) in processors
