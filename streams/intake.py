@@ -1,4 +1,4 @@
-"""Admission of a source message: decode, check it belongs on its topic, validate, check its key.
+"""Admission of a source message: decode, check it belongs on its topic, validate, check its partition and key.
 
 Pure: bytes in, an accepted event or the reason for rejecting it out. The shell turns a rejection into a
 dead letter; nothing is dropped silently and nothing here can raise on bad input.
