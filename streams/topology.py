@@ -127,6 +127,8 @@ class ProcessorStats:
     deadline_fired: int = 0
     duplicates_dropped: int = 0  # source records delivered again (streams.positions)
     offsets_skipped: int = 0  # source offsets never delivered (streams.positions): must stay 0
+    handoffs_sent: int = 0  # renewed documents' states handed to their new key's partition (streams.handoff)
+    handoffs_merged: int = 0  # handoffs merged here (a redelivery counts again; it merges once)
     per_partition: dict[int, int] = field(default_factory=dict)
     first_event_wall: float | None = None  # time.time() of the first source event
     last_output_wall: float | None = None  # time.time() when the last batch's outputs were acknowledged
@@ -370,6 +372,7 @@ class TravellerMatcher:
         merged = self.handoffs.receive(_raw(links), self.store.get, self.watermarks.get, now)
         for index, stage, reason, fld in merged.rejected:
             _dead(self.outputs, self.stats, links[index], stage, reason, fld, now)
+        self.stats.handoffs_merged += len(merged.states)
         await self._finish(merged, links)
         return [ev for ev in events if ev.message.topic != self.links_topic]
 
@@ -504,6 +507,7 @@ class TravellerMatcher:
         if self.handoffs is not None:
             for key, partition, value in self.handoffs.emit(messages, worked):
                 self.outputs.handoff(key, partition, value)
+                self.stats.handoffs_sent += 1
         for index, stage, reason, fld in worked.rejected:
             _dead(self.outputs, self.stats, events[index], stage, reason, fld, now)
         await self._finish(worked, events)

@@ -7,6 +7,7 @@ given either key lists both documents' crossings. The pure link logic is in test
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -148,6 +149,8 @@ def test_an_overstay_on_the_old_passport_is_resolved_by_the_exit_on_the_new_one_
             for e in (arrival, renewal, departure):
                 producer.publish(e)
         stack.wait_processed(timeout=120)
+        time.sleep(1.5)  # the status file is written by the one-second tick
+        [status] = stack.worker_statuses()
         alerts = readback.read_alerts(settings)
         stays = readback.read_stays(settings)
     key = settings.pseudonym_key_bytes
@@ -162,3 +165,4 @@ def test_an_overstay_on_the_old_passport_is_resolved_by_the_exit_on_the_new_one_
     assert AlertType.EXIT_WITHOUT_ENTRY not in final  # raised alone on the new partition at most, then retracted
     closed = [s for s in stays.values() if s.rule_id != "void" and s.exit_event_id == "ov-out"]
     assert [(s.entry_event_id, s.traveller_key, s.days_over > 0) for s in closed] == [("ov-in", person, True)]
+    assert (status["handoffs_sent"], status["handoffs_merged"]) == (1, 1)
