@@ -243,3 +243,28 @@ def test_the_same_handoff_twice_merges_once() -> None:
     assert _hand_over(old, new, "2026-04-04 12:00") == []
     assert new.state is not None and once is not None
     assert new.state.to_bytes() == once.to_bytes()
+
+
+def test_a_chain_of_renewals_keeps_the_first_documents_key_and_counts_all_three() -> None:
+    # 30 + 30 days on A (January, February), renewed to B, 20 days on B (March), renewed to C, 20 on C (April):
+    # 91 days in 180 on C's 11th day in April; B and C alone never come near.
+    third = person(number="THIRD7777")
+    a_trips = _trip("2026-01-01", "2026-01-30", OLD) + _trip("2026-02-01", "2026-03-02", OLD)
+    b_trip = _trip("2026-03-10", "2026-03-29", NEW)
+    c_trip = _trip("2026-04-05", "2026-04-24", third)
+    ab, bc = _renewal("2026-03-05 10:00"), _renewal("2026-04-01 10:00", NEW, third)
+    link_ab, link_bc = link_of(ab), link_of(bc)
+    assert link_ab is not None and link_bc is not None
+    on_b = continued_history([*a_trips, ab], [*b_trip, bc], link_ab)
+    reference = _feed_apart(continued_history(on_b, c_trip, link_bc), third)
+    a, b, c = _feed_apart([*a_trips, ab], OLD), Run(key=key_of(NEW)), Run(key=key_of(third))
+    _hand_over(a, b, ab.event_time)
+    for ev in [*b_trip, bc]:
+        b.feed([ev], ev.event_time)
+    _hand_over(b, c, bc.event_time)
+    for ev in c_trip:
+        c.feed([ev], ev.event_time)
+    records = a.alerts + b.alerts + c.alerts
+    assert _judged(records, a.stays + b.stays + c.stays) == _judged(reference.alerts, reference.stays)
+    assert [a.type.value for a in final_alerts(records).values()] == [AlertType.WINDOW_BREACH.value]
+    assert {r.traveller_key for r in records} | {s.traveller_key for s in b.stays + c.stays} == {key_of(OLD)}
