@@ -22,6 +22,16 @@ FROM
             SELECT groupArray((id, opened, closed, open_from, open_until))
             FROM (SELECT * FROM checkpoints ORDER BY id)
         ) AS cp_spans,
+        -- Each post's open instants in microseconds (no limit: the extremes), looked up per record by `transform`
+        -- (a hash lookup): indexing the constant arrays per record would copy them into every row.
+        (
+            SELECT groupArray(ifNull(toUnixTimestamp64Micro(open_from), -9223372036854775808))
+            FROM (SELECT * FROM checkpoints ORDER BY id)
+        ) AS cp_from_us,
+        (
+            SELECT groupArray(ifNull(toUnixTimestamp64Micro(open_until), 9223372036854775807))
+            FROM (SELECT * FROM checkpoints ORDER BY id)
+        ) AS cp_until_us,
         -- Aliases, not columns: multiIf evaluates each only for the records without an earlier problem.
         shekara_utf8_problem(texts, suspect) AS utf8_problem,
         shekara_envelope_problem(
@@ -55,7 +65,9 @@ FROM
             tupleElement(assumeNotNull(conveyance), 'identifier'), {max_id:UInt32}, suspect
         ) AS conveyance_bad,
         shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem,
-        indexOf(cp_ids, checkpoint.id) AS cp_at,
+        transform(checkpoint.id, cp_ids, arrayEnumerate(cp_ids), 0) AS cp_at,
+        toUnixTimestamp64Micro(event_time) AS event_us,
+        -- read only for a refused record (multiIf evaluates a branch's value only where its condition holds)
         arrayElement(cp_spans, greatest(cp_at, 1)) AS cp_span
     SELECT
         _msg,
@@ -68,11 +80,11 @@ FROM
                 shekara_required_text_problem('checkpoint.id', checkpoint.id, {max_id:UInt32}, suspect),
             -- Catalogue.refusal: an unknown id, or a post not open at the crossing's instant
             cp_at = 0, ('checkpoint.id', shekara_not_checkpoint(checkpoint.id)),
-            cp_span.4 IS NOT NULL AND event_time < assumeNotNull(cp_span.4),
+            event_us < transform(checkpoint.id, cp_ids, cp_from_us, toInt64(-9223372036854775808)),
                 ('checkpoint.id', concat(
                     'is checkpoint ', cp_span.1, ', which opened on ', toString(cp_span.2), ', after this crossing'
                 )),
-            cp_span.5 IS NOT NULL AND event_time >= assumeNotNull(cp_span.5),
+            event_us >= transform(checkpoint.id, cp_ids, cp_until_us, toInt64(9223372036854775807)),
                 ('checkpoint.id', concat(
                     'is checkpoint ', cp_span.1, ', which closed after ', toString(cp_span.3), ', before this crossing'
                 )),
@@ -89,7 +101,8 @@ FROM
             purpose = 'TRANSIT' AND declared_destination IS NULL,
                 ('declared_destination', 'is required when purpose is TRANSIT'),
             exit_checkpoint_bad, exit_checkpoint_problem,
-            planned_exit_checkpoint IS NOT NULL AND NOT has(cp_ids, assumeNotNull(planned_exit_checkpoint)),
+            planned_exit_checkpoint IS NOT NULL
+                AND transform(assumeNotNull(planned_exit_checkpoint), cp_ids, arrayEnumerate(cp_ids), 0) = 0,
                 ('planned_exit_checkpoint', shekara_not_checkpoint(assumeNotNull(planned_exit_checkpoint))),
             card_bad, card_problem,
             conveyance_bad, conveyance_problem,
