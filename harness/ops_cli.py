@@ -533,7 +533,9 @@ def notify(
     once: Annotated[bool, typer.Option("--once", help="Notify what is in the alerts topic now, then exit")] = False,
 ) -> None:
     """Send CRITICAL/HIGH alerts to SHEKARA_NOTIFY__WEBHOOK_URL (Alertmanager's webhook payload), with retries."""
+    from shekara import metrics
     from shekara.admin import require_broker
+    from shekara.settings import refuse_weak_secrets
     from sinks.notify import run_notify
 
     settings = get_settings()
@@ -542,7 +544,11 @@ def notify(
             "error: notifications are off: set SHEKARA_NOTIFY__WEBHOOK_URL to the receiver's URL", fg="red", err=True
         )
         raise typer.Exit(2)
+    refuse_weak_secrets(settings, pseudonym=False, clickhouse=False, ops_page=False, metrics=not once)
     require_broker(settings)
+    m = settings.metrics
+    if m.notify_port and not once:  # a drain ends before anyone would scrape it
+        metrics.serve(m.notify_port, m.bind, m.password.get_secret_value())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -114,6 +114,7 @@ class MetricsSettings(BaseModel):
     password: SecretStr = SecretStr("")
     sink_port: int = Field(default=9464, ge=0, le=65535)  # 0: the sink serves no metrics
     publish_port: int = Field(default=0, ge=0, le=65535)  # `shekara publish` while it runs; 0: none
+    notify_port: int = Field(default=9465, ge=0, le=65535)  # `shekara notify` (not with --once); 0: none
 
 
 class KafkaSecurity(BaseModel):
@@ -348,7 +349,7 @@ def check_secrets(
     Server mode refuses the development pseudonym key, env.example placeholders, keys shorter than 32 bytes,
     empty or placeholder ClickHouse, Kafka and ops-page passwords, and Kafka without SASL. In any mode the ops
     page may bind beyond loopback only with a password, and so may a process's own /metrics listener (`metrics`:
-    the sink, a publish client with a metrics port). A command checks only the secrets it uses.
+    the sink, the notifier, a publish client with a metrics port). A command checks only the secrets it uses.
     """
     problems: list[str] = []
     server = settings.mode is Mode.SERVER

@@ -31,6 +31,7 @@ from confluent_kafka import Message as KafkaMessage
 
 from schemas.records import Alert, AlertAction, DeadLetter
 from schemas.serde import DecodeError, Serde
+from shekara import metrics
 from shekara.logs import get_logger
 from shekara.settings import NotifySettings, Settings
 
@@ -199,6 +200,7 @@ def run_notify(settings: Settings, *, stop: threading.Event | None = None, once:
                     log.warning("notify consumer error", error=str(err))
                 continue
             at_end.discard(msg.partition() or 0)
+            metrics.count_in(topic)
             if _handle(msg, serde, wanted, delivery, producer, settings, stats) and not stop.is_set():
                 consumer.store_offsets(message=msg)
     finally:
@@ -230,6 +232,7 @@ def _handle(
     reason = delivery.deliver(payload(alert, settings.notify), stats)
     if reason is None:
         stats.delivered += 1
+        metrics.events_out("webhook")
         return True
     if delivery.stop.is_set():
         return False  # stopping mid-retry: not delivered, not given up; the next run tries again
@@ -257,5 +260,6 @@ def _handle(
         # Neither delivered nor dead-lettered: keep the offset, so the record is tried again after a restart.
         raise RuntimeError(f"cannot send a dead letter to {settings.topics.dead_letter}: {errors or 'timed out'}")
     stats.dead_lettered += 1
+    metrics.dead_letter("notify", dead.reason)
     log.warning("alert notification dead-lettered", alert_id=alert.alert_id, reason=reason)
     return True

@@ -84,6 +84,20 @@ def test_prometheus_scrapes_the_sink_where_it_listens(
     assert env["SHEKARA_METRICS__PASSWORD"] == host_env["METRICS_PASSWORD"]
 
 
+def test_prometheus_scrapes_the_notifier_where_it_listens_with_its_login(
+    compose: dict[str, Any],  # noqa: F811
+    host_env: dict[str, str],  # noqa: F811
+    prometheus: dict[str, Any],
+) -> None:
+    env = container_env(compose, "notify", host_env)
+    notify = job(prometheus, "notify")
+    (static,) = notify["static_configs"]
+    assert static["targets"] == [f"notify:{env['SHEKARA_METRICS__NOTIFY_PORT']}"]
+    assert env["SHEKARA_METRICS__BIND"] == "0.0.0.0" and not compose["services"]["notify"].get("ports")
+    assert notify["basic_auth"] == job(prometheus, "sink")["basic_auth"]
+    assert env["SHEKARA_METRICS__PASSWORD"] == host_env["METRICS_PASSWORD"]
+
+
 def test_prometheus_loads_its_config_and_rules_from_mounted_files(
     compose: dict[str, Any],  # noqa: F811
     prometheus: dict[str, Any],

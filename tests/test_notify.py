@@ -184,6 +184,7 @@ def test_receiver_down_processors_keep_alerting_and_notifier_dead_letters(
     s = settings.model_copy(update={"notify": notify})
     stop = threading.Event()
     result: dict[str, Any] = {}
+    letters_counted = notify_dead_letters_counted()
     notifier = threading.Thread(target=lambda: result.update(stats=run_notify(s, stop=stop)), daemon=True)
     with Stack(s, tmp_path / "stack", workers=1, sink=False, embedded_broker=False) as stack:
         notifier.start()
@@ -206,6 +207,20 @@ def test_receiver_down_processors_keep_alerting_and_notifier_dead_letters(
     assert sorted((letter.source_partition, letter.source_offset) for letter in letters) == offsets_of(s, raised)
     assert all(down in letter.reason and "after 3 attempts" in letter.reason for letter in letters)
     assert result["stats"].dead_lettered == 2 and result["stats"].attempts == 6
+    assert notify_dead_letters_counted() - letters_counted == 2  # what Prometheus scrapes from the notifier
+
+
+def notify_dead_letters_counted() -> float:
+    """shekara_dead_letters_total of stage notify in this process's registry, over every reason."""
+    from prometheus_client import REGISTRY
+
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        if family.name == "shekara_dead_letters"
+        for sample in family.samples
+        if sample.name == "shekara_dead_letters_total" and sample.labels.get("stage") == "notify"
+    )
 
 
 def wait_for_alerts(settings: Settings, type_: AlertType, n: int, timeout: float) -> list[str]:
