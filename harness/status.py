@@ -13,7 +13,7 @@ rest of the screen. Gathering does the I/O; `render` is pure.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -173,19 +173,49 @@ def _local(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") or is_loopback(host) else host
 
 
-def targets(settings: Settings) -> list[Target]:
-    """The processes' /metrics, from the same settings they run with."""
+MAX_WORKERS = 16  # `shekara process --workers N` puts worker i on the web port + i
+
+
+def targets(settings: Settings, listening: Callable[[str, int], bool] | None = None) -> list[Target]:
+    """The processes' /metrics, from the same settings they run with.
+
+    Worker 0 is always listed (down is worth saying); workers 1, 2, ... while `listening(host, port)` says a port
+    after it answers (none are looked for without `listening`).
+    """
     f, m = settings.faust, settings.metrics
     password = f.web_password.get_secret_value()
     out = []
     if f.web_enabled:
         auth = (f.web_user, password) if password else None
-        out.append(Target("processors", f"http://{_local(f.web_bind)}:{f.web_port}/metrics", auth))
+        host = _local(f.web_bind)
+        out.append(Target("processors", f"http://{host}:{f.web_port}/metrics", auth))
+        for i in range(1, MAX_WORKERS):
+            if listening is None or not listening(host, f.web_port + i):
+                break
+            out.append(Target(f"processors-{i}", f"http://{host}:{f.web_port + i}/metrics", auth))
+    if m.notify_port and settings.notify.webhook_url:  # the notifier runs only with a receiver configured
+        out.append(Target("notify", f"http://{_local(m.bind)}:{m.notify_port}/metrics", _metrics_login(settings)))
     if m.sink_port:
-        out.append(Target("sink", f"http://{_local(m.bind)}:{m.sink_port}/metrics"))
+        out.append(Target("sink", f"http://{_local(m.bind)}:{m.sink_port}/metrics", _metrics_login(settings)))
     if m.publish_port:
-        out.append(Target("publish", f"http://{_local(m.bind)}:{m.publish_port}/metrics"))
+        out.append(Target("publish", f"http://{_local(m.bind)}:{m.publish_port}/metrics", _metrics_login(settings)))
     return out
+
+
+def _metrics_login(settings: Settings) -> tuple[str, str] | None:
+    password = settings.metrics.password.get_secret_value()
+    return ("metrics", password) if password else None
+
+
+def listening(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts a TCP connection at host:port."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def scrape(target: Target, timeout: float) -> Samples:
@@ -311,7 +341,7 @@ def gather(settings: Settings, interval: float = 2.0) -> Status:
         warehouse=_dsn(settings.clickhouse_dsn),
         warehouse_error=warehouse_error,
         warehouse_counts=counts,
-        processes=processes(targets(settings), interval, timeout),
+        processes=processes(targets(settings, listening), interval, timeout),
     )
 
 

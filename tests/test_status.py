@@ -143,3 +143,19 @@ def test_status_says_in_one_line_that_the_broker_cannot_be_reached(nowhere: tupl
     ]
     assert f"broker     {address}  DOWN" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_targets_list_every_worker_that_listens_and_log_in_to_metrics_listeners() -> None:
+    from harness.status import targets
+
+    s = Settings.model_validate({"faust": {"web_port": 7000}, "metrics": {"sink_port": 9464, "password": "m-9f8e7d6c"}})
+    up = {7000, 7001, 7002, 7004}  # worker 3 is down: workers after it are not looked for
+    found = targets(s, lambda _host, port: port in up)
+    names = [t.name for t in found]
+    assert names[:3] == ["processors", "processors-1", "processors-2"] and "processors-4" not in names
+    assert [t.url for t in found][:3] == [f"http://127.0.0.1:{p}/metrics" for p in (7000, 7001, 7002)]
+    sink = next(t for t in found if t.name == "sink")
+    assert sink.auth == ("metrics", "m-9f8e7d6c")
+    assert [t.name for t in targets(s)] == ["processors", "sink"]  # without probing: worker 0; no receiver: no notify
+    with_receiver = s.model_copy(update={"notify": s.notify.model_copy(update={"webhook_url": "http://h/hook"})})
+    assert [t.name for t in targets(with_receiver)] == ["processors", "notify", "sink"]
