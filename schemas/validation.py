@@ -92,7 +92,10 @@ def validate(
     """Raise the first problem found in a source event (Crossing, Registration, StatusChange), if any.
 
     `catalogue`: the checkpoints a crossing may name (default: rules/checkpoints.csv, see `catalogue_for`)."""
-    for problem in _problems(record, now, max_future_skew_s, limits, catalogue or load_catalogue()):
+    catalogue = catalogue or load_catalogue()
+    if type(record) is Crossing and _plain_crossing(record, now, max_future_skew_s, limits, catalogue):
+        return
+    for problem in _problems(record, now, max_future_skew_s, limits, catalogue):
         raise problem
 
 
@@ -309,6 +312,89 @@ def _crossing(r: Crossing, now: datetime, limits: Limits, catalogue: Catalogue) 
     if r.conveyance is not None:
         yield from _enum(r.conveyance.kind, ConveyanceKind, "conveyance.kind")
         yield from _opt_text(r.conveyance.identifier, "conveyance.identifier", ids)
+
+
+# --- the all-clear of a plain crossing ------------------------------------------------------------------------
+# Nearly every crossing is plain: printable text within its limits, codes and numbers of capitals and digits, dates
+# as decoded (UTC) within the horizon. `_plain_crossing` says so in one pass of straight-line tests, without the
+# generators of `_problems` (which the processors ran for every event: 8.9 against 6.7 us before the limits'
+# checks). It is a sufficient condition only: True means `_problems` finds nothing (tests/test_validation.py holds
+# it to that); False sends the record through `_problems`, which finds its first problem, if any.
+_CROSSING_ENUMS = tuple(
+    _ENUM_VALUES[e] for e in (CheckpointKind, Direction, Purpose, EntryBasisKind, DocumentType, Sex)
+)
+_CONVEYANCE = _ENUM_VALUES[ConveyanceKind]
+
+
+def _plain_text(value: Any, limit: int) -> bool:
+    # printable: no HIDDEN character (all are unprintable), and no whitespace but ' ' (strip() is then exact)
+    return type(value) is str and len(value) <= limit and value.isprintable()
+
+
+def _plain_code(value: Any) -> bool:
+    return type(value) is str and COUNTRY.fullmatch(value) is not None
+
+
+def _plain_crossing(r: Crossing, now: datetime, skew_s: int, limits: Limits, catalogue: Catalogue) -> bool:
+    ids, earliest, latest = limits.max_id_chars, limits.earliest_date, limits.latest_date
+    et, rt = r.event_time, r.received_time
+    if not (type(et) is datetime and type(rt) is datetime and et.tzinfo is UTC and rt.tzinfo is UTC):
+        return False
+    skew = timedelta(seconds=skew_s)
+    if not (earliest <= et.date() <= latest and earliest <= rt.date() <= latest and et <= now + skew):
+        return False
+    if rt < et - skew:
+        return False
+    cp, t, eb, conveyance = r.checkpoint, r.traveller, r.entry_basis, r.conveyance
+    if type(t) is not Traveller:
+        return False
+    doc = t.document
+    for value, allowed in zip(
+        (cp.kind, r.direction, r.purpose, eb.kind, doc.type, t.sex), _CROSSING_ENUMS, strict=True
+    ):
+        # isinstance first: `in` a set hashes the value, and an unhashable one must be refused, not raise
+        if not (isinstance(value, str) and value in allowed):
+            return False
+    if conveyance is not None and not (isinstance(conveyance.kind, str) and conveyance.kind in _CONVEYANCE):
+        return False
+    if not (
+        _plain_text(r.event_id, ids)
+        and r.event_id.strip()
+        and _plain_text(r.source_system, limits.max_text_chars)
+        and r.source_system.strip()
+        and _plain_text(cp.id, ids)
+        and cp.id.strip()
+        and (r.source_record_id is None or _plain_text(r.source_record_id, ids))
+        and (eb.permit_number is None or _plain_text(eb.permit_number, ids))
+        and (r.migration_card_number is None or _plain_text(r.migration_card_number, ids))
+        and (conveyance is None or conveyance.identifier is None or _plain_text(conveyance.identifier, ids))
+    ):
+        return False
+    number = doc.number
+    # ASCII letters and digits only: normalising just upper-cases it (a number with separators takes the long way)
+    if not (type(number) is str and 5 <= len(number) <= min(20, ids) and number.isascii() and number.isalnum()):
+        return False
+    if not (_plain_code(doc.issuing_country) and _plain_code(t.nationality)):
+        return False
+    if not (cp.border_country is None or _plain_code(cp.border_country)):
+        return False
+    if not (r.declared_destination is None or _plain_code(r.declared_destination)):
+        return False
+    if r.purpose == Purpose.TRANSIT and r.declared_destination is None:
+        return False
+    born, today = t.birth_date, (et if et <= now else now).date()
+    if not (type(born) is date and earliest <= born <= today and born <= latest and _age(born, today) <= MAX_AGE_YEARS):
+        return False
+    expiry = eb.visa_expiry
+    if expiry is None:
+        if eb.kind == EntryBasisKind.VISA:
+            return False
+    elif not (type(expiry) is date and earliest <= expiry <= latest):
+        return False
+    planned = r.planned_exit_checkpoint
+    if planned is not None and not (_plain_text(planned, ids) and planned in catalogue.checkpoints):
+        return False
+    return catalogue.refusal(cp.id, et) is None
 
 
 def _registration(r: Registration, now: datetime, limits: Limits) -> Iterator[ValidationError]:

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -110,12 +110,18 @@ class Catalogue:
             return None
         return f"is not a checkpoint of the catalogue ({CATALOGUE_NAME}); got '{checkpoint_id}'"
 
+    @cached_property
+    def spans(self) -> dict[str, tuple[datetime | None, datetime | None]]:
+        """Each post's `open_span`, computed once: `refusal` runs for every crossing the processors admit."""
+        return {cp_id: self.open_span(cp) for cp_id, cp in self.checkpoints.items()}
+
     def refusal(self, checkpoint_id: str, moment: datetime) -> str | None:
         """Why a crossing at `checkpoint_id` at instant `moment` is refused (unknown, or not open), or None."""
-        cp = self.checkpoints.get(checkpoint_id)
-        if cp is None:
+        span = self.spans.get(checkpoint_id)
+        if span is None:
             return self.known(checkpoint_id)
-        begins, ends = self.open_span(cp)
+        cp = self.checkpoints[checkpoint_id]
+        begins, ends = span
         if begins is not None and moment < begins:
             return f"is checkpoint {cp.id}, which opened on {cp.opened}, after this crossing"
         if ends is not None and moment >= ends:

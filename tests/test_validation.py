@@ -6,20 +6,26 @@ import dataclasses
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
+import hypothesis
 import pytest
 
+from harness import samples
 from schemas.ids import alert_id, source_event_id, stay_id
 from schemas.records import Crossing, Document, EntryBasis, EntryBasisKind, Purpose, StatusChangeKind, Traveller
 from schemas.validation import (
     HIDDEN_REASON,
     NOT_LATIN_REASON,
     ValidationError,
+    _plain_crossing,
     from_json,
     validate,
     validation_errors,
 )
+from shekara.reference import load_catalogue
 from shekara.settings import Limits
 from tests.test_serde import NOW, sample_crossing, sample_registration, sample_status_change
+from tests.test_sink_parity import Case as ParityCase
+from tests.test_sink_parity import cases as parity_cases
 
 SKEW = 300
 
@@ -334,3 +340,79 @@ def test_default_limits_accept_the_samples_and_refuse_9999() -> None:
     assert limited(sample_crossing(), Limits()) == []
     far = sample_crossing(entry_basis=EntryBasis(EntryBasisKind.VISA, date(9999, 12, 31)))
     assert [f for f, _ in errors(far)] == ["entry_basis.visa_expiry"]  # validate's default: Limits()
+
+
+# --- the all-clear of a plain crossing (schemas.validation._plain_crossing) --------------------------------------
+
+
+@hypothesis.settings(max_examples=400, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(case=parity_cases())
+def test_the_plain_crossing_shortcut_never_clears_a_crossing_with_a_problem(case: ParityCase) -> None:
+    """validate() skips the full checks for a crossing _plain_crossing clears: it must clear only valid ones, and
+    validate must raise what validation_errors finds first, whichever way it went (the sink parity's hostile cases)."""
+    record = case.record
+    now = record.event_time if case.timestamp is None else datetime.fromtimestamp(case.timestamp / 1000.0, UTC)
+    limits, catalogue = Limits(), load_catalogue()
+    found = validation_errors(record, now=now, max_future_skew_s=SKEW, limits=limits, catalogue=catalogue)
+    if isinstance(record, Crossing) and _plain_crossing(record, now, SKEW, limits, catalogue):
+        assert found == []
+    try:
+        validate(record, now=now, max_future_skew_s=SKEW, limits=limits, catalogue=catalogue)
+    except ValidationError as raised:
+        assert found and (raised.field, raised.message) == (found[0].field, found[0].message)
+    else:
+        assert found == []
+
+
+def test_simulated_crossings_take_the_plain_shortcut() -> None:
+    """The shortcut is what the processors' rate rests on: the simulator's ordinary traffic must all take it."""
+    now = datetime.now(UTC)
+    crossings = list(samples.traffic(2_000, start=now - timedelta(days=1)))
+    limits, catalogue = Limits(), load_catalogue()
+    plain = [c for c in crossings if _plain_crossing(c, now, SKEW, limits, catalogue)]
+    assert len(plain) == len(crossings)
+    # and a separator in the number, a lower-case country, an unprintable text each take the long way
+    c = crossings[0]
+    for odd in (
+        with_document(c, number="AB-12345"),
+        with_traveller(c, nationality="kaz"),
+        dataclasses.replace(c, event_id="e\u202e1"),
+    ):
+        assert not _plain_crossing(odd, now, SKEW, limits, catalogue)
+
+
+def _shift_years(d: date, years: int) -> date:
+    return d.replace(year=d.year + years, day=min(d.day, 28))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c, today: with_traveller(c, birth_date=_shift_years(today, -126)),  # age 126
+        lambda c, today: with_traveller(c, birth_date=today + timedelta(days=1)),
+        lambda c, today: with_traveller(c, birth_date=Limits().earliest_date - timedelta(days=1)),
+        lambda c, today: with_document(c, number="AB1"),
+        lambda c, today: with_document(c, number="A" * 21),
+        lambda c, today: with_document(c, issuing_country="KA"),
+        lambda c, today: dataclasses.replace(c, event_id=" "),
+        lambda c, today: dataclasses.replace(c, source_system="s" * (Limits().max_text_chars + 1)),
+        lambda c, today: dataclasses.replace(c, migration_card_number="m" * (Limits().max_id_chars + 1)),
+        lambda c, today: dataclasses.replace(c, planned_exit_checkpoint="NOT-A-POST"),
+        lambda c, today: dataclasses.replace(c, checkpoint=dataclasses.replace(c.checkpoint, id="NOT-A-POST")),
+        lambda c, today: dataclasses.replace(c, declared_destination="kaz"),
+        lambda c, today: dataclasses.replace(c, purpose=Purpose.TRANSIT, declared_destination=None),
+        lambda c, today: dataclasses.replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA, None)),
+        lambda c, today: dataclasses.replace(c, entry_basis=EntryBasis(EntryBasisKind.VISA, date(9999, 12, 31))),
+        lambda c, today: dataclasses.replace(c, event_time=c.event_time + timedelta(days=3)),  # in the future
+        lambda c, today: dataclasses.replace(c, received_time=c.event_time - timedelta(hours=1)),
+        lambda c, today: dataclasses.replace(c, direction=None),
+    ],
+)
+def test_the_plain_crossing_shortcut_refuses_each_problem(change: Any) -> None:
+    """Each problem at its edge: the shortcut leaves the record to the full checks, which find it."""
+    now = datetime.now(UTC)
+    c = next(iter(samples.traffic(1, start=now - timedelta(hours=1))))
+    limits, catalogue = Limits(), load_catalogue()
+    odd = change(c, c.event_time.date())
+    assert validation_errors(odd, now=now, max_future_skew_s=SKEW, limits=limits, catalogue=catalogue)
+    assert not _plain_crossing(odd, now, SKEW, limits, catalogue)
