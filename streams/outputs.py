@@ -3,7 +3,8 @@
 A confluent-kafka producer (librdkafka, in C) rather than Faust's own: the processors emit in bulk after each
 batch and librdkafka's batching costs far less per message than aiokafka's. Idempotent, ``acks=all``.
 
-Exactly-once downstream rests on the order of three steps per batch (`streams.pipeline`): outputs are handed to
+Exactly-once downstream rests on the order of three steps per batch (`streams.pipeline`, which takes them for
+several batches at once while busy): outputs are handed to
 this producer and flushed (`flush`), *then* the state is written (store and changelog, through this producer
 too: `raw`), *then* the source offsets are acknowledged. A crash before the state write replays the batch and
 re-emits the same records with the same ids (consumers keep the latest per id); a crash after it finds the

@@ -16,7 +16,8 @@ back. It works a batch in two lanes of disjoint partitions, so the child compute
 shell sends out the other's. The address checker hands its batches to the same child. The commit
 pipeline (`streams.pipeline`) then waits for the broker to acknowledge the outputs, writes each changed key
 once to its table (changelog-backed: a restarted or reassigned worker recovers it) and only then acknowledges
-the batch's offsets, while the processor goes on with the next batch.
+the batch's offsets, while the processor goes on with the next batches (group commits: those finished during a
+commit are made durable together by the next).
 
 Deadlines run on event time: each partition's watermark (`streams.watermark`) decides what is due, a
 time-ordered index (`streams.deadlines`) says who, and a one-second wall-clock timer fires deadlines of quiet
@@ -60,7 +61,7 @@ from streams.handoff import Handoffs
 from streams.matching import RawMessage, Stepped, StepRequest
 from streams.offload import LocalMatching, MatchingProcess, MatchingRunner
 from streams.outputs import Outputs, dead_letter, lettered_since
-from streams.pipeline import CommitPipeline
+from streams.pipeline import CommitPipeline, Submission
 from streams.positions import Positions
 from streams.raw import raw_topic
 from streams.stored import unpack
@@ -101,8 +102,9 @@ class StageTimes:
     arrive: record timestamp (the producer's clock, same host) -> the agent hands over the batch: produce, broker,
     fetch, Faust's delivery and the batch buffer. align: held for a co-partition (streams.align). work: decode,
     validate and step in the matching process, pipe included, and the deadlines the batch's watermark passed.
-    commit_wait: queued behind the previous batch's commit. commit: outputs acknowledged, state logged
-    (streams.pipeline); the batch's alerts were handed to the producer just before it was queued.
+    commit_wait: waiting for the commit in flight (the processor does not wait with it: streams.pipeline, group
+    commits). commit: outputs acknowledged, state logged; the batch's alerts were handed to the producer just before
+    it was queued.
     """
 
     events: int = 0
@@ -204,26 +206,21 @@ async def _read_back_letters(settings: Settings, outputs: Outputs, starts: dict[
 
 async def _submit_commit(
     pipeline: CommitPipeline,
-    outputs: Outputs,
     store: StateStore,
-    stats: ProcessorStats,
     staged: list[tuple[int, bytes, bytes]],
     events: Sequence[EventT],
     stages: StageTimes | None = None,
 ) -> None:
-    """Hand outputs -> staged state -> offsets to the commit pipeline (module doc)."""
-    queued = time.monotonic()
+    """Hand the batch's staged state and events to the commit pipeline (outputs -> state -> offsets, in a group)."""
+    on_durable = None
+    if stages is not None:
+        n = len(events)
 
-    async def durable() -> None:
-        started = time.monotonic()
-        await outputs.flush()
-        stats.last_output_wall = time.time()
-        await store.log(staged)
-        if stages is not None:
-            stages.commit_wait += (started - queued) * 1000 * len(events)
-            stages.commit += (time.monotonic() - started) * 1000 * len(events)
+        def on_durable(queued: float, started: float, finished: float) -> None:
+            stages.commit_wait += (started - queued) * 1000 * n
+            stages.commit += (finished - started) * 1000 * n
 
-    await pipeline.submit(durable, events)
+    await pipeline.submit(Submission([(store, staged)], events, on_durable))
 
 
 class TravellerMatcher:
@@ -566,7 +563,7 @@ class TravellerMatcher:
         for p, key, _, next_due in writes:
             self.deadlines.set(p, key, next_due)
 
-        await _submit_commit(self.pipeline, self.outputs, self.store, self.stats, staged, events, self.stats.stages)
+        await _submit_commit(self.pipeline, self.store, staged, events, self.stats.stages)
 
 
 class AddressChecker:
@@ -623,7 +620,7 @@ class AddressChecker:
         self.stats.alerts += len(checked.alerts)
         staged = self.store.stage(checked.states)
 
-        await _submit_commit(self.pipeline, self.outputs, self.store, self.stats, staged, events)
+        await _submit_commit(self.pipeline, self.store, staged, events)
 
 
 @dataclass
@@ -677,8 +674,13 @@ def build_topology(
     checkpoints = checkpoints or load_checkpoints()
     outputs = Outputs(settings, client_id=f"{app.conf.id}-outputs")
     stats = ProcessorStats()
-    # One pipeline for both processors: they share the output producer, and one flush covers both.
-    pipeline = CommitPipeline(on_fatal)
+    # One pipeline for both processors: they share the output producer, and one flush covers both. Up to two
+    # batches' worth of events wait for the commit in flight before a processor waits (streams.pipeline).
+
+    def flushed() -> None:
+        stats.last_output_wall = time.time()
+
+    pipeline = CommitPipeline(outputs.flush, on_fatal, max_waiting=2 * max(1, fs.batch_size), on_flushed=flushed)
     runner = MatchingProcess if fs.matching_process else LocalMatching
     matching = runner(settings, rules, checkpoints)
     matching.start()
