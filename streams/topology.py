@@ -75,6 +75,10 @@ ADDRESS_STORE = "address-state"
 TICK_SECONDS = 1.0
 MAX_HELD = 100_000  # events held back for alignment (streams.align), at most
 LANES = 2  # chunks of disjoint partitions the matcher has in the matching process at once (_work_in_chunks)
+# A batch this small goes in one lane: there is nothing to send out worth overlapping, and live (1,000 events/s,
+# batches of a few events since they no longer wait for commits) the second round trip to the matching process
+# doubled the matcher's per-batch cost.
+ONE_LANE_BELOW = 64
 # While events are held and no batch arrives, look again this often whether their hold has expired (streams.align:
 # a caught-up co-partition is waited for a quarter second), rather than at the next one-second tick; each look
 # that releases nothing waits twice as long, up to the tick. Only up to RECHECK_HELD held events: live, a hold is a
@@ -464,6 +468,9 @@ class TravellerMatcher:
         if self._taken:
             now, taken = time.time(), self._taken
             self.stats.stages.align += sum(now - taken.pop(id(ev), now) for ev in events) * 1000
+        if len(events) < ONE_LANE_BELOW:
+            await self._work_lane(events)
+            return
         lanes: list[list[EventT]] = [[] for _ in range(LANES)]
         for ev in events:
             lanes[ev.message.partition % LANES].append(ev)
@@ -674,13 +681,14 @@ def build_topology(
     checkpoints = checkpoints or load_checkpoints()
     outputs = Outputs(settings, client_id=f"{app.conf.id}-outputs")
     stats = ProcessorStats()
-    # One pipeline for both processors: they share the output producer, and one flush covers both. Up to two
-    # batches' worth of events wait for the commit in flight before a processor waits (streams.pipeline).
+    # One pipeline for both processors: they share the output producer, and one flush covers both. Up to one full
+    # batch's worth of events waits for the commit in flight before a processor waits (streams.pipeline): under a
+    # backlog, as before group commits, a full batch is worked while the previous one commits.
 
     def flushed() -> None:
         stats.last_output_wall = time.time()
 
-    pipeline = CommitPipeline(outputs.flush, on_fatal, max_waiting=2 * max(1, fs.batch_size), on_flushed=flushed)
+    pipeline = CommitPipeline(outputs.flush, on_fatal, max_waiting=max(1, fs.batch_size), on_flushed=flushed)
     runner = MatchingProcess if fs.matching_process else LocalMatching
     matching = runner(settings, rules, checkpoints)
     matching.start()
