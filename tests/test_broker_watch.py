@@ -118,3 +118,30 @@ def test_topics_a_client_created_with_the_wrong_partition_count_stop_a_worker_in
     assert len(problems) == 1 and f"{app}-traveller-state-changelog has 4 partitions" in problems[0], problems
     with pytest.raises(SystemExit, match=r"cannot start: topic .*-traveller-state-changelog has 4 partitions"):
         await_topics(settings, timeout=5.0, changelogs_of=app)
+
+
+def test_throttle_leaves_unformatted_a_line_no_handler_would_write() -> None:
+    """A healthy client's debug lines (aiokafka's repr of every response) are not formatted just to be dropped."""
+    formatted: list[int] = []
+
+    class Costly:
+        def __str__(self) -> str:
+            formatted.append(1)
+            return "FetchResponse(...)"
+
+    logger = logging.getLogger("shekara.test.throttle")
+    handler = logging.NullHandler()
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        throttle = Throttle(every=60.0)
+        debug = logging.LogRecord(logger.name, logging.DEBUG, "", 0, "%s", (Costly(),), None)
+        assert throttle.filter(debug) and throttle.filter(debug)  # passed on: the handler drops it
+        assert formatted == []
+        warning = logging.LogRecord(logger.name, logging.WARNING, "", 0, "%s", (Costly(),), None)
+        assert throttle.filter(warning) and not throttle.filter(warning)  # written: throttled as before
+        assert formatted
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
