@@ -113,24 +113,6 @@ class BrokerWatch:
                 return
 
 
-def _heard(record: logging.LogRecord) -> bool:
-    """Whether a handler would write `record` (else Python's last resort would, for want of any handler).
-
-    The throttle formats a record to tell its kind; aiokafka's debug lines of a healthy worker (a repr of every
-    fetch response) reach no handler at the usual levels, and formatting them cost a tenth of the worker's time.
-    """
-    logger: logging.Logger | None = logging.getLogger(record.name)
-    found = False
-    while logger is not None:
-        for handler in logger.handlers:
-            found = True
-            if record.levelno >= handler.level:
-                return True
-        logger = logger.parent if logger.propagate else None
-    last = logging.lastResort
-    return not found and last is not None and record.levelno >= last.level
-
-
 class Throttle(logging.Filter):
     """Lets a message through the first time, then at most once every `every` s, counting what it held back.
 
@@ -138,13 +120,15 @@ class Throttle(logging.Filter):
     0ms)` and the same with other figures are one kind), so an outage costs a few lines, not twenty a second.
     """
 
-    def __init__(self, every: float = 30.0) -> None:
+    def __init__(self, every: float = 30.0, floor: int = logging.NOTSET) -> None:
+        """`floor`: lines below this level pass untouched (not formatted to tell their kind, not counted)."""
         super().__init__()
         self.every = every
+        self.floor = floor
         self._last: dict[str, tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.CRITICAL or not _heard(record):
+        if record.levelno >= logging.CRITICAL or record.levelno < self.floor:
             return True
         text = record.getMessage()
         kind = f"{record.name}:{_DIGITS.sub('#', text)[:200]}"
@@ -169,8 +153,12 @@ def client_logger(name: str, every: float = 30.0) -> logging.Logger:
 
 
 def throttle_loggers(prefixes: tuple[str, ...], every: float = 30.0) -> Throttle:
-    """Install one `Throttle` on every logger under `prefixes` (a logger's filter only sees its own records)."""
-    throttle = Throttle(every)
+    """Install one `Throttle` on every logger under `prefixes` (a logger's filter only sees its own records).
+
+    Debug lines pass untouched: a healthy aiokafka client writes one per request and response (a repr of each
+    fetch response), and formatting them to tell their kind cost the worker a tenth of its time; an outage's
+    lines are warnings and errors."""
+    throttle = Throttle(every, floor=logging.INFO)
     names = [n for n in logging.root.manager.loggerDict if n.startswith(prefixes)]
     for name in {*names, *prefixes}:
         logging.getLogger(name).addFilter(throttle)

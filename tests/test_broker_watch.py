@@ -12,7 +12,7 @@ import pytest
 
 from harness.faults import _fields
 from shekara.admin import ensure_topics
-from shekara.broker_watch import BrokerWatch, Throttle, await_topics, topic_problems
+from shekara.broker_watch import BrokerWatch, Throttle, await_topics, throttle_loggers, topic_problems
 from shekara.embedded import launch
 from shekara.settings import Settings, TopicNames
 from streams.supervise import Backoff, exit_line
@@ -120,8 +120,8 @@ def test_topics_a_client_created_with_the_wrong_partition_count_stop_a_worker_in
         await_topics(settings, timeout=5.0, changelogs_of=app)
 
 
-def test_throttle_leaves_unformatted_a_line_no_handler_would_write() -> None:
-    """A healthy client's debug lines (aiokafka's repr of every response) are not formatted just to be dropped."""
+def test_loggers_throttle_leaves_debug_lines_unformatted() -> None:
+    """A healthy aiokafka client's debug lines (a repr of every response) are not formatted to tell their kind."""
     formatted: list[int] = []
 
     class Costly:
@@ -129,19 +129,13 @@ def test_throttle_leaves_unformatted_a_line_no_handler_would_write() -> None:
             formatted.append(1)
             return "FetchResponse(...)"
 
-    logger = logging.getLogger("shekara.test.throttle")
-    handler = logging.NullHandler()
-    handler.setLevel(logging.WARNING)
-    logger.addHandler(handler)
-    logger.propagate = False
+    throttle = throttle_loggers(("shekara.test.throttle",), every=60.0)
     try:
-        throttle = Throttle(every=60.0)
-        debug = logging.LogRecord(logger.name, logging.DEBUG, "", 0, "%s", (Costly(),), None)
-        assert throttle.filter(debug) and throttle.filter(debug)  # passed on: the handler drops it
+        debug = logging.LogRecord("shekara.test.throttle", logging.DEBUG, "", 0, "%s", (Costly(),), None)
+        assert throttle.filter(debug) and throttle.filter(debug)  # passed on untouched
         assert formatted == []
-        warning = logging.LogRecord(logger.name, logging.WARNING, "", 0, "%s", (Costly(),), None)
-        assert throttle.filter(warning) and not throttle.filter(warning)  # written: throttled as before
+        warning = logging.LogRecord("shekara.test.throttle", logging.WARNING, "", 0, "%s", (Costly(),), None)
+        assert throttle.filter(warning) and not throttle.filter(warning)  # throttled as before
         assert formatted
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
+        logging.getLogger("shekara.test.throttle").removeFilter(throttle)
