@@ -89,6 +89,9 @@ def warehouse(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
         "SHEKARA_CLICKHOUSE_DSN": settings.clickhouse_dsn,
         "SHEKARA_SINK__ANALYST_PASSWORD": PASSWORD,
         "SHEKARA_METRICS__SINK_PORT": "0",  # tests run side by side: no fixed metrics port
+        # Its own consumer group: a member of the shared default group that is not seen to leave would hold the
+        # next test's sink in the embedded broker's rebalance until its session times out.
+        "SHEKARA_SINK__GROUP_ID": f"shekara-sink-bi-{suffix}",
         **{f"SHEKARA_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()},
     }
     log = (tmp / "sink.log").open("wb")
