@@ -8,7 +8,6 @@ no file written, no query of the sink killed, nothing of another session shown.
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from sinks.analyst import QueryError
 from sinks.clickhouse import query_endpoint_file
 from sinks.query_server import ask
 from sinks.report import build_dashboard
+from tests.sink_process import sink_process
 from tests.test_sink import publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,29 +82,13 @@ def sink(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> It
     )
     wait_for_broker(settings)
     ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEKARA_")}
-    env |= {
-        "SHEKARA_BROKER_URL": settings.broker_url,
-        "SHEKARA_DATA_DIR": str(settings.data_dir),
-        "SHEKARA_CLICKHOUSE_DSN": settings.clickhouse_dsn,
+    extra = {
         "SHEKARA_PARTITIONS": "4",
         "SHEKARA_SINK__FLUSH_INTERVAL": "0.2",
-        **{f"SHEKARA_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()},
         **{f"SHEKARA_SINK__ANALYST_{k.upper()}": str(v) for k, v in LIMITS.items()},
     }
-    log = (tmp / "sink.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "sink"], env=env, stdout=log, stderr=log)
-    endpoint = query_endpoint_file(settings)
-    deadline = time.monotonic() + 60
-    while not endpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
-        assert endpoint.exists(), (tmp / "sink.log").read_text()
+    with sink_process(settings, tmp, extra) as (process, env):
         yield Sink(settings, process, env)
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
 
 
 def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]

@@ -9,10 +9,8 @@ and raw HTTP for what clickhouse-go (Grafana's datasource) sends. No mocks.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from shekara.embedded import EmbeddedBroker
 from shekara.settings import Settings, TopicNames
 from sinks.clickhouse import query_endpoint_file
 from sinks.http_interface import BLOCK_INFO
+from tests.sink_process import sink_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,32 +81,13 @@ def warehouse(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) 
     settings = Settings(broker_url=broker.url, data_dir=tmp / "var", clickhouse_dsn=f"chdb://{path}", topics=topics)
     wait_for_broker(settings)
     ensure_topics(settings)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEKARA_")}
-    env |= {
-        "SHEKARA_BROKER_URL": settings.broker_url,
-        "SHEKARA_DATA_DIR": str(settings.data_dir),
-        "SHEKARA_CLICKHOUSE_DSN": settings.clickhouse_dsn,
+    extra = {
         "SHEKARA_SINK__ANALYST_PASSWORD": PASSWORD,
         "SHEKARA_METRICS__SINK_PORT": "0",  # tests run side by side: no fixed metrics port
-        # Its own consumer group: a member of the shared default group that is not seen to leave would hold the
-        # next test's sink in the embedded broker's rebalance until its session times out.
-        "SHEKARA_SINK__GROUP_ID": f"shekara-sink-bi-{suffix}",
-        **{f"SHEKARA_TOPICS__{k.upper()}": v for k, v in topics.model_dump().items()},
     }
-    log = (tmp / "sink.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "sink"], env=env, stdout=log, stderr=log)
-    endpoint = query_endpoint_file(settings)
-    deadline = time.monotonic() + 120
-    while not endpoint.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
-        assert endpoint.exists(), (tmp / "sink.log").read_text()
-        doc = json.loads(endpoint.read_text())
+    with sink_process(settings, tmp, extra, wait=120):
+        doc = json.loads(query_endpoint_file(settings).read_text())
         yield Warehouse(settings, int(doc["port"]), str(doc["token"]))
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
 
 
 def clickhouse_error(exc: pytest.ExceptionInfo[DatabaseError], code: int, *pieces: str) -> str:
