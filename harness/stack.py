@@ -49,7 +49,7 @@ class Stack:
         *,
         workers: int = 1,
         sink: bool = True,
-        app_id: str = "shekara-processors",
+        app_id: str | None = None,
         web_port: int | None = None,
         embedded_broker: bool = True,
         advertised_port: int | None = None,
@@ -57,7 +57,7 @@ class Stack:
     ) -> None:
         self.settings = settings
         self.work_dir = work_dir
-        self.app_id = app_id
+        self.app_id = app_id or settings.faust.app_id
         self.worker_count = workers
         self.with_sink = sink
         self.web_port = web_port

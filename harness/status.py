@@ -317,13 +317,12 @@ def warehouse_unreachable(settings: Settings, exc: Exception) -> str:
 
 def gather(settings: Settings, interval: float = 2.0) -> Status:
     from shekara.admin import require_broker, unreachable_line
-    from streams.app import DEFAULT_APP_ID
 
     broker_error: str | None = None
     groups: list[GroupLag] = []
     try:
         require_broker(settings, timeout=min(settings.reach_timeout_seconds, 5.0))
-        known = [DEFAULT_APP_ID, settings.sink.group_id, "shekara-ops-web"]
+        known = [settings.faust.app_id, settings.sink.group_id, "shekara-ops-web"]
         groups = consumer_groups(settings, known)
     except Exception as exc:
         from shekara.admin import Unreachable, is_unreachable

@@ -52,6 +52,9 @@ class TopicNames(BaseModel):
 class FaustSettings(BaseModel):
     """Consumer-group timing. Tansu makes a join wait for the rebalance timeout, so keep these low there."""
 
+    # Faust's app id: the processors' consumer group and the prefix of their changelog topics. Two deployments (or
+    # two tests) on one broker need two ids, or they share groups and state.
+    app_id: str = "shekara-processor"
     session_timeout: float = 6.0
     rebalance_timeout: float = 7.0
     heartbeat_interval: float = 1.0

@@ -13,13 +13,13 @@ from typing import Any
 import faust
 
 from shekara.logs import get_logger
-from shekara.settings import Settings
+from shekara.settings import FaustSettings, Settings
 from streams.engine import consumer_url
 from streams.topology import Topology, build_topology, fatal_exit
 
 log = get_logger(__name__)
 
-DEFAULT_APP_ID = "shekara-processor"
+DEFAULT_APP_ID = FaustSettings().app_id  # deploy/kafka_acls.py grants this one
 MAX_POLL_RECORDS = 1000
 
 
@@ -67,12 +67,15 @@ def new_app(settings: Settings, app_id: str, *, web_port: int | None = None) -> 
 def create_app(
     settings: Settings,
     *,
-    app_id: str = DEFAULT_APP_ID,
+    app_id: str | None = None,
     web_port: int | None = None,
     status_file: Path | None = None,
     on_fatal: Callable[[BaseException], None] = fatal_exit,
 ) -> tuple[faust.App, Topology]:
-    """A processor app with the whole topology declared, ready for `faust.Worker(app).execute_from_commandline()`."""
+    """A processor app with the whole topology declared, ready for `faust.Worker(app).execute_from_commandline()`.
+
+    `app_id`: by default `settings.faust.app_id`."""
+    app_id = app_id or settings.faust.app_id
     app = new_app(settings, app_id, web_port=web_port)
     topology = build_topology(app, settings, status_file=status_file, on_fatal=on_fatal)
     if settings.faust.web_enabled:

@@ -12,7 +12,6 @@ import typer
 
 from shekara.logs import get_logger
 from shekara.settings import get_settings, refuse_weak_secrets
-from streams.app import DEFAULT_APP_ID
 
 log = get_logger(__name__)
 
@@ -23,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
 def process(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes; they share the partitions")] = 1,
-    app_id: Annotated[str, typer.Option(help="Faust app id = consumer group")] = DEFAULT_APP_ID,
+    app_id: Annotated[str | None, typer.Option(help="Faust app id = consumer group (default: settings)")] = None,
     web_port: Annotated[int | None, typer.Option(help="Ops web port (worker i uses port + i)")] = None,
     loglevel: Annotated[str, typer.Option(help="Faust log level: crit, error, warn, info, debug")] = "warn",
 ) -> None:

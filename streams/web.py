@@ -553,7 +553,12 @@ def install_triage(
                 return self.json({"error": str(exc)}, status=400)
             if req.alert_id not in open_alerts:
                 return self.json({"error": f"no open alert with id {req.alert_id!r}"}, status=404)
-            if not board.ready.is_set():  # acting on a state not read yet would drop the notes already there
+            # Acting on a state not read yet would drop the notes already there; a page just started reads the
+            # compacted topic in seconds, so the officer's click waits for that rather than being refused.
+            loading = not await asyncio.get_running_loop().run_in_executor(
+                None, board.ready.wait, settings.reach_timeout_seconds
+            )
+            if loading:
                 return self.json({"error": "the triage states are still loading: try again in a moment"}, status=503)
             try:
                 state = await asyncio.get_running_loop().run_in_executor(None, act, req)

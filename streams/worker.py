@@ -18,7 +18,6 @@ from typing import Any
 
 from shekara import logs
 from shekara.settings import REPO_ROOT, Settings, dump_with_secrets, refuse_weak_secrets
-from streams.app import DEFAULT_APP_ID
 
 
 def worker_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -40,7 +39,7 @@ def worker_env(settings: Settings, base: dict[str, str] | None = None) -> dict[s
 def spawn_worker(
     settings: Settings,
     *,
-    app_id: str = DEFAULT_APP_ID,
+    app_id: str | None = None,
     status_file: Path | None = None,
     web_port: int | None = None,
     log_path: Path | None = None,
@@ -51,7 +50,7 @@ def spawn_worker(
 
     Its output goes to `log_path`, else to this process's (`inherit_output`: a supervisor's console), else nowhere.
     """
-    cmd = [sys.executable, "-m", "streams.worker", "--app-id", app_id, "--loglevel", loglevel]
+    cmd = [sys.executable, "-m", "streams.worker", "--app-id", app_id or settings.faust.app_id, "--loglevel", loglevel]
     if status_file is not None:
         cmd += ["--status-file", str(status_file)]
     if web_port is not None:
@@ -94,7 +93,7 @@ def wait_for_assignment(paths: list[Path], timeout: float = 60.0) -> None:
 def run_worker(
     settings: Settings,
     *,
-    app_id: str = DEFAULT_APP_ID,
+    app_id: str | None = None,
     status_file: Path | None = None,
     web_port: int | None = None,
     loglevel: str = "warn",
@@ -109,6 +108,7 @@ def run_worker(
     from shekara.broker_watch import BrokerWatch, await_topics, throttle_loggers
     from streams.app import create_app
 
+    app_id = app_id or settings.faust.app_id
     await_topics(settings, changelogs_of=app_id)  # not with a count some client's use gave them
     app, _ = create_app(settings, app_id=app_id, web_port=web_port, status_file=status_file)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
@@ -138,7 +138,7 @@ def _exit_gone(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m streams.worker", description=__doc__)
-    parser.add_argument("--app-id", default=DEFAULT_APP_ID, help="Faust app id = consumer group")
+    parser.add_argument("--app-id", default=None, help="Faust app id = consumer group (default: settings)")
     parser.add_argument("--status-file", type=Path, default=None, help="write a JSON status here every second")
     parser.add_argument("--web-port", type=int, default=None, help="port of the ops web views")
     parser.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])

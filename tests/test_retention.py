@@ -29,7 +29,7 @@ from sinks.sink import run_sink
 pytestmark = pytest.mark.integration
 
 # Reference data and the migration record: no person, no host, nothing derived from one.
-WITHOUT_PERSONAL_DATA = {"schema_migrations", "registration_deadlines", "nationality_groups"}
+WITHOUT_PERSONAL_DATA = {"schema_migrations", "registration_deadlines", "nationality_groups", "checkpoints"}
 # Dates a valid_until / visa expiry / allowed_until (Date32) can hold, from its documented ends (1900-01-01,
 # 2299-12-31; toDate32 keeps 9999-12-31 too) to the end of Date (2149-06-06), where toDate() and + years wrap.
 BOUNDARY_DAYS = [

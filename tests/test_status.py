@@ -109,16 +109,14 @@ def test_status_of_a_running_worker(settings: Settings, tmp_path: Path) -> None:
         [encoded(s, crossing(f"st-{i}", f"ST000000{i}", NOW - timedelta(hours=1), Direction.ENTRY)) for i in range(5)],
     )
     status_file = tmp_path / "w.json"
-    proc = spawn_worker(
-        s, app_id="shekara-processor", status_file=status_file, web_port=port, log_path=tmp_path / "w.log"
-    )
+    proc = spawn_worker(s, status_file=status_file, web_port=port, log_path=tmp_path / "w.log")
     try:
         wait_for_assignment([status_file], timeout=60)
         deadline = time.monotonic() + 60
         while True:
             state = gather(s, interval=0.5)
             groups = {(g.group, g.topic): g for g in state.groups}
-            caught_up = groups.get(("shekara-processor", t.crossings))
+            caught_up = groups.get((s.faust.app_id, t.crossings))  # the settings' group: `status` looks for it
             if (caught_up is not None and caught_up.lag == 0) or time.monotonic() > deadline:
                 break
             time.sleep(1)
