@@ -31,8 +31,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy shekara schemas producers streams sinks harness
 
+# make bench BENCH_AGAINST=<ref>: also the processor and the sink of commit <ref> and of the working tree, interleaved
 bench: $(STAMP)
-	$(VENV)/bin/shekara bench
+	$(VENV)/bin/shekara bench $(if $(BENCH_AGAINST),--against $(BENCH_AGAINST))
 
 faults: $(STAMP)
 	$(VENV)/bin/shekara faults

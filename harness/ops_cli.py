@@ -345,6 +345,8 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("sink", "harness.bench.sink"),
 )
 NOT_AVAILABLE = "not available"
+# Run after the others, and only with --against REF: the working tree's processor and sink beside REF's.
+AGAINST: tuple[str, str] = ("against", "harness.bench.against")
 
 
 @dataclass
@@ -381,14 +383,17 @@ def load_component(module: str) -> Callable[[Settings, bool], list[BenchResult]]
     return run
 
 
-def run_component(name: str, module: str, settings: Settings, quick: bool) -> ComponentOutcome:
-    """Run one component's benchmark; a failure is reported as such, never turned into figures."""
+def run_component(
+    name: str, module: str, settings: Settings, quick: bool, options: dict[str, Any] | None = None
+) -> ComponentOutcome:
+    """Run one component's benchmark (`options`: keyword arguments of its ``run``); a failure is reported as
+    such, never turned into figures."""
     started = time.perf_counter()
     try:
-        run = load_component(module)
+        run: Callable[..., list[BenchResult]] | None = load_component(module)
         if run is None:
             return ComponentOutcome(name, module, NOT_AVAILABLE, error=f"module {module} is missing")
-        results = run(settings, quick)
+        results = run(settings, quick, **(options or {}))
         bad = [r for r in results if not isinstance(r, BenchResult)]
         if bad:
             raise TypeError(f"{module}.run returned {type(bad[0]).__name__}, not BenchResult")
@@ -462,18 +467,24 @@ def report_json(outcomes: Sequence[ComponentOutcome], *, quick: bool, started: d
     }
 
 
-def select_components(only: str | None) -> list[tuple[str, str]]:
+def select_components(only: str | None, against: str | None = None) -> list[tuple[str, str]]:
+    available = [*COMPONENTS, AGAINST] if against else list(COMPONENTS)
     if only is None:
-        return list(COMPONENTS)
-    chosen = [c for c in COMPONENTS if c[0] == only.lower()]
+        return available
+    chosen = [c for c in available if c[0] == only.lower()]
     if not chosen:
-        names = ", ".join(name for name, _ in COMPONENTS)
+        names = ", ".join(name for name, _ in available)
         raise typer.BadParameter(f"unknown component {only!r}; use one of {names}", param_hint="--only")
     return chosen
 
 
 def run_bench(
-    components: Sequence[tuple[str, str]], base: Settings, *, quick: bool, console: Console
+    components: Sequence[tuple[str, str]],
+    base: Settings,
+    *,
+    quick: bool,
+    console: Console,
+    against: str | None = None,
 ) -> list[ComponentOutcome]:
     """Start an embedded broker and a temp directory, then run the components one after the other."""
     from shekara.admin import ensure_topics, wait_for_broker
@@ -490,7 +501,8 @@ def run_bench(
                 settings = component_settings(base, broker.url, workdir, name)
                 wait_for_broker(settings)
                 ensure_topics(settings)
-                outcome = run_component(name, module, settings, quick)
+                options = {"ref": against} if (name, module) == AGAINST else None
+                outcome = run_component(name, module, settings, quick, options)
                 outcomes.append(outcome)
                 done = {"ok": f"{len(outcome.results)} figures", NOT_AVAILABLE: NOT_AVAILABLE}
                 summary = done.get(outcome.status, f"error: {outcome.error}")
@@ -504,19 +516,36 @@ def run_bench(
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="A short run of every benchmark")] = False,
     only: Annotated[
-        str | None, typer.Option("--only", help="Run one component: simulator, producer, streams, sink")
+        str | None,
+        typer.Option("--only", help="Run one component: simulator, producer, streams, sink (against: with --against)"),
     ] = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the figures here (default var/bench.json)")
     ] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            metavar="REF",
+            help="Also run the processor's and the sink's throughput of commit REF and of the working tree, taking"
+            " turns (3 rounds, 1 with --quick); --only against runs just that",
+        ),
+    ] = None,
 ) -> None:
     """Run every component's benchmark on a fresh embedded broker and print one report with baselines."""
-    components = select_components(only)
+    components = select_components(only, against)
+    if against is not None:
+        from harness.bench.against import resolve
+
+        try:
+            resolve(against)
+        except ValueError as exc:  # before the broker and every other benchmark, not after them
+            raise typer.BadParameter(str(exc), param_hint="--against") from None
     base = get_settings()
     # A report piped to a file or a CI log would otherwise be squeezed into 80 columns.
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=200)
     started = datetime.now(UTC)
-    outcomes = run_bench(components, base, quick=quick, console=console)
+    outcomes = run_bench(components, base, quick=quick, console=console, against=against)
     console.print(report_table(outcomes, quick=quick))
     path = json_path or base.data_dir / "bench.json"
     path.parent.mkdir(parents=True, exist_ok=True)
