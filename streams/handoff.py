@@ -13,7 +13,8 @@ state is retired (no deadline left: the new partition carries them).
 The matcher subscribes to the internal topic with its sources (same agent, so Faust assigns its partition *p* with
 theirs) and merges each handoff into the new key's state at once, at the partition's watermark: the merge is
 order-insensitive, so a handoff may come before or after the new document's events (alerts the new document
-raised alone, e.g. an exit without entry, are retracted by the merged walk).
+raised alone, e.g. an exit without entry, are retracted under the new document's own key, and what the merged
+walk implies is raised under the person's: `streams.core.identity.hand_over`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from shekara.partitioning import partition_of
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from shekara.settings import Settings
-from streams.core import TravellerState, step
-from streams.core.identity import link_of, merge_states, retired
+from streams.core import TravellerState
+from streams.core.identity import hand_over, link_of, retired
 from streams.core.model import from_us, to_us
 from streams.matching import RawMessage, Stepped
 from streams.stored import pack, unpack
@@ -113,7 +114,7 @@ class Handoffs:
         watermark_of: Callable[[int], datetime | None],
         now: datetime,
     ) -> Stepped:
-        """Merge each handoff into its new key's state and walk it again (streams.core.identity.merge_states)."""
+        """Merge each handoff into its new key's state and walk it again (streams.core.identity.hand_over)."""
         out = Stepped()
         states: dict[tuple[int, str], bytes | None] = {}  # the batch's own writes: two handoffs for one key chain
         for index, (_, partition, _, key, value, _) in enumerate(messages):
@@ -131,14 +132,15 @@ class Handoffs:
             if watermark is None or watermark < handoff.at:
                 watermark = handoff.at  # a fresh partition: the renewal itself is event time reached
             try:
-                result = step(
-                    merge_states(TravellerState.from_bytes(handoff.state), new),
-                    [],
+                # Not merge_states + step alone: what the new key emitted before this handoff carries its own
+                # traveller key and must be settled under it (hand_over's doc).
+                result = hand_over(
+                    TravellerState.from_bytes(handoff.state),
+                    new,
                     watermark=watermark,
                     emitted_time=now,
                     rules=self.rules,
                     checkpoints=self.checkpoints,
-                    replay=True,
                 )
             except Exception as exc:
                 out.rejected.append((index, "process", f"the identity merge failed: {exc!r}", None))

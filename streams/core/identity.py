@@ -13,9 +13,10 @@ names the new document. The link logic, pure:
   `streams.core.step` counts the 90/180 days and matches a stay opened on the old document across the renewal.
   The old document's own watch-list changes (lost, stolen, recovered) stay behind: they concern that booklet,
   not the person, and a crossing on the new passport is not one on a lost passport.
-* `merge_states(old, new)`: what the processors do across partitions (`streams.handoff`): the old document's
-  stored state, handed off after the renewal, merged with the new document's (if any), walked again with
-  `step(..., replay=True)`; `retired(old)`: the old document's state once handed off (it owes no deadline).
+* `merge_states(old, new)`: the old document's stored state, handed off after the renewal, merged with the new
+  document's (if any), to be walked again with `step(..., replay=True)`; `hand_over(old, new, ...)`: what the
+  processors do across partitions (`streams.handoff`), that merge and walk with the new document's own records
+  moved to the person's key; `retired(old)`: the old document's state once handed off (it owes no deadline).
 """
 
 from __future__ import annotations
@@ -25,10 +26,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
-from schemas.records import Document, StatusChange, StatusChangeKind
+from schemas.records import Alert, AlertAction, Document, StatusChange, StatusChangeKind, Stay
 from shekara.pseudonym import partition_key
+from shekara.reference import CheckpointInfo
+from shekara.rules import RuleBook
+from streams.core.context import context_for
 from streams.core.model import STATUS, Event, id_of, key_of
-from streams.core.traveller import Key, TravellerState
+from streams.core.records import alert_record, void_stay_record
+from streams.core.traveller import (
+    RETRACTED,
+    Key,
+    StepResult,
+    TravellerState,
+    _in_scope,
+    _stay_in_scope,
+    step,
+)
 from streams.core.walk import Cursor
 
 # Changes that concern one booklet, not its holder: they do not follow the person to a new document.
@@ -161,6 +174,62 @@ def merge_states(old: TravellerState, new: TravellerState | None) -> TravellerSt
         {**old.stays_pending, **new.stays_pending},
         {**old.stays_emitted, **new.stays_emitted},
     )
+
+
+def hand_over(
+    old: TravellerState,
+    new: TravellerState | None,
+    *,
+    watermark: datetime,
+    emitted_time: datetime,
+    rules: RuleBook,
+    checkpoints: Mapping[str, CheckpointInfo],
+) -> StepResult:
+    """The new document's state once the old one's (`old`, handed off) is merged into it: `merge_states`, walked
+    again with `step(..., replay=True)`, whichever of the two came first.
+
+    What the new document emitted before the handoff arrived (e.g. an EXIT_WITHOUT_ENTRY for an exit on the new
+    passport judged alone) carries the new document's traveller key, in its alert and stay ids; the merged state
+    keeps the person's (old) key, so the replay's RETRACTED record (or its next revision) would name an id that was
+    never raised, and the record raised alone would stand. Those records are therefore settled under the key they
+    were emitted with first: each alert retracted, each stay voided, for every one a replay from the merged base
+    can derive again; the replay then raises under the person's key whatever the merged history still implies.
+    A candidate still pending is left pending: it is offered under the person's key when due. Records no replay
+    reaches any more (folded) are final and kept. Idempotent: once merged, the state has the person's key, so a
+    redelivered handoff finds nothing under another key.
+    """
+    ctx = context_for(rules, checkpoints)
+    alerts: list[Alert] = []
+    stays: list[Stay] = []
+    if new is not None and new.traveller_key != old.traveller_key and (new.emitted or new.stays_emitted):
+        own = new.traveller_key
+        base, base_key = _merged_base(old, new)  # the base the replay will walk from
+        base_open = base.open.entry.event_id if base is not None and base.open is not None else None
+        emitted = dict(new.emitted)
+        for aid, (action, c) in new.emitted.items():
+            if not _in_scope(c, base_key, base_open):
+                continue  # folded: final, no replay will change it
+            if action != RETRACTED:
+                alerts.append(alert_record(ctx, own, c, AlertAction.RETRACTED, emitted_time))
+            del emitted[aid]
+        stays_emitted = dict(new.stays_emitted)
+        for sid, e in new.stays_emitted.items():
+            if not _stay_in_scope(e.anchor_t, sid, base_key, base_open):
+                continue
+            if e.live:
+                stays.append(void_stay_record(ctx, own, sid, e.revision + 1, e))
+            del stays_emitted[sid]
+        new = replace(new, emitted=emitted, stays_emitted=stays_emitted)
+    result = step(
+        merge_states(old, new),
+        [],
+        watermark=watermark,
+        emitted_time=emitted_time,
+        rules=rules,
+        checkpoints=checkpoints,
+        replay=True,
+    )
+    return replace(result, alerts=alerts + result.alerts, stays=stays + result.stays)
 
 
 def retired(state: TravellerState) -> TravellerState:

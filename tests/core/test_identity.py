@@ -13,8 +13,7 @@ import pytest
 
 from schemas.records import Alert, AlertType, Direction, StatusChange, StatusChangeKind, Stay, Traveller
 from shekara.pseudonym import partition_key
-from streams.core import step
-from streams.core.identity import LinkBook, continued_history, link_of, merge_states, retired
+from streams.core.identity import LinkBook, continued_history, hand_over, link_of, retired
 from tests.core.factory import (
     CHECKPOINTS,
     NOW,
@@ -167,14 +166,13 @@ def _feed_apart(events: list, who: Traveller) -> Run:
 def _hand_over(old: Run, new: Run, watermark: str | datetime) -> list[Alert]:
     """What the shell does (streams.handoff): the new partition merges and replays, the old one retires."""
     assert old.state is not None
-    result = step(
-        merge_states(old.state, new.state),
-        [],
+    result = hand_over(
+        old.state,
+        new.state,
         watermark=at(watermark) if isinstance(watermark, str) else watermark,
         emitted_time=NOW,
         rules=RULES,
         checkpoints=CHECKPOINTS,
-        replay=True,
     )
     new.state = result.state
     new.alerts.extend(result.alerts)
@@ -230,6 +228,39 @@ def test_an_open_overstay_on_the_old_passport_stays_open_and_the_new_passports_e
     assert latest[raised.alert_id].action.value == "RESOLVED"
     [stay] = new.final_stays().values()
     assert (stay.entry_event_id, stay.days_over) == (arrival.event_id, 21)
+
+
+def test_what_the_new_passport_raised_alone_before_the_handoff_is_retracted_under_its_own_key() -> None:
+    # The demo's case (seed 7): the exit on the new passport was judged, and its EXIT_WITHOUT_ENTRY raised, before
+    # the renewal's handoff reached the new partition. The merge's retraction named the person's key, an id never
+    # raised, and the alert raised alone stood.
+    arrival, renewal = entry("2026-06-18 09:00", who=OLD), _renewal("2026-06-24 10:00")
+    departure = exit_("2026-07-10 18:00", who=NEW)
+    link = link_of(renewal)
+    assert link is not None
+    reference = _feed_apart(continued_history([arrival, renewal], [departure], link), NEW)
+    old = _feed_apart([arrival, renewal], OLD)
+    new = _feed_apart([departure], NEW)
+    [alone] = new.alerts
+    assert (alone.type, alone.traveller_key) == (AlertType.EXIT_WITHOUT_ENTRY, key_of(NEW))
+    [alone_stay] = new.stays
+    handed = old.state
+    merged = _hand_over(old, new, departure.event_time)
+    assert [(a.alert_id, a.action.value) for a in merged if a.traveller_key == key_of(NEW)] == [
+        (alone.alert_id, "RETRACTED")
+    ]
+    records, stays = old.alerts + new.alerts, old.stays + new.stays
+    assert _judged(records, stays) == _judged(reference.alerts, reference.stays)
+    assert AlertType.EXIT_WITHOUT_ENTRY not in {a.type for a in final_alerts(records).values()}
+    assert alone_stay.stay_id not in final_stays(stays)  # voided under the new key; the person's stay stands
+    assert {a.traveller_key for a in final_alerts(records).values()} == {key_of(OLD)}
+    assert [(s.entry_event_id, s.traveller_key) for s in final_stays(stays).values()] == [
+        (arrival.event_id, key_of(OLD))
+    ]
+    before = new.state
+    old.state = handed  # the handoff redelivered: nothing more to settle
+    assert _hand_over(old, new, departure.event_time) == []
+    assert new.state is not None and before is not None and new.state.to_bytes() == before.to_bytes()
 
 
 def test_the_same_handoff_twice_merges_once() -> None:
