@@ -1,7 +1,7 @@
 """The traveller matcher's computation for a chunk of source messages: admit, then step each traveller.
 
 Bytes and plain values in, bytes and plain values out: no Kafka, Faust or clock. The shell
-(`streams.topology.TravellerMatcher`) keeps everything that outlives a chunk (the state store, watermarks,
+(`streams.matcher.TravellerMatcher`) keeps everything that outlives a chunk (the state store, watermarks,
 the deadline index, offsets) and hands over what a chunk needs:
 
 - `work(messages, stored, watermarks, now)`: decode, validate and key-check every message (`streams.intake`),

@@ -12,7 +12,7 @@ with a single core, and for tests that want no second process.
 
 The child keeps nothing between calls but verdicts admitted ahead (a cache, checked against the message), so
 losing it loses nothing: a child that dies or fails makes the call raise, the worker stops without
-acknowledging the batch (`streams.topology.fatal_exit`) and its restart replays it. A child whose worker died
+acknowledging the batch (`streams.processor.fatal_exit`) and its restart replays it. A child whose worker died
 reads end-of-file on its pipe and exits.
 """
 

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.align import Aligner
-from streams.topology import RECHECK_S, TravellerMatcher
+from streams.holding import HoldingBuffer
+from streams.matcher import RECHECK_S, TravellerMatcher
 
 C, R = ("crossings", 0), ("registrations", 0)
 
@@ -71,19 +72,18 @@ def test_a_held_event_goes_when_its_hold_expires_without_another_batch() -> None
         async def work(events: list[Any]) -> None:
             worked.extend(events)
 
+        holding = HoldingBuffer()
+        bound = lambda wall: lambda p: aligner.release_bound(p, wall, {C: 10, R: 5})  # noqa: E731
+        assert holding.admit(held, bound(now), taken=0.0) == [] and holding.events() == held
         matcher = SimpleNamespace(
-            _held=held,
-            _heads=None,
-            aligner=aligner,
-            _highwaters=lambda p: {C: 10, R: 5},
+            holding=holding,
+            _bound=bound,
             _lock=asyncio.Lock(),
             app=SimpleNamespace(rebalancing=False),
             _last_batch=now,
-            _work_in_chunks=work,
+            _work_in_lanes=work,
             on_fatal=lambda exc: None,
         )
-        matcher._release = lambda wall, everything=False: TravellerMatcher._release(matcher, wall)  # type: ignore[arg-type]
-        assert TravellerMatcher._release(matcher, now) == [] and matcher._held == held  # type: ignore[arg-type]
         await asyncio.wait_for(TravellerMatcher._release_later(matcher), timeout=1.0)  # type: ignore[arg-type]
         # released once the caught-up registrations had been quiet for caught_up_s, within a recheck of that
         assert 0.25 <= time.monotonic() - now < 0.25 + 3 * RECHECK_S + 0.1
@@ -94,20 +94,45 @@ def test_a_held_event_goes_when_its_hold_expires_without_another_batch() -> None
 
 
 def test_release_skips_the_walk_when_no_first_held_event_may_go_and_agrees_with_it_otherwise() -> None:
-    def matcher(heads: bool, wall_reg: float) -> Any:
+    held = [_event("crossings", o, 1_400 + 10 * o) for o in range(11)]  # 1,400 .. 1,500 ms
+
+    def bound(wall_reg: float) -> Any:
         aligner = _live()
         aligner.observe("registrations", 0, 1_000, wall=wall_reg, offset=4)
         aligner.observe("crossings", 0, 1_500, wall=10.0, offset=10)
-        held = [_event("crossings", o, 1_400 + 10 * o) for o in range(11)]  # 1,400 .. 1,500 ms
-        m = SimpleNamespace(_held=list(held), aligner=aligner, _highwaters=lambda p: {C: 11, R: 5})
-        m._heads = {C: 1_400.0} if heads else None
-        return m
+        asked: list[int] = []
+
+        def at(p: int) -> float:
+            asked.append(p)
+            return aligner.release_bound(p, 10.0, {C: 11, R: 5})
+
+        return at, asked
 
     # Registrations just delivered up to 1,000 ms: bound 1,100, the first held crossing (1,400) may not go.
-    quick = matcher(True, wall_reg=10.0)
-    assert TravellerMatcher._release(quick, 10.0) == [] and len(quick._held) == 11
-    assert quick._heads == {C: 1_400.0}  # untouched: no walk
-    # Registrations quiet for 0.3 s (caught up): the crossings' own slack, 1,600 ms: every one goes, both ways.
-    for heads in (True, False):
-        m = matcher(heads, wall_reg=9.7)
-        assert len(TravellerMatcher._release(m, 10.0)) == 11 and m._held == [] and m._heads == {}
+    holding = HoldingBuffer()
+    at, asked = bound(wall_reg=10.0)
+    assert holding.admit(held, at, taken=0.0) == [] and len(holding) == 11
+    asked.clear()
+    assert holding.release(at) == [] and asked == [0]  # one look at the partition's head, no walk
+    # Registrations quiet for 0.3 s (caught up): the crossings' own slack, 1,600 ms: every one goes.
+    at, _ = bound(wall_reg=9.7)
+    assert holding.release(at) == held and len(holding) == 0
+    assert holding.waited_ms(held, now=2.0) == 11 * 2_000  # each held since 0.0, counted once
+    assert holding.waited_ms(held, now=3.0) == 0
+
+
+def test_everything_goes_in_a_rebalance_in_record_order() -> None:
+    holding = HoldingBuffer()
+    never = lambda p: float("-inf")  # noqa: E731
+    late, early = _event("crossings", 1, 2_000), _event("registrations", 1, 1_000)
+    assert holding.admit([late, early], never, taken=0.0) == []
+    assert holding.release(never, everything=True) == [early, late] and not holding
+
+
+def test_a_hold_beyond_its_bound_of_memory_releases_the_oldest() -> None:
+    holding = HoldingBuffer(max_held=3)
+    never = lambda p: float("-inf")  # noqa: E731
+    events = [_event("crossings", o, 1_000 + o) for o in range(5)]
+    released = holding.admit(events, never, taken=0.0)
+    assert [e.message.offset for e in released] == [0, 1]
+    assert [e.message.offset for e in holding.events()] == [2, 3, 4]

@@ -22,10 +22,10 @@ from shekara.pseudonym import partition_key, traveller_key
 from shekara.settings import Limits, Settings
 from streams.align import Aligner, in_record_order
 from streams.deadlines import DeadlineIndex, Deadlines
+from streams.holding import HoldingBuffer
 from streams.intake import Accepted, Intake, Rejected
 from streams.outputs import MAX_REASON_CHARS, bounded, dead_letter
 from streams.stored import pack, unpack
-from streams.topology import TravellerMatcher
 from streams.watermark import Watermarks
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -324,8 +324,8 @@ def test_what_is_released_together_is_worked_in_record_time_order() -> None:
     aligner = Aligner(("crossings", "registrations"), slack_ms=100, idle_s=2)
     for ev in held:
         aligner.observe(ev.message.topic, 2, ev.message.timestamp * 1000, wall=0.0, offset=ev.message.offset)
-    matcher = SimpleNamespace(_held=held, _heads=None, aligner=aligner, _highwaters=lambda p: {})
-    ready = TravellerMatcher._release(matcher, wall=0.5)  # type: ignore[arg-type]
+    holding = HoldingBuffer()
+    ready = holding.admit(held, lambda p: aligner.release_bound(p, 0.5, {}), taken=0.0)
     assert [(e.message.topic[0], e.message.offset) for e in ready] == [
         ("r", 5),
         ("c", 10),
@@ -335,7 +335,7 @@ def test_what_is_released_together_is_worked_in_record_time_order() -> None:
         ("c", 12),
         ("c", 13),  # registrations' 9.5 s: ahead
     ]
-    assert [e.message.offset for e in matcher._held] == [8]
+    assert [e.message.offset for e in holding.events()] == [8]
 
 
 def test_a_topic_partition_is_released_as_a_prefix_of_its_offsets() -> None:
@@ -350,10 +350,10 @@ def test_a_topic_partition_is_released_as_a_prefix_of_its_offsets() -> None:
     aligner = Aligner(("crossings", "registrations"), slack_ms=0, idle_s=2)
     for ev in held:
         aligner.observe(ev.message.topic, 0, ev.message.timestamp * 1000, wall=0.0, offset=ev.message.offset)
-    matcher = SimpleNamespace(_held=held, _heads=None, aligner=aligner, _highwaters=lambda p: {})
-    ready = TravellerMatcher._release(matcher, wall=0.5)  # type: ignore[arg-type]  # bound: 1,100 ms
+    holding = HoldingBuffer()
+    ready = holding.admit(held, lambda p: aligner.release_bound(p, 0.5, {}), taken=0.0)  # bound: 1,100 ms
     assert [(e.message.topic[0], e.message.offset) for e in ready] == [("c", 1), ("r", 1)]
-    assert [e.message.offset for e in matcher._held] == [2, 3]
+    assert [e.message.offset for e in holding.events()] == [2, 3]
     # each source's own order, merged by the timestamps at their heads
     merged = in_record_order([("a", 3), ("a", 1), ("b", 2)], lambda x: x[0], lambda x: x[1])
     assert merged == [("b", 2), ("a", 3), ("a", 1)]
