@@ -6,7 +6,7 @@ a fresh uuid4. `traffic` draws many crossings weighted like the real border.
 
 Not here, on purpose: `producers.build` (the integrators' API: plain values, validated by `parse_record`,
 every required field asked for), `schemas.convert` (wire dicts to records), the simulator's materialisation of
-planned events (`harness.simulator`), and `tests/core/factory.py`, which only says things in the core tests'
+planned events (`harness.simulator`), and `tests/streams/core/factory.py`, which only says things in the core tests'
 words (local Almaty times, checkpoints by id, a `Run` fed step by step) and builds its records here.
 
 The traffic weights follow ../shared/domain.md: 2022 foreign

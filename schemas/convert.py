@@ -3,7 +3,7 @@
 Generic converters (dacite, asdict) cost several microseconds per nested record; the processors decode
 thousands of events a second and the sink far more, so each type gets a direct function: positional
 construction, enum lookup through a prebuilt dict. The dict shape is the latest schema in ``schemas/avro``
-(what `schemas.serde` decodes to); `tests/test_schemas.py` keeps both in step with the dataclasses.
+(what `schemas.serde` decodes to); `tests/schemas/test_schemas.py` keeps both in step with the dataclasses.
 Enum members are written as-is: they are `str` subclasses, so fastavro and ClickHouse take them unchanged.
 """
 

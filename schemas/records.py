@@ -1,7 +1,7 @@
 """Typed records of the event contract.
 
 Each dataclass mirrors one Avro record in ``schemas/avro/`` field for field (names, order, optionality);
-``tests/test_schemas.py`` keeps the two in step. Times are timezone-aware UTC datetimes; calendar dates
+``tests/schemas/test_schemas.py`` keeps the two in step. Times are timezone-aware UTC datetimes; calendar dates
 (birth, visa expiry, registration validity) are plain dates. Country codes are ISO 3166-1 alpha-3, as on
 travel documents.
 """

@@ -2,7 +2,7 @@
 
 ``python -m schemas.reference`` rewrites the section of ``docs/integrators.md`` between the markers;
 ``python -m schemas.reference --check`` exits 1 with one line when the doc and the schemas disagree
-(tests/test_integrators.py runs the check).
+(tests/schemas/test_integrators.py runs the check).
 """
 
 from __future__ import annotations

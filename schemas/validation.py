@@ -318,8 +318,9 @@ def _crossing(r: Crossing, now: datetime, limits: Limits, catalogue: Catalogue) 
 # Nearly every crossing is plain: printable text within its limits, codes and numbers of capitals and digits, dates
 # as decoded (UTC) within the horizon. `_plain_crossing` says so in one pass of straight-line tests, without the
 # generators of `_problems` (which the processors ran for every event: 8.9 against 6.7 us before the limits'
-# checks). It is a sufficient condition only: True means `_problems` finds nothing (tests/test_validation.py holds
-# it to that); False sends the record through `_problems`, which finds its first problem, if any.
+# checks). It is a sufficient condition only: True means `_problems` finds nothing
+# (tests/schemas/test_validation.py holds it to that); False sends the record through `_problems`, which finds its
+# first problem, if any.
 _CROSSING_ENUMS = tuple(
     _ENUM_VALUES[e] for e in (CheckpointKind, Direction, Purpose, EntryBasisKind, DocumentType, Sex)
 )

@@ -81,7 +81,7 @@ class FaustSettings(BaseModel):
     # Decode, validate and step in a child process (streams.offload): a worker then uses two cores. Off for one core.
     matching_process: bool = True
     # Tests only: SIGKILL the worker right after a batch's dead letters are acknowledged, before its commit
-    # (tests/test_letters_once.py: the replacement must not send them again).
+    # (tests/streams/test_letters_once.py: the replacement must not send them again).
     kill_after_dead_letters: bool = False
 
 
@@ -298,7 +298,7 @@ def get_settings() -> Settings:
 
 DEVELOPMENT_PSEUDONYM_KEY = "shekara-development-key-change-me"
 MIN_PSEUDONYM_KEY_BYTES = 32
-# Every value in deploy/env.example (tests/test_settings_secrets.py keeps the two in step): the image does not
+# Every value in deploy/env.example (tests/shekara/test_settings_secrets.py keeps the two in step): the image does not
 # ship that file, and a copied example must not pass as a secret.
 PLACEHOLDER_SECRETS = frozenset(
     {

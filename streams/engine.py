@@ -15,7 +15,7 @@ embedded broker, where it is how often an idle consumer looks, and Kafka's defau
 
 Registered through Faust's own transport registry (`faust.transport.drivers.TRANSPORTS`) under the scheme
 ``shekara``; `streams.app` points ``broker_consumer`` at it. Nothing installed is patched. What this relies on
-in Faust and aiokafka is checked by tests/test_engine_hooks.py.
+in Faust and aiokafka is checked by tests/streams/test_engine_hooks.py.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ stay, far below the rolling-window limit; anybody who must register is registere
 consecutive crossings at different posts are slower than the impossible-travel speeds with a margin;
 private hosts and employers stay under half their crowding threshold (see `hosts`).
 Event times follow local-hour profiles, so they fall on both sides of UTC and local midnight, on weekends
-and on holidays. `tests/simulator` recomputes the truth over the whole stream and checks normal traffic
+and on holidays. `tests/harness/simulator` recomputes the truth over the whole stream and checks normal traffic
 yields no alert.
 """
 

@@ -2,7 +2,7 @@
 
 Two builders on purpose: the file writer skips the dataclasses entirely (the Avro dict of the latest schema
 is built directly, sharing the traveller and checkpoint sub-dicts), which is where generation spends its
-time at a year's scale. `tests/simulator` checks both give the same Avro dict as `schemas.convert.to_avro`.
+time at a year's scale. `tests/harness/simulator` checks both give the same Avro dict as `schemas.convert.to_avro`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from shekara.pseudonym import traveller_key
 from shekara.reference import load_checkpoints
 from shekara.rules import load_rules
 from shekara.settings import Settings, TopicNames
-from tests.test_validation import crossing_json
+from tests.schemas.test_validation import crossing_json
 
 CASES = Path(__file__).parent / "cases"
 AS_OF = date(2026, 11, 30)  # after every case's last deadline: the check and the broker judge the same history
