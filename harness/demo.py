@@ -214,7 +214,13 @@ def _evaluate(
     final = final_alerts(alerts)
     letters = readback.read_dead_letters(settings)
     dead = {(d.source_topic, d.source_partition, d.source_offset): d.stage for d in letters}
-    reasons = Counter(f"{d.stage}: {d.field or '-'}: {d.reason[:200]}" for d in letters)
+    # A validation reason starts with its field already ("traveller.birth_date: is in the future ..."): once is enough.
+    reasons = Counter(
+        f"{d.stage}: {d.reason[:200]}"
+        if d.field and d.reason.startswith(f"{d.field}:")
+        else f"{d.stage}: {d.field or '-'}: {d.reason[:200]}"
+        for d in letters
+    )
     rules = load_rules(settings.rules_file)
     end = rules.day_start(sim_config.start + timedelta(days=config.days))
     cutoff = end - timedelta(seconds=settings.allowed_lateness_seconds) - config.margin
