@@ -59,17 +59,22 @@ def final_alerts(records: Iterable[Alert]) -> dict[str, Alert]:
     """The final alert set: ids with a RAISED record and no later RETRACTED one (RESOLVED ones stay in), each
     with its latest record (a RESOLVED alert shows as resolved, with the evidence that resolved it).
 
-    `records` in emission order; on a topic, one alert's records share a key, hence a partition, hence an order.
+    "Later" is by revision, then by emission order (records before Alert v2 all carry revision 0): the rule the
+    warehouse's alert_states view applies. On a topic, one alert's records share a key, hence a partition, hence
+    an order, and the processors number them in that order, so both agree there; a replayed copy (same revision)
+    changes nothing.
     """
     latest: dict[str, Alert] = {}
     raised: set[str] = set()
     for a in records:
+        prior = latest.get(a.alert_id)
+        if prior is None or a.revision >= prior.revision:
+            latest[a.alert_id] = a
         if a.action == AlertAction.RAISED:
             raised.add(a.alert_id)
-        elif a.action == AlertAction.RETRACTED:
-            raised.discard(a.alert_id)
-        latest[a.alert_id] = a
-    return {i: latest[i] for i in raised}
+    # an alert that comes back after a RETRACTED record is RAISED again first: so a latest record other than
+    # RETRACTED, of an id ever raised, is a RAISED with no later RETRACTED
+    return {i: a for i, a in latest.items() if i in raised and a.action != AlertAction.RETRACTED}
 
 
 def score(expected: Iterable[ExpectedAlert], found: Mapping[str, Alert], cutoff: datetime) -> Score:

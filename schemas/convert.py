@@ -227,6 +227,7 @@ def _alert_to(r: Alert) -> AvroDict:
         "emitted_time": r.emitted_time,
         "days_overstayed": r.days_overstayed,
         "details": r.details,
+        "revision": r.revision,
     }
 
 
@@ -247,6 +248,7 @@ def _alert_from(d: AvroDict) -> Alert:
         d["emitted_time"],
         d.get("days_overstayed"),
         d.get("details") or {},
+        d.get("revision", 0),
     )
 
 

@@ -190,6 +190,7 @@ class Alert:
     emitted_time: datetime  # wall-clock time the processor emitted this record
     days_overstayed: int | None = None
     details: dict[str, str] = field(default_factory=dict)
+    revision: int = 0  # increases with each record of this alert id; the highest is its current state (schema v2)
 
 
 @dataclass(frozen=True, slots=True)

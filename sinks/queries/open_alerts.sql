@@ -1,14 +1,9 @@
 -- title: Open alerts by type and severity
--- description: Alerts raised and neither resolved nor retracted, from the alerts fact table.
+-- description: Alerts whose current state (their latest revision, view alert_states) is RAISED: neither
+-- description: resolved nor retracted since.
 -- data: alerts.due_date
 SELECT type, severity, count() AS open_alerts, min(due_time) AS oldest_due
-FROM
-(
-    SELECT alert_id, any(type) AS type, any(severity) AS severity, min(due_time) AS due_time,
-           groupUniqArray(action) AS actions
-    FROM alerts
-    GROUP BY alert_id
-)
-WHERE has(actions, 'RAISED') AND NOT hasAny(actions, ['RESOLVED', 'RETRACTED'])
+FROM alert_states
+WHERE action = 'RAISED'
 GROUP BY type, severity
 ORDER BY open_alerts DESC, type, severity

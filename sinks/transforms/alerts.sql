@@ -1,8 +1,10 @@
--- Staged Alert records (stage_alerts) -> alerts: one row per alert and action (RAISED, RESOLVED, RETRACTED).
--- Parameters as in crossings.sql; an (alert_id, action) already stored by an earlier batch is left out.
+-- Staged Alert records (stage_alerts) -> alerts: one row per record of an alert (RAISED, RESOLVED, RETRACTED),
+-- numbered by `revision`. Parameters as in crossings.sql; an (alert_id, revision, action) already stored by an
+-- earlier batch is left out: the processors number records deterministically, so a replay repeats the key (not
+-- emitted_time, their wall clock). The action is in the key for records written before revisions (all 0).
 INSERT INTO alerts
 (
-    alert_id, action, type, severity, traveller_key, nationality, checkpoint_id, evidence_event_ids, rule_id,
+    alert_id, action, revision, type, severity, traveller_key, nationality, checkpoint_id, evidence_event_ids, rule_id,
     rule_version, reason, due_time, emitted_time, due_date, days_overstayed, details, source_partition,
     source_offset, _batch
 )
@@ -14,6 +16,7 @@ WITH staged AS (
 SELECT
     alert_id,
     action,
+    revision,
     type,
     severity,
     traveller_key,
@@ -32,11 +35,11 @@ SELECT
     {bases:Array(UInt64)}[_partition + 1] + _delta,
     {batch:String}
 FROM staged
-WHERE (alert_id, action) NOT IN (
-    SELECT alert_id, action FROM alerts
+WHERE (alert_id, revision, action) NOT IN (
+    SELECT alert_id, revision, action FROM alerts
     WHERE due_date IN (SELECT day FROM staged)
       AND alert_id IN (SELECT alert_id FROM staged)
       AND _batch != {batch:String}
 )
 ORDER BY _msg
-LIMIT 1 BY alert_id, action
+LIMIT 1 BY alert_id, revision, action

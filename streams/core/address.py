@@ -21,10 +21,21 @@ from shekara.pseudonym import pseudonymise
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from streams.core.context import Context, context_for
-from streams.core.model import TYPE_CODE, TYPE_NAME, AlertCandidate, EmittedAlert, named, to_us
+from streams.core.model import (
+    TYPE_CODE,
+    TYPE_NAME,
+    AlertCandidate,
+    EmittedAlert,
+    emitted_alert,
+    named,
+    next_revision,
+    to_us,
+)
 from streams.core.records import alert_record
 
-_FORMAT = 1
+# format 2: an emitted alert carries its last record's revision; format 1 (without it) is still read
+_FORMAT = 2
+_READS = (1, 2)
 _NO_CHECKPOINTS: Mapping[str, CheckpointInfo] = MappingProxyType({})
 _PUNCT = re.compile(r"[\W_]+")
 REGISTERED, CANCELLED = 0, 1
@@ -110,15 +121,15 @@ class AddressState:
     @classmethod
     def from_bytes(cls, data: bytes) -> AddressState:
         fmt, key, history, cursor, base, base_key, emitted = msgpack.unpackb(data, use_list=False)
-        if fmt != _FORMAT:
-            raise ValueError(f"address state format {fmt} is not {_FORMAT}")
+        if fmt not in _READS:
+            raise ValueError(f"address state format {fmt} is not one of {_READS}")
         return cls(
             key,
             tuple([named(AddressRegistration, e) for e in history]),
             _Walk.unpack(cursor),
             _Walk.unpack(base) if base is not None else None,
             base_key,
-            {k: EmittedAlert(action, named(AlertCandidate, c)) for k, (action, c) in emitted.items()},
+            {k: emitted_alert(e) for k, e in emitted.items()},
         )
 
 
@@ -261,16 +272,22 @@ def _settle(
     emitted = dict(emitted)
     produced = {c.id: c for c in found}
     if replay:
-        for aid, (action, c) in list(emitted.items()):
+        for aid, (action, c, rev) in list(emitted.items()):
             in_scope = base_key is None or (c.anchor_t, c.anchor) > base_key
             if in_scope and aid not in produced and action != AlertAction.RETRACTED.value:
-                out.append(alert_record(ctx, subject_traveller(c), c, AlertAction.RETRACTED, emitted_time, subject))
-                emitted[aid] = EmittedAlert(AlertAction.RETRACTED.value, c)
+                record = alert_record(
+                    ctx, subject_traveller(c), c, AlertAction.RETRACTED, emitted_time, subject, revision=rev + 1
+                )
+                out.append(record)
+                emitted[aid] = EmittedAlert(AlertAction.RETRACTED.value, c, rev + 1)
     for aid, c in produced.items():
         prior = emitted.get(aid)
         if prior is None or prior.action == AlertAction.RETRACTED.value or prior.alert != c:
-            out.append(alert_record(ctx, subject_traveller(c), c, AlertAction.RAISED, emitted_time, subject))
-            emitted[aid] = EmittedAlert(AlertAction.RAISED.value, c)
+            rev = next_revision(prior)
+            out.append(
+                alert_record(ctx, subject_traveller(c), c, AlertAction.RAISED, emitted_time, subject, revision=rev)
+            )
+            emitted[aid] = EmittedAlert(AlertAction.RAISED.value, c, rev)
     return emitted
 
 

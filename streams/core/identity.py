@@ -206,11 +206,11 @@ def hand_over(
         base, base_key = _merged_base(old, new)  # the base the replay will walk from
         base_open = base.open.entry.event_id if base is not None and base.open is not None else None
         emitted = dict(new.emitted)
-        for aid, (action, c) in new.emitted.items():
+        for aid, (action, c, rev) in new.emitted.items():
             if not _in_scope(c, base_key, base_open):
                 continue  # folded: final, no replay will change it
             if action != RETRACTED:
-                alerts.append(alert_record(ctx, own, c, AlertAction.RETRACTED, emitted_time))
+                alerts.append(alert_record(ctx, own, c, AlertAction.RETRACTED, emitted_time, revision=rev + 1))
             del emitted[aid]
         stays_emitted = dict(new.stays_emitted)
         for sid, e in new.stays_emitted.items():

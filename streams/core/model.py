@@ -200,6 +200,19 @@ class EmittedAlert(NamedTuple):
 
     action: str  # AlertAction value
     alert: AlertCandidate
+    # the record's revision; state written before alert revisions (format 1) reads as 0, the revision every
+    # record of that time carries in the warehouse, so the next record (1) supersedes all of them
+    revision: int
+
+
+def next_revision(prior: EmittedAlert | None) -> int:
+    """The revision of the next record of an alert id: 0 for its first, then one more than the last emitted."""
+    return 0 if prior is None else prior.revision + 1
+
+
+def emitted_alert(stored: tuple[Any, ...]) -> EmittedAlert:
+    """An EmittedAlert as stored: (action, candidate, revision), or (action, candidate) by format-1 code."""
+    return named(EmittedAlert, (stored[0], named(AlertCandidate, stored[1]), stored[2] if len(stored) > 2 else 0))
 
 
 # --- stay candidates -------------------------------------------------------------------------------

@@ -251,9 +251,12 @@ def alert_record(
     action: AlertAction,
     emitted_time: datetime,
     subject_key: str | None = None,
+    *,
+    revision: int,
 ) -> Alert:
     """The record for `c`; its id is derived from the subject (the traveller, or the address for
-    FICTITIOUS_ADDRESS), the type and the anchor event."""
+    FICTITIOUS_ADDRESS), the type and the anchor event. `revision` is the next of that id (model.next_revision):
+    the warehouse keeps every record and reads the alert's state from its highest revision."""
     return Alert(
         alert_id=alert_id(c.type, subject_key or traveller_key, c.anchor),
         action=action,
@@ -270,6 +273,7 @@ def alert_record(
         emitted_time=emitted_time,
         days_overstayed=c.days_overstayed,
         details=details(ctx, c),
+        revision=revision,
     )
 
 

@@ -36,11 +36,13 @@ from streams.core.model import (
     StayCandidate,
     StoredEvent,
     compact,
+    emitted_alert,
     events_from,
     from_us,
     id_of,
     key_of,
     named,
+    next_revision,
     time_of,
     to_us,
 )
@@ -48,7 +50,9 @@ from streams.core.outcome import open_stay
 from streams.core.records import alert_record, stay_record, void_stay_record
 from streams.core.walk import Cursor, Findings, advance, open_alerts
 
-_FORMAT = 1
+# format 2: an emitted alert carries its last record's revision; format 1 (without it) is still read
+_FORMAT = 2
+_READS = (1, 2)
 RAISED, RESOLVED, RETRACTED = AlertAction.RAISED.value, AlertAction.RESOLVED.value, AlertAction.RETRACTED.value
 Key = tuple[int, str]
 
@@ -113,8 +117,8 @@ class TravellerState:
         fmt, key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted = msgpack.unpackb(
             data, use_list=False
         )
-        if fmt != _FORMAT:
-            raise ValueError(f"traveller state format {fmt} is not {_FORMAT}")
+        if fmt not in _READS:
+            raise ValueError(f"traveller state format {fmt} is not one of {_READS}")
         return cls(
             key,
             history,
@@ -122,7 +126,7 @@ class TravellerState:
             Cursor.unpack(base) if base is not None else None,
             base_key,
             {k: named(AlertCandidate, c) for k, c in pending.items()} if pending else {},
-            {k: named(EmittedAlert, (a, named(AlertCandidate, c))) for k, (a, c) in emitted.items()} if emitted else {},
+            {k: emitted_alert(e) for k, e in emitted.items()} if emitted else {},
             {k: named(StayCandidate, s) for k, s in stays_pending.items()} if stays_pending else {},
             {k: named(EmittedStay, e) for k, e in stays_emitted.items()} if stays_emitted else {},
         )
@@ -289,8 +293,9 @@ def _settle_alerts(
             pending.pop(aid, None)
             prior = emitted.get(aid)
             if prior is not None and prior.action != RETRACTED:
-                out.append(alert_record(ctx, key, prior.alert, AlertAction.RETRACTED, emitted_time))
-                emitted[aid] = named(EmittedAlert, (RETRACTED, prior.alert))
+                rev = prior.revision + 1
+                out.append(alert_record(ctx, key, prior.alert, AlertAction.RETRACTED, emitted_time, revision=rev))
+                emitted[aid] = named(EmittedAlert, (RETRACTED, prior.alert, rev))
     for aid, c in produced.items():
         _offer(ctx, key, aid, c, wm, pending, emitted, out, emitted_time)
     for aid, c in list(pending.items()):
@@ -361,30 +366,32 @@ def _offer(
     """Emit what `c` calls for given what was emitted before; otherwise keep it pending until due."""
     due_now = ctx.immediate[c.type] or c.due <= wm
     prior = emitted.get(aid)
+    rev = next_revision(prior)
     if prior is None or prior.action == RETRACTED:
         if not due_now:
             pending[aid] = c
             return
         pending.pop(aid, None)
-        out.append(alert_record(ctx, key, c, AlertAction.RAISED, emitted_time))
+        out.append(alert_record(ctx, key, c, AlertAction.RAISED, emitted_time, revision=rev))
         action = RAISED
         if c.resolved:
-            out.append(alert_record(ctx, key, c, AlertAction.RESOLVED, emitted_time))
+            rev += 1
+            out.append(alert_record(ctx, key, c, AlertAction.RESOLVED, emitted_time, revision=rev))
             action = RESOLVED
-        emitted[aid] = named(EmittedAlert, (action, c))
+        emitted[aid] = named(EmittedAlert, (action, c, rev))
         return
-    last_action, old = prior
+    last_action, old = prior.action, prior.alert
     if old.due != c.due and not due_now:
         # late data moved the deadline past the watermark: not due after all, until the new due time
-        out.append(alert_record(ctx, key, old, AlertAction.RETRACTED, emitted_time))
-        emitted[aid] = named(EmittedAlert, (RETRACTED, old))
+        out.append(alert_record(ctx, key, old, AlertAction.RETRACTED, emitted_time, revision=rev))
+        emitted[aid] = named(EmittedAlert, (RETRACTED, old, rev))
         pending[aid] = c
         return
     pending.pop(aid, None)
     want = RESOLVED if c.resolved else RAISED
     if want != last_action or c != old:
-        out.append(alert_record(ctx, key, c, AlertAction(want), emitted_time))
-        emitted[aid] = named(EmittedAlert, (want, c))
+        out.append(alert_record(ctx, key, c, AlertAction(want), emitted_time, revision=rev))
+        emitted[aid] = named(EmittedAlert, (want, c, rev))
 
 
 def _offer_stay(

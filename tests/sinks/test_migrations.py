@@ -42,6 +42,7 @@ RELEASED = {
     12: "a04f5d99b66f5dbb66a7d4c109694b836c3554c47b8e41ad1d00a505f57f0ffd",
     13: "76eeba0492e6b4924980dd55ba9512c1f47e8f4de77fc2ebf40e045942d4f87b",
     14: "0410d7972d4546c8658cf2973b07bd4b7aede589f79bf9a8d8ddd5cedb17cd20",
+    15: "cf0c1501b04a431db5002d850305e63af7a5da598c3ee14a026e641e9a487d85",
 }
 
 
@@ -136,3 +137,35 @@ def test_retention_ttls_follow_the_ees_rules(client: Client):
     assert crossings == {"entry-4y", "exit-2y"}
     stays = {r[0] for r in client.query("SELECT stay_id FROM stays").result_rows}
     assert stays == {"left-4y-late", "never-left-4y"}
+
+
+@pytest.mark.integration
+def test_migration_015_keeps_the_meaning_of_alerts_stored_before_revisions(client: Client, tmp_path: Path) -> None:
+    """Rows of Alert v1 read revision 0; a RESOLVED or RETRACTED row ends the alert as before, and a v2 record
+    with a later revision supersedes them all (a second RAISED row of an id is kept, not merged away)."""
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("0*.sql")):
+        if int(path.name[:3]) < 15:
+            shutil.copy(path, older / path.name)
+    migrate(client, older)
+    rows = [("open", "RAISED", 1), ("shut", "RAISED", 1), ("shut", "RESOLVED", 2), ("gone", "RAISED", 1)]
+    rows += [("gone", "RETRACTED", 3), ("back", "RAISED", 1), ("back", "RETRACTED", 2)]
+    values = ", ".join(
+        f"('{i}', '{a}', 'WINDOW_BREACH', '2026-01-10', toDateTime64('2026-01-10 06:00:0{t}', 3, 'UTC'), 'b')"
+        for i, a, t in rows
+    )
+    client.command(f"INSERT INTO alerts (alert_id, action, type, due_date, emitted_time, _batch) VALUES {values}")
+    assert [m.version for m in migrate(client)] == [15]
+    client.command(
+        "INSERT INTO alerts (alert_id, action, revision, type, due_date, emitted_time, _batch)"
+        " VALUES ('back', 'RAISED', 1, 'WINDOW_BREACH', '2026-01-10', toDateTime64('2026-01-24 06:00:00', 3), 'c')"
+    )
+    client.command("OPTIMIZE TABLE alerts FINAL")
+    assert client.query("SELECT count() FROM alerts WHERE alert_id = 'back'").result_rows == [(3,)]
+    states = client.query("SELECT alert_id, action, revision FROM alert_states ORDER BY alert_id").result_rows
+    assert states == [("back", "RAISED", 1), ("gone", "RETRACTED", 0), ("open", "RAISED", 0), ("shut", "RESOLVED", 0)]
+    assert client.query("SELECT alert_id FROM open_alerts_triage ORDER BY alert_id").result_rows == [
+        ("back",),
+        ("open",),
+    ]

@@ -171,3 +171,58 @@ def test_alert_counts_and_open_alerts(env: Env):  # noqa: F811
 
     open_alerts = env.client.query(saved_queries()["open_alerts"].sql).result_rows
     assert [(t, s, n) for t, s, n, _ in open_alerts] == [("IN_COUNTRY_OVERSTAY", "HIGH", 1)]
+
+
+def test_an_alert_retracted_and_raised_again_is_open_once_and_its_latest_fields_win(env: Env) -> None:  # noqa: F811
+    # Late data moved the due time past the watermark (RETRACTED r1), then the new due time came (RAISED r2, same
+    # id); each record in a batch of its own, then a replay: the first batches re-read under new offsets, and r2
+    # emitted again by processors restarted after a crash (their wall clock differs, the revision does not).
+    due, later = datetime(2026, 1, 10, 6, tzinfo=UTC), datetime(2026, 1, 24, 6, tzinfo=UTC)
+    a = samples.alert
+    r0 = a("moved", due_time=due, revision=0, days_overstayed=1)
+    r1 = a("moved", AlertAction.RETRACTED, due_time=due, revision=1, emitted_time=r0.emitted_time + timedelta(hours=1))
+    r2 = a("moved", due_time=later, revision=2, days_overstayed=3, emitted_time=later + timedelta(minutes=1))
+    # corrected figures: the same RAISED again with the next revision; and a resolved alert that stays closed
+    c0 = a("fixed", due_time=due, revision=0, days_overstayed=2, evidence_event_ids=["e1"])
+    c1 = replace(c0, revision=1, days_overstayed=5, evidence_event_ids=["e1", "e2"])
+    s0 = a("shut", due_time=due, revision=0)
+    s1 = a("shut", AlertAction.RESOLVED, due_time=due, revision=1)
+    batches = [[r0, c0, s0], [r1, c1, s1], [r2]]
+    for records in batches:
+        env.write(env.messages(records))
+    stored = env.scalar("SELECT count() FROM alerts")
+    env.write(env.messages([r for records in batches[:2] for r in records]))  # the sink re-reads old offsets
+    env.write(env.messages([replace(r2, emitted_time=r2.emitted_time + timedelta(hours=2))]))  # re-emitted
+    assert stored == 7 and env.scalar("SELECT count() FROM alerts") == 7  # every record once, none lost
+    states = env.client.query(
+        "SELECT alert_id, action, revision, due_time, days_overstayed, evidence_event_ids, records"
+        " FROM alert_states ORDER BY alert_id"
+    ).result_rows
+    assert [(i, act, rev, d.replace(tzinfo=UTC), n, ev, k) for i, act, rev, d, n, ev, k in states] == [
+        ("fixed", "RAISED", 1, due, 5, ["e1", "e2"], 2),
+        ("moved", "RAISED", 2, later, 3, ["e1"], 3),
+        ("shut", "RESOLVED", 1, due, None, ["e1"], 2),
+    ]
+    from sinks.analyst import saved_queries
+
+    open_alerts = env.client.query(saved_queries()["open_alerts"].sql).result_rows
+    assert [(t, s, n) for t, s, n, _ in open_alerts] == [("IN_COUNTRY_OVERSTAY", "HIGH", 2)]
+    triage = env.client.query("SELECT alert_id, due_time, raised_time FROM open_alerts_triage ORDER BY alert_id")
+    assert [(i, d.replace(tzinfo=UTC), r.replace(tzinfo=UTC)) for i, d, r in triage.result_rows] == [
+        ("fixed", due, c0.emitted_time),
+        ("moved", later, r0.emitted_time),  # first raised
+    ]
+
+
+def test_alerts_stored_before_revisions_keep_their_meaning(env: Env) -> None:  # noqa: F811
+    # v1 records all read revision 0: a RESOLVED or RETRACTED row after the RAISED one ends the alert, as before.
+    due = datetime(2026, 1, 10, 6, tzinfo=UTC)
+    a = samples.alert
+    raised = [a(i, due_time=due) for i in ("open", "resolved", "retracted")]
+    ended = [a("resolved", AlertAction.RESOLVED, due_time=due), a("retracted", AlertAction.RETRACTED, due_time=due)]
+    env.write(env.messages(raised + ended))  # RAISED and RESOLVED in one step share their emitted_time
+    env.write(env.messages(raised))  # re-read: stored once
+    assert env.scalar("SELECT count() FROM alerts") == 5
+    states = env.client.query("SELECT alert_id, action, revision FROM alert_states ORDER BY alert_id").result_rows
+    assert states == [("open", "RAISED", 0), ("resolved", "RESOLVED", 0), ("retracted", "RETRACTED", 0)]
+    assert env.client.query("SELECT alert_id FROM open_alerts_triage").result_rows == [("open",)]

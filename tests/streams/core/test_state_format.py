@@ -3,7 +3,9 @@ from its own bytes (a round trip), for travellers and addresses.
 
 tests/streams/core/fixtures/states_format1.txt holds states serialised by the code of commit 5f430ed (format 1, plain
 msgpack tuples), built from the scenarios below; decoding them must give the state this code builds from the
-same events, and encoding that again must give the same bytes.
+same events, less what format 1 did not keep (the open stay's record, alert revisions: read as 0).
+tests/streams/core/fixtures/states_format2.txt holds the same states serialised by the code that added alert
+revisions (format 2); decoding them must give the state built now, and encoding that again the same bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +45,7 @@ from tests.streams.core.factory import (
 from tests.streams.core.test_order import histories
 
 FIXTURE = Path(__file__).parent / "fixtures" / "states_format1.txt"
+FIXTURE_2 = Path(__file__).parent / "fixtures" / "states_format2.txt"
 TIGHT = Retention(reorder_seconds=40 * 24 * 3600, max_events=6)
 
 
@@ -158,9 +162,21 @@ def address_state() -> AddressState:
     return state
 
 
-def _fixture() -> dict[str, bytes]:
-    lines = (line.split(" ", 1) for line in FIXTURE.read_text().splitlines() if line.strip())
+def _fixture(path: Path = FIXTURE) -> dict[str, bytes]:
+    lines = (line.split(" ", 1) for line in path.read_text().splitlines() if line.strip())
     return {name: base64.b64decode(data) for name, data in lines}
+
+
+def write_fixture_2() -> None:
+    """Writes states_format2.txt from the code at hand: only when the format changes (then add a format-3 file)."""
+    states: dict[str, bytes] = {n: s.to_bytes() for n, s in traveller_states().items()}
+    states["address"] = address_state().to_bytes()
+    FIXTURE_2.write_text("".join(f"{n} {base64.b64encode(b).decode()}\n" for n, b in states.items()))
+
+
+def _unrevised(emitted: dict[str, EmittedAlert]) -> dict[str, EmittedAlert]:
+    """Format 1 kept no alert revision: it reads as 0."""
+    return {a: e._replace(revision=0) for a, e in emitted.items()}
 
 
 def _fields(s: TravellerState) -> tuple[Any, ...]:
@@ -177,11 +193,13 @@ def _fields(s: TravellerState) -> tuple[Any, ...]:
     )
 
 
-def _without_open_stay(state: TravellerState) -> TravellerState:
-    """The state as format-1 code built it: that code kept no record of the open stay (issue 16 added it)."""
+def _as_format_1(state: TravellerState) -> TravellerState:
+    """The state as format-1 code built it: that code kept no record of the open stay (issue 16 added it) and no
+    alert revision."""
     open_id = state.cursor.open.entry.event_id if state.cursor.open is not None else None
     return replace(
         state,
+        emitted=_unrevised(state.emitted),
         stays_pending={k: v for k, v in state.stays_pending.items() if v.gated != OPEN},
         stays_emitted={k: v for k, v in state.stays_emitted.items() if k != open_id or v.revision > 0},
     )
@@ -193,8 +211,35 @@ def test_traveller_states_written_by_format_1_code_decode_to_the_state_built_now
     assert set(built) <= set(stored)
     for name, state in built.items():
         decoded = TravellerState.from_bytes(stored[name])
-        assert _fields(decoded) == _fields(_without_open_stay(state)), name
-        assert decoded.to_bytes() == stored[name] == _without_open_stay(state).to_bytes(), name
+        assert _fields(decoded) == _fields(_as_format_1(state)), name
+        assert decoded.to_bytes() == _as_format_1(state).to_bytes(), name
+
+
+def test_traveller_states_written_by_format_2_code_decode_to_the_state_built_now():
+    stored = _fixture(FIXTURE_2)
+    built = traveller_states()
+    assert set(built) <= set(stored)
+    for name, state in built.items():
+        decoded = TravellerState.from_bytes(stored[name])
+        assert _fields(decoded) == _fields(state), name
+        assert decoded.to_bytes() == stored[name] == state.to_bytes(), name
+    assert any(e.revision > 0 for s in built.values() for e in s.emitted.values()), "some alert has a later record"
+
+
+def test_a_format_1_state_revises_its_alerts_past_what_the_warehouse_holds():
+    """Every record written before revisions is revision 0 in the warehouse: a format-1 state's next record of an
+    alert must be 1, or the sink would take it for a replay of the stored one and drop it."""
+    who = person("UZB", "U7000009")
+    tick = dict(watermark=FAR_FUTURE, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS)
+    first = step(TravellerState.empty(key_of(who)), [entry("2026-01-02 10:00", ZHAISAN, who=who, eid="o-01")], **tick)  # type: ignore[arg-type]
+    assert first.alerts and all(a.action == "RAISED" and a.revision == 0 for a in first.alerts)
+    fields = list(msgpack.unpackb(first.state.to_bytes(), use_list=False))
+    fields[0], fields[7] = 1, {a: e[:2] for a, e in fields[7].items()}  # as format-1 code stored it
+    old = TravellerState.from_bytes(msgpack.packb(fields))
+    assert old.emitted and all(e.revision == 0 for e in old.emitted.values())
+    closed = step(old, [exit_("2026-03-20 10:00", ZHAISAN, who=who, eid="o-02")], **tick)  # type: ignore[arg-type]
+    resolved = [a for a in closed.alerts if a.alert_id in {r.alert_id for r in first.alerts}]
+    assert resolved and all(a.action == "RESOLVED" and a.revision == 1 for a in resolved)
 
 
 def test_a_decoded_state_decides_like_the_state_it_was_written_from():
@@ -209,7 +254,7 @@ def test_a_decoded_state_decides_like_the_state_it_was_written_from():
         events = later if state.traveller_key == uz_key else []
         a = step(decoded, events, watermark=FAR_FUTURE, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS)
         # as format-1 code wrote it: an open stay of a state from before issue 16 has no record until it changes
-        was = _without_open_stay(state)
+        was = _as_format_1(state)
         b = step(was, events, watermark=FAR_FUTURE, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS)
         assert a.alerts == b.alerts and a.stays == b.stays and a.next_due == b.next_due, name
         assert a.state.to_bytes() == b.state.to_bytes(), name
@@ -253,8 +298,16 @@ def test_address_state_written_by_format_1_code_decodes_to_the_state_built_now()
     stored = _fixture()["address"]
     state = address_state()
     decoded = AddressState.from_bytes(stored)
-    assert decoded.history == state.history and decoded.emitted == state.emitted and decoded.emitted
+    assert decoded.history == state.history and decoded.emitted == _unrevised(state.emitted) and decoded.emitted
     assert decoded.cursor.pack() == state.cursor.pack() and decoded.base_key == state.base_key
+    assert decoded.to_bytes() == replace(state, emitted=_unrevised(state.emitted)).to_bytes()
+
+
+def test_address_state_written_by_format_2_code_decodes_to_the_state_built_now():
+    stored = _fixture(FIXTURE_2)["address"]
+    state = address_state()
+    decoded = AddressState.from_bytes(stored)
+    assert decoded.history == state.history and decoded.emitted == state.emitted and decoded.emitted
     assert decoded.to_bytes() == stored == state.to_bytes()
 
 
