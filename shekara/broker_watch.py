@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from confluent_kafka import KafkaError, KafkaException
+
 from shekara.logs import get_logger
 from shekara.settings import Settings
 
@@ -61,6 +63,7 @@ class BrokerWatch:
     interval: float = 2.0
     stalled: Callable[[], str | None] | None = None
     cluster_id: str | None = None  # the broker this process started with (first answer)
+    describe: bool = True  # asks with DescribeCluster until the broker says it does not know it
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -78,8 +81,19 @@ class BrokerWatch:
         self._stop.set()
 
     def _ask(self) -> str | None:
+        # DescribeCluster answers the cluster id alone; a Metadata request (list_topics) carries every topic's
+        # partitions: 10.5 ms CPU a call on a broker of 991 topics, every `interval` s in each worker.
+        wait = max(1.0, self.interval)
         try:
-            cluster: str | None = self._admin.list_topics(timeout=max(1.0, self.interval)).cluster_id
+            if self.describe:
+                try:
+                    cluster: str | None = self._admin.describe_cluster(request_timeout=wait).result(wait).cluster_id
+                    return cluster
+                except KafkaException as exc:
+                    if not _unsupported(exc):
+                        raise
+                    self.describe = False  # a broker before Kafka 2.8: Metadata from now on
+            cluster = self._admin.list_topics(timeout=wait).cluster_id
             return cluster
         except Exception:  # unreachable or busy: not an answer
             return None
@@ -111,6 +125,13 @@ class BrokerWatch:
                 self._stop.set()
                 self.on_gone(gone_line(self.settings.bootstrap_servers, self.cluster_id, now))
                 return
+
+
+def _unsupported(exc: KafkaException) -> bool:
+    """The broker does not know the request (a client-side or broker-side refusal of its version)."""
+    err = exc.args[0] if exc.args else None
+    code = err.code() if isinstance(err, KafkaError) else None
+    return code in (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION)
 
 
 class Throttle(logging.Filter):

@@ -102,6 +102,26 @@ def test_watch_says_once_that_a_restarted_broker_went_away(tmp_path: Path) -> No
 
 
 @pytest.mark.integration
+def test_watch_asks_the_cluster_id_alone(tmp_path: Path) -> None:
+    """DescribeCluster, not a Metadata request of every topic (10.5 ms CPU a check on a broker of 991 topics)."""
+    broker = launch(log_path=tmp_path / "broker.log")
+    try:
+        settings = Settings(broker_url=broker.url, data_dir=tmp_path / "var", partitions=2)
+        watch = BrokerWatch(settings, on_gone=lambda line: None).start()
+        watch.stop()
+        assert watch._ask() == broker.cluster_id
+        assert watch.describe  # the embedded broker knows DescribeCluster: no fallback to list_topics
+        port = broker.port
+        broker.stop()
+        assert watch._ask() is None  # unreachable: not an answer, and not taken for an old broker
+        assert watch.describe
+        broker = launch(port, tmp_path / "broker.log")
+        assert watch._ask() == broker.cluster_id != watch.cluster_id
+    finally:
+        broker.stop()
+
+
+@pytest.mark.integration
 def test_topics_a_client_created_with_the_wrong_partition_count_stop_a_worker_in_one_line(settings: Settings) -> None:
     from confluent_kafka import Producer
 
