@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from harness.readback import AlertRecord
 from shekara.settings import Mode, Settings, get_settings
 
 # A file in the demo's chDB directory: only a directory the demo made itself is ever wiped by a later demo.
@@ -202,7 +203,7 @@ def _evaluate(
     summary: Any,
     publish_s: float,
     process_s: float,
-) -> tuple[Any, set[tuple[str, str]]]:
+) -> tuple[Any, set[AlertRecord]]:
     """Score the processors' final alerts on the topic against the ground truth (as `shekara evaluate` does)."""
     from harness import readback
     from harness.evaluate import EvaluationReport
@@ -241,7 +242,7 @@ def _evaluate(
         process_seconds=process_s,
         notes=[f"dead letters {n:6d} x {why}" for why, n in _top_per_stage(reasons, 5)],
     )
-    return report, {(a.alert_id, a.action.value) for a in alerts}
+    return report, {(a.alert_id, a.revision, a.action.value) for a in alerts}
 
 
 def _top_per_stage(reasons: Counter[str], n: int) -> list[tuple[str, int]]:
@@ -260,26 +261,29 @@ def _alert_summary(console: Console, settings: Settings) -> None:
         rows = client.query(
             """
             SELECT type, any(severity),
-                   uniqExactIf(alert_id, action = 'RAISED') AS raised,
-                   uniqExactIf(alert_id, action = 'RESOLVED') AS resolved,
-                   uniqExactIf(alert_id, action = 'RETRACTED') AS retracted,
-                   argMax(reason, emitted_time)
-            FROM alerts FINAL
+                   count() AS alerts,
+                   countIf(action = 'RAISED') AS open,
+                   countIf(action = 'RESOLVED') AS resolved,
+                   countIf(action = 'RETRACTED') AS retracted,
+                   argMax(reason, updated_time)
+            FROM alert_states
             GROUP BY type
-            ORDER BY raised DESC, type
+            ORDER BY alerts DESC, type
             """
         ).result_rows
     finally:
         client.close()
-    table = Table(title="alerts landed in ClickHouse (distinct alert ids)", title_justify="left")
-    for name in ("type", "severity", "raised", "resolved", "retracted", "latest reason"):
-        table.add_column(name, justify="right" if name in ("raised", "resolved", "retracted") else "left")
-    for type_, severity, raised, resolved, retracted, reason in rows:
-        table.add_row(type_, severity, f"{raised:,}", f"{resolved:,}", f"{retracted:,}", _short(reason, 70))
+    table = Table(title="alerts landed in ClickHouse (each alert id by its current state)", title_justify="left")
+    counts = ("alerts", "open", "resolved", "retracted")
+    for name in ("type", "severity", *counts, "latest reason"):
+        table.add_column(name, justify="right" if name in counts else "left")
+    for type_, severity, alerts, open_, resolved, retracted, reason in rows:
+        figures = (f"{n:,}" for n in (alerts, open_, resolved, retracted))
+        table.add_row(type_, severity, *figures, _short(reason, 70))
     console.print(table)
 
 
-def _landed_check(console: Console, settings: Settings, summary: Any, alert_pairs: set[tuple[str, str]]) -> bool:
+def _landed_check(console: Console, settings: Settings, summary: Any, alert_pairs: set[AlertRecord]) -> bool:
     """Every accepted event and every alert record in ClickHouse exactly once: the sink lost and doubled nothing."""
     from sinks.clickhouse import connect
 
@@ -290,7 +294,10 @@ def _landed_check(console: Console, settings: Settings, summary: Any, alert_pair
             kind: client.query(f"SELECT count(), uniqExact(event_id) FROM {table} FINAL").result_rows[0]
             for kind, table in tables.items()
         }
-        landed = {(str(a), str(b)) for a, b in client.query("SELECT alert_id, action FROM alerts FINAL").result_rows}
+        landed = {
+            (str(a), int(r), str(b))
+            for a, r, b in client.query("SELECT alert_id, revision, action FROM alerts FINAL").result_rows
+        }
     finally:
         client.close()
     ok = True
@@ -308,7 +315,7 @@ def _landed_check(console: Console, settings: Settings, summary: Any, alert_pair
     ok &= good
     missing, extra = len(alert_pairs - landed), len(landed - alert_pairs)
     console.print(
-        f"{'alerts':15} records on the topic {len(alert_pairs):,} (distinct id and action), in ClickHouse "
+        f"{'alerts':15} records on the topic {len(alert_pairs):,} (distinct id, revision and action), in ClickHouse "
         f"{len(landed):,}: " + ("the same" if good else f"{missing} missing, {extra} extra"),
         style=None if good else "red",
     )

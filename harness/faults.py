@@ -5,7 +5,7 @@ fed with simulated traffic, injects its fault mid-run, lets everything catch up,
 
 - every accepted event is in ClickHouse exactly once (rows and distinct ids per fact table);
 - every expected alert is found, nothing spurious (the simulator's ground truth, as `shekara evaluate`);
-- every alert record on the topic is in ClickHouse once (distinct id and action), and nothing else is (after a
+- every alert record on the topic is in ClickHouse once (distinct id, revision and action), and nothing else is (after a
   broker replacement: on either broker's topic);
 - every rejected message is in the dead-letter topic with a reason (counted by source offset);
 - every source offset reached a processor, in every worker process of the run (`streams.positions`).
@@ -34,6 +34,7 @@ from typing import Annotated, Any
 import typer
 from confluent_kafka import Producer
 
+from harness.readback import AlertRecord
 from shekara.logs import get_logger
 from shekara.settings import Limits, Settings, get_settings
 
@@ -110,7 +111,7 @@ class Run:
     unsent: int = 0  # events the producer client still held when publishing ended
     # Alert records (id, action) the alerts topic of a replaced broker held: landed before it went, so the
     # warehouse keeps them, though the new broker's topic knows nothing of them.
-    replaced_alerts: set[tuple[str, str]] = field(default_factory=set)
+    replaced_alerts: set[AlertRecord] = field(default_factory=set)
     result: ScenarioResult | None = None
 
     @classmethod
@@ -201,7 +202,7 @@ def _join(thread: threading.Thread, errors: list[BaseException], timeout: float 
 # --- checks -----------------------------------------------------------------------------------------------
 
 
-def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str]]]:
+def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[AlertRecord]]:
     """Checks while the stack runs: alerts vs the ground truth, rejections vs dead letters, delivery to processors."""
     from harness import readback
     from harness.evaluate import DEFAULT_MARGIN
@@ -272,10 +273,10 @@ def check_outputs(run: Run, stack: Any) -> tuple[list[Check], set[tuple[str, str
         Check("each rejected message dead-lettered once", 0, once.twice, once.twice == 0, once.line()),
         check_delivery(stack),
     ]
-    return checks, {(a.alert_id, a.action.value) for a in alerts}
+    return checks, {(a.alert_id, a.revision, a.action.value) for a in alerts}
 
 
-def check_warehouse(run: Run, settings: Settings, alert_pairs: set[tuple[str, str]]) -> list[Check]:
+def check_warehouse(run: Run, settings: Settings, alert_pairs: set[AlertRecord]) -> list[Check]:
     """Checks in ClickHouse (after the sink stopped): every accepted event and alert record exactly once."""
     from sinks.clickhouse import connect
 
@@ -295,17 +296,18 @@ def check_warehouse(run: Run, settings: Settings, alert_pairs: set[tuple[str, st
                     f"{distinct:,} distinct ids",
                 )
             )
-        landed = {(str(a), str(b)) for a, b in client.query("SELECT alert_id, action FROM alerts FINAL").result_rows}
+        landed = {
+            (str(a), int(r), str(b))
+            for a, r, b in client.query("SELECT alert_id, revision, action FROM alerts FINAL").result_rows
+        }
     finally:
         client.close()
     checks.append(alert_records_check(alert_pairs, run.replaced_alerts, landed))
     return checks
 
 
-def alert_records_check(
-    on_topic: set[tuple[str, str]], replaced: set[tuple[str, str]], landed: set[tuple[str, str]]
-) -> Check:
-    """Every alert record (id, action) that either broker's topic carried landed, and nothing else.
+def alert_records_check(on_topic: set[AlertRecord], replaced: set[AlertRecord], landed: set[AlertRecord]) -> Check:
+    """Every alert record (id, revision, action) that either broker's topic carried landed, and nothing else.
 
     `replaced`: the records of a broker that was replaced mid-run. The replay on its successor re-raises the
     same ids (deterministic), but not necessarily the same transient records: an immediate alert raised on
@@ -327,7 +329,8 @@ def alert_records_check(
 
 
 def verdicts_check(settings: Settings, final: set[str]) -> Check:
-    """The warehouse's verdict on each alert (its latest record not RETRACTED) is the final alert set's.
+    """The warehouse's verdict on each alert (its current state, view alert_states, not RETRACTED) is the final
+    alert set's.
 
     After a broker replacement the warehouse holds the records of both runs: this shows the ones only the
     replaced broker carried (transient alerts, raised and retracted) change no verdict."""
@@ -336,11 +339,7 @@ def verdicts_check(settings: Settings, final: set[str]) -> Check:
     client = connect(settings, readonly=True)
     try:
         standing = {
-            str(a)
-            for (a,) in client.query(
-                "SELECT alert_id FROM alerts FINAL GROUP BY alert_id"
-                " HAVING argMax(action, (emitted_time, action = 'RETRACTED')) != 'RETRACTED'"
-            ).result_rows
+            str(a) for (a,) in client.query("SELECT alert_id FROM alert_states WHERE action != 'RETRACTED'").result_rows
         }
     finally:
         client.close()
@@ -766,7 +765,7 @@ def broker_restart(run: Run) -> None:
             listed = admin_client(stack.settings).list_topics(timeout=10).topics
             before = {name: len(t.partitions) for name, t in listed.items()}
             # Read at the last moment before the broker (memory only) takes them away: the warehouse has them.
-            run.replaced_alerts = {(a.alert_id, a.action.value) for a in read_alerts(stack.settings)}
+            run.replaced_alerts = {(a.alert_id, a.revision, a.action.value) for a in read_alerts(stack.settings)}
             proxy.cut(None, spare=frozenset({FAULT_ADMIN_ID}))
             started = time.monotonic()
             stack.restart_broker(

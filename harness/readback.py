@@ -19,6 +19,8 @@ from schemas.records import Alert, AlertAction, DeadLetter, Stay
 from schemas.serde import Serde
 from shekara.settings import Settings
 
+AlertRecord = tuple[str, int, str]  # (alert_id, revision, action): one record of an alert's life
+
 
 @dataclass(frozen=True, slots=True)
 class Raw:

@@ -48,8 +48,8 @@ def test_fault_scenario_loses_and_doubles_nothing(scenario: str, tmp_path: Path)
 # (anchored on the wrong one) and RETRACTED it when the earlier registration came; the replay on the new
 # broker saw them in order and raised only the right alert. The warehouse holds both runs' records.
 RIGHT, TRANSIENT = "ffd41f4790a8b143bc687ca6431acc18", "0ea48e801f344bda6f23868be044cab9"
-REPLAYED = {(RIGHT, "RAISED")} | {(f"other-{i}", "RAISED") for i in range(19)}
-FIRST_RUN = REPLAYED | {(TRANSIENT, "RAISED"), (TRANSIENT, "RETRACTED")}
+REPLAYED = {(RIGHT, 0, "RAISED")} | {(f"other-{i}", 0, "RAISED") for i in range(19)}
+FIRST_RUN = REPLAYED | {(TRANSIENT, 0, "RAISED"), (TRANSIENT, 1, "RETRACTED")}
 
 
 def test_alert_records_check_expects_a_replaced_brokers_records_too() -> None:
@@ -59,8 +59,8 @@ def test_alert_records_check_expects_a_replaced_brokers_records_too() -> None:
     alone = alert_records_check(REPLAYED, set(), FIRST_RUN)
     assert (alone.ok, alone.expected, alone.found, alone.note) == (False, 20, 22, "0 missing, 2 extra")
     # Still exactly: a record of the replaced broker that never landed, or one that neither broker carried.
-    assert not alert_records_check(REPLAYED, FIRST_RUN, FIRST_RUN - {(TRANSIENT, "RETRACTED")}).ok
-    assert not alert_records_check(REPLAYED, FIRST_RUN, FIRST_RUN | {(RIGHT, "RETRACTED")}).ok
+    assert not alert_records_check(REPLAYED, FIRST_RUN, FIRST_RUN - {(TRANSIENT, 1, "RETRACTED")}).ok
+    assert not alert_records_check(REPLAYED, FIRST_RUN, FIRST_RUN | {(RIGHT, 1, "RETRACTED")}).ok
 
 
 @pytest.mark.integration
