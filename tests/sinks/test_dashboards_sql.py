@@ -26,7 +26,7 @@ DATASOURCE = GRAFANA / "provisioning" / "datasources" / "clickhouse.yaml"
 # The views the issue names: every one is read by some panel.
 VIEWS = (
     "daily_flows", "monthly_balance", "open_overstays_at", "overstay_rates_at", "registration_compliance",
-    "alert_counts", "alerts",
+    "alert_counts", "alert_states",
 )  # fmt: skip
 
 
