@@ -13,6 +13,13 @@ depends on the broker:
 So the wait is `settings.faust.fetch_max_wait_ms` (`fetch_wait_ms` picks it by mode when unset): short with the
 embedded broker, where it is how often an idle consumer looks, and Kafka's default with a real one.
 
+Also here: aiokafka's debug lines are not built when nothing would write them. Faust's worker leaves the root
+logger at DEBUG whatever ``--loglevel`` says (`faust.worker.Worker._setup_spinner_handler`: its start-up spinner
+turns on every line, the level stays after start-up), with the level asked of the root's handler instead. aiokafka
+logs at debug per partition of every fetch and per request and response, so each of those lines was a
+`LogRecord` passed through the filters and handlers and dropped: 30 % of an idle worker's fetch loop (85-90 ->
+59 ms CPU/s), whose empty fetches with the embedded broker go every `EMBEDDED_FETCH_WAIT_MS`.
+
 Registered through Faust's own transport registry (`faust.transport.drivers.TRANSPORTS`) under the scheme
 ``shekara``; `streams.app` points ``broker_consumer`` at it. Nothing installed is patched. What this relies on
 in Faust and aiokafka is checked by tests/streams/test_engine_hooks.py.
@@ -20,10 +27,12 @@ in Faust and aiokafka is checked by tests/streams/test_engine_hooks.py.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
+from faust.utils.terminal.spinners import SpinnerHandler
 
 from shekara.settings import Mode, Settings
 
@@ -48,10 +57,28 @@ def consumer_url(settings: Settings) -> str:
     return ";".join(f"{SCHEME}://{h}?{WAIT_PARAM}={wait}" for h in hosts)
 
 
+def skip_unwritten_debug(name: str = "aiokafka", root: logging.Logger = logging.root) -> bool:
+    """Give logger `name` the level INFO when no handler of the root would write its debug lines (module doc).
+
+    Only a logger whose level nobody set, and only while the root takes debug lines: with ``--loglevel debug``
+    (a root handler at DEBUG or NOTSET) they are built and written as before. Faust's spinner handler does not
+    count: it writes nothing once start-up is over. Whether it changed the level."""
+    logger = logging.getLogger(name)
+    writers = [h.level for h in root.handlers if not isinstance(h, SpinnerHandler)]
+    if logger.level != logging.NOTSET or root.getEffectiveLevel() > logging.DEBUG:
+        return False
+    if not writers or min(writers) <= logging.DEBUG:  # no handler: nothing configured, leave it be
+        return False
+    logger.setLevel(logging.INFO)
+    return True
+
+
 class ConsumerThread(driver.AIOKafkaConsumerThread):
     """Faust's consumer thread; its aiokafka consumer's fetch wait is the transport URL's `fetch_max_wait_ms`."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
+        # The worker has configured logging by now (mode's Worker does it before starting the app's services).
+        skip_unwritten_debug()
         consumer = super()._create_worker_consumer(transport)
         wait = transport.url[0].query.get(WAIT_PARAM)
         if wait is not None:

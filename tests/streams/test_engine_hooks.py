@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import io
+import logging
 import re
 import weakref
 from importlib.metadata import version
@@ -23,6 +25,7 @@ import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as driver
+from faust.utils.terminal.spinners import SpinnerHandler
 from mode.threads import ServiceThread
 from mode.utils.queues import ThrowableQueue
 
@@ -103,6 +106,29 @@ def test_the_consumer_thread_gives_aiokafka_the_fetch_wait_and_aiokafka_fetches_
     given, used = asyncio.run(waits())
     assert given == 33, "aiokafka renamed AIOKafkaConsumer._fetch_max_wait_ms (streams.engine sets it)"
     assert used == 33, "AIOKafkaConsumer.start() no longer builds its Fetcher from _fetch_max_wait_ms (streams.engine)"
+
+
+def test_faust_leaves_the_root_at_debug_and_the_engine_skips_aiokafkas_unwritten_debug_lines() -> None:
+    """Faust's worker (--loglevel warn) puts the root logger at DEBUG for its spinner and the level to write on the
+    root's handler: streams.engine gives aiokafka's logger INFO then, and leaves it alone under --loglevel debug."""
+    worker = faust.Worker(_app(), loglevel="warn", quiet=True, redirect_stdouts=False)
+    root = logging.Logger("fake-root", logging.WARNING)
+    root.addHandler(logging.StreamHandler(io.StringIO()))
+    worker.on_setup_root_logger(root, logging.WARNING)
+    assert root.level == logging.DEBUG, "Faust's worker no longer puts the root at DEBUG: streams.engine's doc"
+    assert [h.level for h in root.handlers if not isinstance(h, SpinnerHandler)] == [logging.WARNING]
+    name = "shekara.test.engine.client"
+    try:
+        assert engine.skip_unwritten_debug(name, root)
+        assert logging.getLogger(name).level == logging.INFO
+        assert not logging.getLogger(f"{name}.fetcher").isEnabledFor(logging.DEBUG)
+        assert not engine.skip_unwritten_debug(name, root)  # a level is set now: not touched again
+    finally:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    debugging = logging.Logger("fake-root-debug", logging.DEBUG)
+    debugging.addHandler(logging.StreamHandler(io.StringIO()))  # --loglevel debug: a handler writing every level
+    assert not engine.skip_unwritten_debug(name, debugging)
+    assert logging.getLogger(name).level == logging.NOTSET
 
 
 # --- streams.drain, streams.pipeline: batches from the channel's queue -----------------------------------------
