@@ -63,7 +63,7 @@ class BrokerWatch:
     interval: float = 2.0
     stalled: Callable[[], str | None] | None = None
     cluster_id: str | None = None  # the broker this process started with (first answer)
-    describe: bool = True  # asks with DescribeCluster until the broker says it does not know it
+    describe: bool = True  # asks with DescribeCluster until the broker refuses it
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -92,7 +92,7 @@ class BrokerWatch:
                 except KafkaException as exc:
                     if not _unsupported(exc):
                         raise
-                    self.describe = False  # a broker before Kafka 2.8: Metadata from now on
+                    self.describe = False  # Metadata from now on
             cluster = self._admin.list_topics(timeout=wait).cluster_id
             return cluster
         except Exception:  # unreachable or busy: not an answer
@@ -128,10 +128,15 @@ class BrokerWatch:
 
 
 def _unsupported(exc: KafkaException) -> bool:
-    """The broker does not know the request (a client-side or broker-side refusal of its version)."""
+    """The broker does not answer the request: it does not know it (client- or broker-side refusal of its
+    version), or an authorizer refuses it; Metadata, which every client may ask, answers the cluster id too."""
     err = exc.args[0] if exc.args else None
     code = err.code() if isinstance(err, KafkaError) else None
-    return code in (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION)
+    return code in (
+        KafkaError._UNSUPPORTED_FEATURE,
+        KafkaError.UNSUPPORTED_VERSION,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    )
 
 
 class Throttle(logging.Filter):
