@@ -17,7 +17,8 @@ Run the page on its own (its own consumer group; useful without processors, and 
 
 Access (`web_config`): the page binds ``settings.faust.web_bind`` (127.0.0.1 by default); once
 ``settings.faust.web_password`` is set every request needs it (HTTP Basic), and `shekara.settings.check_secrets`
-refuses to start without one in server mode or on a non-loopback address. Faust's own views (``/table/…`` reads
+refuses to start without one in server mode or on a non-loopback address; without one, a request whose Host
+is not a loopback name gets 421 (DNS rebinding, `host_is_loopback`). Faust's own views (``/table/…`` reads
 table data, ``/router/…`` shows the cluster, the statistics) are off: the page needs none of them.
 """
 
@@ -328,6 +329,38 @@ def login_middleware(user: str, password: str) -> Any:
     return require_login
 
 
+def host_is_loopback(host: str) -> bool:
+    """Whether a ``Host`` header names this machine's loopback (``localhost``, 127.x, ``[::1]``; any port).
+
+    A page without a login binds loopback only, yet a web site can still reach it through the officer's
+    browser by DNS rebinding: its own name, re-resolved to 127.0.0.1, makes its script same-origin with the
+    page (open alerts, traveller histories, triage). Such a request carries the site's name as Host.
+    """
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:port
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    # Browsers resolve *.localhost to loopback themselves (RFC 6761), so no site can rebind such a name.
+    return is_loopback(name) or name.endswith(".localhost")
+
+
+def loopback_host_middleware() -> Any:
+    """An aiohttp middleware for a page without a login: 421 unless the Host names loopback (`host_is_loopback`)."""
+    from aiohttp import web as aioweb
+
+    @aioweb.middleware
+    async def require_loopback_host(request: aioweb.Request, handler: Any) -> Any:
+        host = request.headers.get("Host")
+        if host is None or host_is_loopback(host):  # no Host: not a browser, so not a rebinding
+            return await handler(request)
+        return aioweb.Response(
+            status=421, text=f"this page has no login and answers only to localhost, not to Host {host[:100]!r}\n"
+        )
+
+    return require_loopback_host
+
+
 def web_config(settings: Settings, *, web_port: int | None = None) -> dict[str, Any]:
     """Faust's web settings for a processor or ops-page app: bind address, login, built-in views off.
 
@@ -350,7 +383,11 @@ def web_config(settings: Settings, *, web_port: int | None = None) -> dict[str, 
         "web_graph_enabled": False,
         "web_stats_enabled": False,
         "web_metrics_enabled": False,
-        "web_application_options": {"middlewares": [login_middleware(f.web_user, password)]} if password else {},
+        # With a login a rebinding site gets nothing (the browser keeps the login for the page's own origin);
+        # without one (loopback only), the Host must name loopback.
+        "web_application_options": {
+            "middlewares": [login_middleware(f.web_user, password) if password else loopback_host_middleware()]
+        },
     }
 
 

@@ -49,6 +49,7 @@ from streams.web import (
     checkpoint_rows,
     credentials_match,
     fold_load,
+    host_is_loopback,
     load_key,
     minute_of,
     open_overstays,
@@ -219,7 +220,9 @@ def test_page_binds_loopback_by_default_with_faust_views_off(tmp_path: Path) -> 
     settings = Settings()
     config = web_config(settings, web_port=7001)
     assert settings.faust.web_bind == "127.0.0.1" and config["web_bind"] == "127.0.0.1"
-    assert config["web_port"] == 7001 and config["web_application_options"] == {}  # no password: no login
+    assert config["web_port"] == 7001
+    # No password: no login, but the Host must name loopback (DNS rebinding, test_a_rebinding_site_gets_nothing).
+    assert [m.__name__ for m in config["web_application_options"]["middlewares"]] == ["require_loopback_host"]
     off = ("web_tables_enabled", "web_router_enabled", "web_graph_enabled", "web_stats_enabled", "web_metrics_enabled")
     assert all(config[name] is False for name in off)
     app = standalone_app(Settings(data_dir=tmp_path))
@@ -227,7 +230,16 @@ def test_page_binds_loopback_by_default_with_faust_views_off(tmp_path: Path) -> 
     with pytest.raises(ValueError, match="SHEKARA_FAUST__WEB_PASSWORD is empty"):
         web_config(Settings.model_validate({"faust": {"web_bind": "0.0.0.0"}}))
     with_login = web_config(Settings.model_validate({"faust": {"web_bind": "0.0.0.0", "web_password": "pw-7c1e"}}))
-    assert len(with_login["web_application_options"]["middlewares"]) == 1
+    assert [m.__name__ for m in with_login["web_application_options"]["middlewares"]] == ["require_login"]
+
+
+def test_only_loopback_names_count_as_this_machine() -> None:
+    for host in ("localhost", "LOCALHOST:6066", "127.0.0.1", "127.0.0.1:6066", "127.8.9.1:1", "[::1]", "[::1]:6066",
+                 "ops.localhost:6066", "::1"):  # fmt: skip
+        assert host_is_loopback(host), host
+    for host in ("evil.example", "evil.example:6066", "127.0.0.1.nip.io:6066", "localhost.evil.example", "0.0.0.0",
+                 "10.0.0.5:6066", "[::ffff:7f00:1]x", "", "[::1", "127.0.0.1:6066:1"):  # fmt: skip
+        assert not host_is_loopback(host), host
 
 
 def test_page_refuses_a_public_bind_without_a_password_in_one_line(tmp_path: Path) -> None:
@@ -428,6 +440,29 @@ def test_faust_table_and_router_views_are_not_served(ops_server: OpsServer) -> N
     for path in ("/table/", "/table/ops-open-alerts/", "/router/", "/graph/", "/stats/", "/performance/"):
         assert ops_server.get(path).status_code == 404, path
     assert ops_server.get("/api/alerts").status_code == 200
+
+
+@pytest.mark.integration
+def test_a_rebinding_site_gets_nothing(ops_server: OpsServer) -> None:
+    """DNS rebinding: a site re-resolving its own name to 127.0.0.1 is same-origin with a page without a login.
+
+    The officer's browser then sends the site's name as Host; every view, the triage POST too, refuses it.
+    """
+    rebound = {"Host": f"evil.example:{ops_server.port}"}
+    for path in ("/", "/api/alerts", "/api/status", "/api/history?key=" + "0" * 32, "/history", "/metrics"):
+        answer = httpx.get(ops_server.url + path, headers=rebound, timeout=5)
+        assert answer.status_code == 421, (path, answer.status_code)
+        assert answer.text.count("\n") == 1 and "answers only to localhost" in answer.text, answer.text
+    triage = httpx.post(
+        ops_server.url + "/api/triage",
+        json={"alert_id": "x", "action": "ack"},
+        headers=rebound | {"Origin": "http://evil.example"},
+        timeout=5,
+    )
+    assert triage.status_code == 421
+    # The page's own names still work.
+    for host in (f"127.0.0.1:{ops_server.port}", f"localhost:{ops_server.port}"):
+        assert httpx.get(ops_server.url + "/api/alerts", headers={"Host": host}, timeout=5).status_code == 200
 
 
 @pytest.mark.integration
