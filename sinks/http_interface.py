@@ -80,6 +80,8 @@ MAX_QUERY_BYTES = 1 << 20  # a decompressed query, at most (the endpoint's limit
 _INSERT = re.compile(r"\s*INSERT\b", re.IGNORECASE)
 _INSERT_STATEMENT = re.compile(r"\s*(INSERT\b.*?\bFORMAT\s+\w+)", re.IGNORECASE | re.DOTALL)
 _TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
+# A query_id is echoed in a response header: CR/LF in it would add headers of the client's making.
+_QUERY_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # Native over HTTP follows the client's protocol version (``client_protocol_version``): from 1 on each block
 # starts with its BlockInfo, from 54454 each column's type is followed by a "custom serialization" flag. chDB
 # writes version 0, so the endpoint adds them (clickhouse-go, Grafana's driver, asks for its TCP revision).
@@ -131,6 +133,9 @@ class HttpInterface:
         url = urlsplit(target)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         query_id = params.get("query_id") or str(uuid.uuid4())
+        bad_query_id = not _QUERY_ID.fullmatch(query_id)
+        if bad_query_id:
+            query_id = str(uuid.uuid4())
         base = {
             "X-ClickHouse-Server-Display-Name": self.info.display_name,
             "X-ClickHouse-Query-Id": query_id,
@@ -142,6 +147,8 @@ class HttpInterface:
             if url.path != "/":
                 raise ClickHouseHTTPError(1, f"There is no handler {url.path} for this request")
             self._authenticate(headers, params)
+            if bad_query_id:
+                raise ClickHouseHTTPError(36, "query_id must be 1 to 128 printable ASCII characters without spaces")
             started = time.monotonic_ns()
             sql, fmt, args = self._query(method, params, headers, body)
             out = self.run(sql, fmt, args)

@@ -45,6 +45,9 @@ from sinks.http_interface import HttpInterface, ServerInfo
 
 log = get_logger(__name__)
 MAX_REQUEST_BYTES = 1 << 20
+# A connection silent this long (request line, headers, body, or a keep-alive pause) is closed: each holds a
+# thread, and one that never finishes its request (slowloris) would hold it forever.
+IDLE_TIMEOUT_SECONDS = 60.0
 
 
 class QueryServer:
@@ -72,7 +75,7 @@ class QueryServer:
             run, server_info(client), settings.sink.database, settings.clickhouse_analyst_user, passwords
         )
         address = (settings.sink.query_bind, settings.sink.query_port)
-        httpd = ThreadingHTTPServer(address, _handler(run, check, interface))
+        httpd = ThreadingHTTPServer(address, _handler(run, check, interface, IDLE_TIMEOUT_SECONDS))
         httpd.daemon_threads = True
         server = cls(settings, client, httpd, token)
         server._thread.start()
@@ -151,11 +154,16 @@ def _credentials(user: str, token: str) -> Any:
     return check
 
 
-def _handler(run: Any, authorized: Any, interface: HttpInterface) -> type[BaseHTTPRequestHandler]:
+def _handler(run: Any, authorized: Any, interface: HttpInterface, idle_timeout: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as BI clients' connection pools expect
+        timeout = idle_timeout  # the socket's, per read or write (socketserver.StreamRequestHandler)
 
         def do_GET(self) -> None:  # http.server's naming
+            if not self._framed():
+                return
+            if self.headers.get("Content-Length") not in (None, "0"):
+                self.close_connection = True  # a GET's body is never read: left in the stream it would be a request
             if self.path == "/health":
                 self._reply(HTTPStatus.OK, b"ok")
             elif urlsplit(self.path).path in ("/", "/ping"):
@@ -164,6 +172,8 @@ def _handler(run: Any, authorized: Any, interface: HttpInterface) -> type[BaseHT
                 self._reply(HTTPStatus.NOT_FOUND, b"not found")
 
         def do_POST(self) -> None:
+            if not self._framed():
+                return
             if urlsplit(self.path).path in ("/", "/ping"):
                 body = self._body()
                 if body is not None:
@@ -198,6 +208,24 @@ def _handler(run: Any, authorized: Any, interface: HttpInterface) -> type[BaseHT
                 self._reply(HTTPStatus.BAD_REQUEST, f"query failed: {one_line(str(exc))}".encode())
             else:
                 self._reply(HTTPStatus.OK, body)
+
+        def _framed(self) -> bool:
+            """Whether the body's end is unambiguous, else False once a 4xx/501 ending the connection is sent.
+
+            Only plain ``chunked`` or a Content-Length: with another Transfer-Encoding ("chunked, identity") or
+            both headers, this server and a proxy in front could read different bodies, and the rest of one
+            would be taken as the next request (request smuggling).
+            """
+            encoding = self.headers.get("Transfer-Encoding")
+            if encoding is None:
+                return True
+            if encoding.strip().lower() != "chunked" or len(self.headers.get_all("Transfer-Encoding") or []) > 1:
+                self._reply(HTTPStatus.NOT_IMPLEMENTED, b"bad request: Transfer-Encoding must be chunked or absent")
+                return False
+            if self.headers.get("Content-Length") is not None:
+                self._reply(HTTPStatus.BAD_REQUEST, b"bad request: both Transfer-Encoding and Content-Length")
+                return False
+            return True
 
         def _body(self) -> bytes | None:
             """The request's body, or None once a 4xx has been sent for it."""

@@ -165,6 +165,58 @@ def test_bad_requests_get_one_line(sink: Sink) -> None:
         assert piece in answer.text and "\n" not in answer.text.strip(), answer.text
 
 
+def test_a_request_never_finished_does_not_hold_the_endpoint(tmp_path: Path) -> None:
+    """Slowloris: each connection holds one of the endpoint's threads; one that never ends its request is closed.
+
+    A query endpoint of its own (in a process of its own), with the idle timeout shortened to one second.
+    """
+    import socket
+
+    code = (
+        "import sys, time\n"
+        "from shekara.settings import Settings\n"
+        "from sinks import query_server\n"
+        "from sinks.clickhouse import connect\n"
+        "query_server.IDLE_TIMEOUT_SECONDS = 1.0\n"
+        "settings = Settings(clickhouse_dsn=sys.argv[1], data_dir=sys.argv[2])\n"
+        "writer = connect(settings)  # creates the database\n"
+        "server = query_server.QueryServer.start(settings)\n"
+        "print(server.port, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    process = subprocess.Popen([sys.executable, "-c", code, dsn, str(tmp_path / "var")], stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = b""
+        while not line.strip().isdigit():  # the port, after the server's log lines
+            line = process.stdout.readline()
+            assert line, "the query endpoint did not start"
+        port = int(line)
+        settings = Settings(clickhouse_dsn=dsn, data_dir=tmp_path / "var")
+        stalled = []
+        for partial in (
+            b"POST /query HTTP/1.1\r\nHost: x\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nSEL",
+            b"",
+        ):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+            conn.sendall(partial)
+            stalled.append(conn)
+        started = time.monotonic()
+        for conn in stalled:
+            with conn:
+                while conn.recv(65536):  # the server's answer, if any, then the end: a timeout fails the test
+                    pass
+        assert time.monotonic() - started < 8
+        # The endpoint still answers whoever finishes a request.
+        answer = ask(settings, "SELECT 41 + 1", "TabSeparated", timeout=30)
+        assert answer == b"42\n"
+    finally:
+        process.kill()
+        process.wait(30)
+
+
 # --- reading what is not the analyst's ------------------------------------------------------------------------
 
 

@@ -224,6 +224,64 @@ def test_system_tables_stay_closed_but_for_what_clients_send(warehouse: Warehous
     client.close()
 
 
+# --- hostile requests: framing, headers ------------------------------------------------------------------------
+
+
+def exchange(warehouse: Warehouse, data: bytes) -> list[bytes]:
+    """Every HTTP status line the endpoint answers `data` with, read until it closes the connection."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", warehouse.port), timeout=10) as conn:
+        conn.sendall(data)
+        received = b""
+        while chunk := conn.recv(65536):  # a connection left open ends the test in a timeout
+            received += chunk
+    return [line.strip() for line in received.split(b"\n") if line.startswith(b"HTTP/1.")]
+
+
+def test_ambiguous_framing_cannot_smuggle_a_second_request(warehouse: Warehouse) -> None:
+    """Request smuggling: where a body ends must be certain, or its rest would be read as the next request."""
+    a = warehouse.auth()
+    auth = f"X-ClickHouse-User: {a['X-ClickHouse-User']}\r\nX-ClickHouse-Key: {a['X-ClickHouse-Key']}\r\n"
+    chunked = b"8\r\nSELECT 1\r\n0\r\n\r\n"
+    smuggled = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    for head, body, status in (
+        # Another Transfer-Encoding than plain chunked: its chunks were taken for a request ("Bad request syntax").
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n", chunked, b"501"),
+        ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n", chunked, b"501"),
+        # Both headers: a proxy reading Content-Length would pass the smuggled request on inside this one.
+        ("POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n", chunked, b"400"),
+        ("POST /query HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n", chunked, b"400"),
+        # A GET's body is never read: it was served as the next request on the kept-alive connection.
+        ("GET /?query=SELECT%201 HTTP/1.1\r\nContent-Length: 35\r\n", b"", b"200"),
+        ("GET /health HTTP/1.1\r\nContent-Length: 35\r\n", b"", b"200"),
+    ):
+        statuses = exchange(warehouse, f"{head}Host: x\r\n{auth}\r\n".encode() + body + smuggled)
+        assert len(statuses) == 1 and statuses[0].split()[1] == status, (head, statuses)
+    # Plain chunked and Content-Length bodies still work, and keep-alive still serves a second request.
+    statuses = exchange(
+        warehouse, f"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nHost: x\r\n{auth}\r\n".encode() + chunked
+        + b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )  # fmt: skip
+    assert [s.split()[1] for s in statuses] == [b"200", b"200"], statuses
+
+
+def test_a_query_id_cannot_add_response_headers(warehouse: Warehouse) -> None:
+    """The query_id is echoed as X-ClickHouse-Query-Id: a line break in it wrote headers of the client's making."""
+    answer = httpx.get(
+        warehouse.url,
+        params={"query": "SELECT 1", "query_id": "a\r\nSet-Cookie: session=stolen"},
+        headers=warehouse.auth(),
+        timeout=10,
+    )
+    assert answer.status_code == 400 and "set-cookie" not in answer.headers, answer.headers
+    assert answer.headers["X-ClickHouse-Exception-Code"] == "36"
+    assert answer.text.count("\n") == 1 and "query_id must be 1 to 128 printable ASCII" in answer.text
+    assert "\n" not in answer.headers["X-ClickHouse-Query-Id"]
+    fine = httpx.get(warehouse.url, params={"query": "SELECT 1", "query_id": "bi-2"}, headers=warehouse.auth())
+    assert fine.status_code == 200 and fine.headers["X-ClickHouse-Query-Id"] == "bi-2"
+
+
 # --- the protocol, as clickhouse-go (Grafana's datasource in HTTP mode) and curl speak it -----------------------
 
 
