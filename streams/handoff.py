@@ -15,12 +15,19 @@ theirs) and merges each handoff into the new key's state at once, at the partiti
 order-insensitive, so a handoff may come before or after the new document's events (alerts the new document
 raised alone, e.g. an exit without entry, are retracted under the new document's own key, and what the merged
 walk implies is raised under the person's: `streams.core.identity.hand_over`).
+
+The retired state keeps the link (`TravellerState.successor`). An event of the old document that reaches it after
+the handoff (a late upload of an earlier crossing) is not judged there: the core keeps it in the retired state's
+outbox, and the shell forwards it, with the batch's outputs and before its offsets are committed, in a *late*
+handoff carrying only those events, to the new key's partition, where `take_late` merges them into the person's
+state and walks it again (a redelivery merges nothing: its events are known). A retired new key (A -> B -> C)
+passes on what reaches it, late events or a whole handoff, to its own successor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import msgpack
@@ -32,36 +39,41 @@ from shekara.partitioning import partition_of
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from shekara.settings import Settings
-from streams.core import TravellerState
-from streams.core.identity import hand_over, link_of, retired
+from streams.core import StepResult, TravellerState
+from streams.core.identity import hand_over, link_of, outgoing, retired, take_late
 from streams.core.model import from_us, to_us
+from streams.core.traveller import is_linked, pass_on
 from streams.matching import RawMessage, Stepped
 from streams.stored import pack, unpack
 
 log = get_logger(__name__)
 
-_FORMAT = 1
+_FORMAT = 2  # 2: the `late` flag; a format-1 record (without it) is a whole state's handoff
+_READS = (1, 2)
+_HEADER = len(pack(0, None, b""))  # the stored value's header, before the state bytes (streams.stored)
 
 
 @dataclass(frozen=True, slots=True)
 class Handoff:
-    """The replaced document's state after the renewal `link_id`, for the new document's key."""
+    """The replaced document's state after the renewal `link_id`, for the new document's key; or (`late`) only
+    the events that reached the retired state since, to merge into the person's (`take_late`)."""
 
     link_id: str  # the DOCUMENT_REPLACED event's id
     old_key: str  # partition keys
     new_key: str
     at: datetime  # the renewal's event time
-    state: bytes  # TravellerState.to_bytes() of the old key
+    state: bytes  # TravellerState.to_bytes() of the old key (late: its history is the events to merge)
+    late: bool = False
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb((_FORMAT, self.link_id, self.old_key, self.new_key, to_us(self.at), self.state))
+        return msgpack.packb((_FORMAT, self.link_id, self.old_key, self.new_key, to_us(self.at), self.state, self.late))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Handoff:
-        fmt, link_id, old_key, new_key, at, state = msgpack.unpackb(data)
-        if fmt != _FORMAT:
-            raise ValueError(f"identity handoff format {fmt} is not {_FORMAT}")
-        return cls(link_id, old_key, new_key, from_us(at), state)
+        fmt, link_id, old_key, new_key, at, state, *rest = msgpack.unpackb(data)
+        if fmt not in _READS:
+            raise ValueError(f"identity handoff format {fmt} is not one of {_READS}")
+        return cls(link_id, old_key, new_key, from_us(at), state, bool(rest[0]) if fmt >= 2 else False)
 
 
 class Handoffs:
@@ -80,8 +92,9 @@ class Handoffs:
         self.serde = serde
 
     def emit(self, messages: Sequence[RawMessage], stepped: Stepped) -> list[tuple[bytes, int, bytes]]:
-        """The handoffs the chunk's accepted renewals make, as (key, partition, value) to send; the old keys'
-        state writes in `stepped` are replaced by their retired states."""
+        """The handoffs the chunk's accepted renewals make, and the late events retired states took, as (key,
+        partition, value) to send; the old keys' state writes in `stepped` are replaced by their retired states
+        (without the events forwarded)."""
         refused = {index for index, *_ in stepped.rejected}
         writes = {(p, key): i for i, (p, key, _, _) in enumerate(stepped.states)}
         out: list[tuple[bytes, int, bytes]] = []
@@ -101,10 +114,32 @@ class Handoffs:
             p, key, stored, _ = stepped.states[at]
             state = TravellerState.from_bytes(unpack(stored)[2])
             handoff = Handoff(link.event_id, link.old_key, link.new_key, link.at, unpack(stored)[2])
-            stepped.states[at] = (p, key, pack(p, None, retired(state).to_bytes()), None)
-            out.append(
-                (link.new_key.encode(), partition_of(link.new_key.encode(), self.partitions), handoff.to_bytes())
-            )
+            stepped.states[at] = (p, key, pack(p, None, retired(state, link).to_bytes()), None)
+            out.append(self._record(handoff))
+        return out + self._forwards(stepped)
+
+    def _record(self, handoff: Handoff) -> tuple[bytes, int, bytes]:
+        key = handoff.new_key.encode()
+        return key, partition_of(key, self.partitions), handoff.to_bytes()
+
+    def _forwards(self, stepped: Stepped) -> list[tuple[bytes, int, bytes]]:
+        """A late handoff for each retired state written with events in its outbox; the write is replaced by the
+        state without them (both go with the batch: a replay queues and sends the same again)."""
+        last = {(p, key): i for i, (p, key, _, _) in enumerate(stepped.states)}  # the batch's last write wins
+        out: list[tuple[bytes, int, bytes]] = []
+        for i in last.values():
+            p, key, stored, due = stepped.states[i]
+            if not is_linked(stored[_HEADER : _HEADER + 2]):  # most states: not retired, neither copied nor decoded
+                continue
+            state = TravellerState.from_bytes(unpack(stored)[2])
+            events, emptied = outgoing(state)
+            link = state.successor
+            if not events or link is None:
+                continue
+            late = TravellerState(state.traveller_key, events).to_bytes()
+            out.append(self._record(Handoff(link.link_id, key, link.new_key, from_us(link.at), late, late=True)))
+            stepped.states[i] = (p, key, pack(p, due, emptied.to_bytes()), due)
+            log.info("late events forwarded", link=link.link_id, partition=p, events=len(events))
         return out
 
     def receive(
@@ -113,9 +148,12 @@ class Handoffs:
         stored_of: Callable[[int, bytes], bytes | None],
         watermark_of: Callable[[int], datetime | None],
         now: datetime,
-    ) -> Stepped:
-        """Merge each handoff into its new key's state and walk it again (streams.core.identity.hand_over)."""
+    ) -> tuple[Stepped, list[tuple[bytes, int, bytes]]]:
+        """Merge each handoff into its new key's state and walk it again (streams.core.identity.hand_over), or a
+        late one's events (`take_late`); a retired new key passes either on to its successor. What to store and
+        send, and the handoffs to send on, as (key, partition, value)."""
         out = Stepped()
+        onward: list[tuple[bytes, int, bytes]] = []
         states: dict[tuple[int, str], bytes | None] = {}  # the batch's own writes: two handoffs for one key chain
         for index, (_, partition, _, key, value, _) in enumerate(messages):
             try:
@@ -131,17 +169,35 @@ class Handoffs:
             watermark = watermark_of(partition)
             if watermark is None or watermark < handoff.at:
                 watermark = handoff.at  # a fresh partition: the renewal itself is event time reached
+            too_old: list[str] = []
             try:
-                # Not merge_states + step alone: what the new key emitted before this handoff carries its own
-                # traveller key and must be settled under it (hand_over's doc).
-                result = hand_over(
-                    TravellerState.from_bytes(handoff.state),
-                    new,
-                    watermark=watermark,
-                    emitted_time=now,
-                    rules=self.rules,
-                    checkpoints=self.checkpoints,
-                )
+                incoming = TravellerState.from_bytes(handoff.state)
+                if new is not None and new.successor is not None:
+                    # The new document was itself replaced (A -> B -> C): the person lives on under C's key.
+                    if not handoff.late:
+                        onward.append(self._record(replace(handoff, new_key=new.successor.new_key)))
+                        continue
+                    result = StepResult(pass_on(new, incoming.history), [], [], None)
+                elif handoff.late:
+                    result, too_old = take_late(
+                        new or TravellerState.empty(incoming.traveller_key),
+                        incoming.history,
+                        watermark=watermark,
+                        emitted_time=now,
+                        rules=self.rules,
+                        checkpoints=self.checkpoints,
+                    )
+                else:
+                    # Not merge_states + step alone: what the new key emitted before this handoff carries its own
+                    # traveller key and must be settled under it (hand_over's doc).
+                    result = hand_over(
+                        incoming,
+                        new,
+                        watermark=watermark,
+                        emitted_time=now,
+                        rules=self.rules,
+                        checkpoints=self.checkpoints,
+                    )
             except Exception as exc:
                 out.rejected.append((index, "process", f"the identity merge failed: {exc!r}", None))
                 out.failures.append((partition, repr(exc), 1))
@@ -151,5 +207,17 @@ class Handoffs:
             value = pack(partition, result.next_due, result.state.to_bytes())
             states[slot] = value
             out.states.append((partition, handoff.new_key, value, result.next_due))
-            log.info("identity handoff merged", link=handoff.link_id, partition=partition, alerts=len(result.alerts))
-        return out
+            if too_old:
+                # Merged but for these: older than the person's retained history (or a redelivery of events
+                # folded since). A dead letter names them, as `step` rejects a source event too old to re-order.
+                why = f"late events older than the traveller's retained history, not merged: {', '.join(too_old)}"
+                out.rejected.append((index, "process", why, None))
+            log.info(
+                "identity handoff merged",
+                link=handoff.link_id,
+                partition=partition,
+                late=handoff.late,
+                alerts=len(result.alerts),
+            )
+        onward += self._forwards(out)
+        return out, onward

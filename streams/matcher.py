@@ -149,7 +149,10 @@ class TravellerMatcher(Processor):
         for ev in links:
             self.partitions.remember(ev)  # the new keys' states are read and written in their partition's context
         now = datetime.now(UTC)
-        merged = self.handoffs.receive(raw(links), self.store.get, self.watermarks.get, now)
+        merged, onward = self.handoffs.receive(raw(links), self.store.get, self.watermarks.get, now)
+        for key, partition, value in onward:  # passed on along a chain of renewals, sent with the batch's outputs
+            self.outputs.handoff(key, partition, value)
+            self.stats.handoffs_sent += 1
         for index, stage, reason, fld in merged.rejected:
             self.dead(links[index], stage, reason, fld, now)
         self.stats.handoffs_merged += len(merged.states)

@@ -16,7 +16,14 @@ names the new document. The link logic, pure:
 * `merge_states(old, new)`: the old document's stored state, handed off after the renewal, merged with the new
   document's (if any), to be walked again with `step(..., replay=True)`; `hand_over(old, new, ...)`: what the
   processors do across partitions (`streams.handoff`), that merge and walk with the new document's own records
-  moved to the person's key; `retired(old)`: the old document's state once handed off (it owes no deadline).
+  moved to the person's key; `retired(old, link)`: the old document's state once handed off (it owes no deadline
+  and keeps the link).
+* After the handoff, an event of the old document (a late upload of an earlier crossing) reaches the retired state:
+  `step` does not judge it there but keeps it in the state's outbox (`streams.core.traveller.pass_on`);
+  `outgoing(retired)` takes it out for the shell to forward to the new key, where `take_late` merges it into the
+  person's state and walks it again, as if it had been handed off with the rest. Along a chain (A -> B -> C) a
+  retired B passes on what reaches it the same way. The old booklet's watch list (LOST_STOLEN_DOCUMENT) is still
+  judged on the old key: it is the booklet's, not the person's, and does not move with the merge.
 """
 
 from __future__ import annotations
@@ -31,14 +38,17 @@ from shekara.pseudonym import partition_key
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from streams.core.context import context_for
-from streams.core.model import STATUS, Event, id_of, key_of
+from streams.core.model import STATUS, Event, StoredEvent, id_of, key_of, to_us
 from streams.core.records import alert_record, void_stay_record
 from streams.core.traveller import (
+    BOOKLET_ALERT,
     RETRACTED,
     Key,
     StepResult,
+    Successor,
     TravellerState,
     _in_scope,
+    _next_due,
     _stay_in_scope,
     step,
 )
@@ -150,7 +160,8 @@ def merge_states(old: TravellerState, new: TravellerState | None) -> TravellerSt
     the same handoff adds no event (ids already known or folded past) and no counted day (intervals are a set).
     The merged state keeps the OLD state's traveller key, so the person's alerts and stays keep their ids across
     the renewal (an overstay raised on the old document is resolved by the exit on the new one; chains A -> B -> C
-    keep A's key). Booklet-scoped changes (lost, stolen, recovered) of the old document stay behind.
+    keep A's key). Booklet-scoped changes (lost, stolen, recovered) of the old document stay behind, and so do its
+    LOST_STOLEN_DOCUMENT alerts (the retired old state goes on judging its booklet's watch list).
     """
     if new is None or (not new.history and new.base is None and not new.emitted and not new.stays_emitted):
         new = TravellerState.empty(old.traveller_key)
@@ -169,8 +180,10 @@ def merge_states(old: TravellerState, new: TravellerState | None) -> TravellerSt
         base.copy() if base is not None else Cursor(),  # replaced by the replay's walk
         base,
         base_key,
-        {**old.pending, **new.pending},
-        {**old.emitted, **new.emitted},
+        # The old booklet's watch-list alerts stay with it (its retired state still judges them): carried over,
+        # the replay, which leaves the booklet's reports behind, would retract them.
+        {**{a: c for a, c in old.pending.items() if c.type != BOOKLET_ALERT}, **new.pending},
+        {**{a: e for a, e in old.emitted.items() if e.alert.type != BOOKLET_ALERT}, **new.emitted},
         {**old.stays_pending, **new.stays_pending},
         {**old.stays_emitted, **new.stays_emitted},
     )
@@ -232,10 +245,68 @@ def hand_over(
     return replace(result, alerts=alerts + result.alerts, stays=stays + result.stays)
 
 
-def retired(state: TravellerState) -> TravellerState:
+def retired(state: TravellerState, link: Link) -> TravellerState:
     """The replaced document's state once handed off: it keeps its history (a late event of the old document
-    is still recognised) but owes no deadline any more, the new document's partition carries them."""
-    return replace(state, pending={}, stays_pending={})
+    is still recognised) but owes no deadline any more, the new document's partition carries them; it keeps the
+    link, so `step` passes on what still reaches it (an outbox not yet forwarded is kept)."""
+    outbox = state.successor.outbox if state.successor is not None else ()
+    return replace(
+        state, pending={}, stays_pending={}, successor=Successor(link.event_id, link.new_key, to_us(link.at), outbox)
+    )
+
+
+def outgoing(state: TravellerState) -> tuple[tuple[StoredEvent, ...], TravellerState]:
+    """A retired state's events to forward to its successor's key, and the state without them (to store with the
+    forward, in one batch: a replayed batch queues and forwards them again, and `take_late` merges them once)."""
+    if state.successor is None or not state.successor.outbox:
+        return (), state
+    return state.successor.outbox, replace(state, successor=state.successor._replace(outbox=()))
+
+
+def take_late(
+    state: TravellerState,
+    events: Sequence[StoredEvent],
+    *,
+    watermark: datetime,
+    emitted_time: datetime,
+    rules: RuleBook,
+    checkpoints: Mapping[str, CheckpointInfo],
+) -> tuple[StepResult, list[str]]:
+    """The person's state (under the new document's key) with late events of a replaced document forwarded from
+    its retired state (`outgoing`), walked again from the base as any late event is (`step`'s replay), under the
+    person's key; and the ids of those too old to re-order (at or before the folded base, unless known: a
+    forward delivered again after its events were folded is among them too).
+
+    Idempotent: events already in the history are skipped. The old document's booklet-scoped changes (lost, stolen,
+    recovered) stay behind, as in `merge_states`.
+    """
+    if state.successor is not None:
+        raise ValueError("a retired state passes late events on (pass_on), it does not take them")
+    floor = state.base_key
+    known = set(map(id_of, state.history))
+    fresh: dict[str, StoredEvent] = {}
+    too_old: list[str] = []
+    for e in events:
+        eid = id_of(e)
+        if eid in known or eid in fresh or (e[2] == STATUS and e[4] in _SCOPED_VALUES):
+            continue
+        if floor is not None and key_of(e) <= floor:
+            too_old.append(eid)
+            continue
+        fresh[eid] = e
+    if not fresh:
+        return StepResult(state, [], [], _next_due(state.pending, state.stays_pending)), too_old
+    history = tuple(sorted((*state.history, *fresh.values()), key=key_of))
+    result = step(
+        replace(state, history=history),
+        [],
+        watermark=watermark,
+        emitted_time=emitted_time,
+        rules=rules,
+        checkpoints=checkpoints,
+        replay=True,
+    )
+    return result, too_old
 
 
 def _merged_base(old: TravellerState, new: TravellerState) -> tuple[Cursor | None, Key | None]:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
-from schemas.records import Alert, AlertAction, Stay
+from schemas.records import Alert, AlertAction, AlertType, Stay
 from shekara.reference import CheckpointInfo
 from shekara.rules import RuleBook
 from streams.core.context import Context, context_for
@@ -50,11 +50,18 @@ from streams.core.outcome import open_stay
 from streams.core.records import alert_record, stay_record, void_stay_record
 from streams.core.walk import Cursor, Findings, advance, open_alerts
 
-# format 2: an emitted alert carries its last record's revision; format 1 (without it) is still read
+# format 2: an emitted alert carries its last record's revision; format 1 (without it) is still read.
+# format 3: format 2 and an 11th field, the link of a retired state (`successor`). Only a retired state is written
+# so: every other state keeps format 2's bytes (its readers and the format-2 fixture are unchanged).
 _FORMAT = 2
-_READS = (1, 2)
+_LINKED = 3
+_READS = (1, 2, 3)
+_LINKED_HEAD = bytes((0x9B, _LINKED))  # msgpack: an array of 11, then the format
 RAISED, RESOLVED, RETRACTED = AlertAction.RAISED.value, AlertAction.RESOLVED.value, AlertAction.RETRACTED.value
 Key = tuple[int, str]
+# The alert of a booklet, not of its holder (a crossing on a document reported lost or stolen): judged on the
+# document's own key even once the person's state has moved on to a renewed document (streams.core.identity).
+BOOKLET_ALERT = AlertType.LOST_STOLEN_DOCUMENT.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,20 @@ class Retention:
 DEFAULT_RETENTION = Retention()
 
 
+class Successor(NamedTuple):
+    """A retired state's link to the document that replaced it (`streams.core.identity.retired`)."""
+
+    link_id: str  # the DOCUMENT_REPLACED event's id
+    new_key: str  # the new document's partition key: where the person's state lives now
+    at: int  # the renewal's event time (µs)
+    outbox: tuple[StoredEvent, ...] = ()  # events taken since the last forward, for the shell to pass on
+
+
+def is_linked(data: bytes) -> bool:
+    """Whether stored state bytes are a retired state's (format 3), without decoding them."""
+    return data[:2] == _LINKED_HEAD
+
+
 @dataclass(slots=True)
 class TravellerState:
     """Everything the shell stores per traveller key (serialise with to_bytes / from_bytes)."""
@@ -87,6 +108,7 @@ class TravellerState:
     emitted: dict[str, EmittedAlert] = field(default_factory=dict)  # alert id -> (last action, as emitted)
     stays_pending: dict[str, StayCandidate] = field(default_factory=dict)  # closed stays waiting for the watermark
     stays_emitted: dict[str, EmittedStay] = field(default_factory=dict)
+    successor: Successor | None = None  # set once the document is replaced and the state handed off
 
     @classmethod
     def empty(cls, traveller_key: str) -> TravellerState:
@@ -97,28 +119,27 @@ class TravellerState:
         return key_of(self.history[-1]) if self.history else self.base_key
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb(
-            (
-                _FORMAT,
-                self.traveller_key,
-                self.history,
-                self.cursor.pack(),
-                self.base.pack() if self.base is not None else None,
-                self.base_key,
-                self.pending,
-                self.emitted,
-                self.stays_pending,
-                self.stays_emitted,
-            )
+        fields = (
+            _FORMAT if self.successor is None else _LINKED,
+            self.traveller_key,
+            self.history,
+            self.cursor.pack(),
+            self.base.pack() if self.base is not None else None,
+            self.base_key,
+            self.pending,
+            self.emitted,
+            self.stays_pending,
+            self.stays_emitted,
         )
+        return msgpack.packb(fields if self.successor is None else (*fields, tuple(self.successor)))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TravellerState:
-        fmt, key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted = msgpack.unpackb(
-            data, use_list=False
-        )
+        fields = msgpack.unpackb(data, use_list=False)
+        fmt = fields[0]
         if fmt not in _READS:
             raise ValueError(f"traveller state format {fmt} is not one of {_READS}")
+        _, key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted = fields[:10]
         return cls(
             key,
             history,
@@ -129,6 +150,7 @@ class TravellerState:
             {k: emitted_alert(e) for k, e in emitted.items()} if emitted else {},
             {k: named(StayCandidate, s) for k, s in stays_pending.items()} if stays_pending else {},
             {k: named(EmittedStay, e) for k, e in stays_emitted.items()} if stays_emitted else {},
+            Successor(*fields[10]) if fmt == _LINKED else None,
         )
 
 
@@ -158,6 +180,8 @@ def step(
     documents' states, `streams.core.identity.merge_states`, whose saved cursor is no walk of its history).
     Pure: the given state is not modified; use the returned one.
     """
+    if state.successor is not None:
+        return _retired_step(state, events, watermark, emitted_time, rules, checkpoints, retention)
     ctx = context_for(rules, checkpoints)
     key = state.traveller_key
     wm = to_us(watermark)
@@ -223,6 +247,68 @@ def step(
         )
     out = TravellerState(key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted)
     return StepResult(out, alerts, stays, _next_due(pending, stays_pending), rejected)
+
+
+def _retired_step(
+    state: TravellerState,
+    events: Sequence[Event],
+    watermark: datetime,
+    emitted_time: datetime,
+    rules: RuleBook,
+    checkpoints: Mapping[str, CheckpointInfo],
+    retention: Retention,
+) -> StepResult:
+    """`step` on a retired state: the person's state lives under the new document's key, so the events are not
+    judged here (alerts and stays would be raised twice, from two partitions) but kept and queued for the shell to
+    forward there (`pass_on`). Only the booklet's own watch list is judged here (a crossing on the old passport
+    reported lost or stolen: LOST_STOLEN_DOCUMENT), as before the renewal: its reports do not follow the person."""
+    assert state.successor is not None
+    fresh, rejected = _admit(state, events, rules)
+    if not fresh:
+        return StepResult(state, [], [], None, rejected)
+    result = step(
+        replace(state, successor=None),
+        events,
+        watermark=watermark,
+        emitted_time=emitted_time,
+        rules=rules,
+        checkpoints=checkpoints,
+        retention=retention,
+    )
+    walked = result.state
+    watch = [(a, c) for a, c in walked.pending.items() if c.type == BOOKLET_ALERT]
+    pending = dict(watch)
+    # The walk's other findings are the person's and stay unsaid: what this side emitted before the renewal is kept
+    # as it was, and the records made now are only the watch list's.
+    emitted = {a: e for a, e in state.emitted.items() if e.alert.type != BOOKLET_ALERT}
+    emitted.update((a, e) for a, e in walked.emitted.items() if e.alert.type == BOOKLET_ALERT)
+    link = state.successor
+    kept = replace(
+        walked,
+        pending=pending,
+        emitted=emitted,
+        stays_pending={},
+        stays_emitted=state.stays_emitted,
+        successor=link._replace(outbox=tuple(sorted((*link.outbox, *fresh), key=key_of))),
+    )
+    alerts = [a for a in result.alerts if a.type.value == BOOKLET_ALERT]
+    return StepResult(kept, alerts, [], _next_due(pending, {}), rejected)
+
+
+def pass_on(state: TravellerState, events: Sequence[StoredEvent]) -> TravellerState:
+    """A retired state with `events` kept in its history (a redelivery is then known) and queued in its outbox for
+    the successor; events it already holds are left out."""
+    assert state.successor is not None
+    known = set(map(id_of, state.history))
+    fresh = {id_of(e): e for e in events if id_of(e) not in known}
+    if not fresh:
+        return state
+    link = state.successor
+    return replace(
+        state,
+        history=tuple(sorted((*state.history, *fresh.values()), key=key_of)),
+        successor=link._replace(outbox=tuple(sorted((*link.outbox, *fresh.values()), key=key_of))),
+    )
 
 
 def _open_stay(ctx: Context, cursor: Cursor, found: Findings) -> None:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from harness import readback, samples
@@ -20,13 +21,23 @@ from harness.stack import Stack
 from producers.client import EventProducer
 from schemas.compat import check_compatibility
 from schemas.ids import alert_id
-from schemas.records import Alert, AlertAction, AlertType, Crossing, Direction, StatusChange, StatusChangeKind
+from schemas.records import (
+    Alert,
+    AlertAction,
+    AlertType,
+    Crossing,
+    Direction,
+    StatusChange,
+    StatusChangeKind,
+    Stay,
+)
 from schemas.serde import schema_versions
 from shekara.partitioning import partition_of
 from shekara.pseudonym import partition_key, traveller_key
 from shekara.settings import Settings
 from sinks.analyst import query_table, saved_queries
 from sinks.sink import run_sink
+from streams.handoff import Handoff
 from tests.sinks.test_sink_parity import Case, Parity, parity_on
 
 T = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -226,3 +237,85 @@ def test_an_exit_on_the_new_passport_judged_before_the_handoff_arrives_is_retrac
     assert {a.traveller_key for a in final.values()} == {person}
     live = [s for s in stays.values() if s.rule_id != "void" and s.traveller_key in (person, own)]
     assert [(s.entry_event_id, s.exit_event_id, s.traveller_key) for s in live] == [("late-in", "late-out", person)]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_late_upload_on_the_old_passport_after_the_handoff_reaches_the_person(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A border agency's case: entry on A, renewal A -> B, exit on B 35 days after the entry (30 allowed: an
+    overstay); then, uploaded late, an exit on A and a re-entry on A before the renewal (15 days, then 8: none).
+    The late events reach A's partition after its state was handed off: not judged there, forwarded to B's
+    partition and merged into the person's history, as if they had come in order."""
+    old, new = "OLD123456", "NEW654322"
+    assert _person(old, settings.partitions)[1] != _person(new, settings.partitions)[1]
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = timedelta(days=1)
+    arrival = _crossing("lu-in", old, now - 40 * day, Direction.ENTRY)  # 30 days allowed (visa-free)
+    renewal = replace(_renewal(old, new), event_time=now - 11 * day, received_time=now - 11 * day)
+    departure = _crossing("lu-out", new, now - 6 * day + timedelta(hours=9), Direction.EXIT)
+    late = [
+        _crossing("lu-late-out", old, now - 26 * day, Direction.EXIT),
+        _crossing("lu-late-in", old, now - 13 * day, Direction.ENTRY),
+    ]
+    key = settings.pseudonym_key_bytes
+    person, own = traveller_key("UZB", old, key), traveller_key("UZB", new, key)
+    with Stack(settings, tmp_path / "stack", workers=1, sink=False, embedded_broker=False) as stack:
+        with EventProducer(settings, spool=False) as producer:
+            for e in (arrival, renewal, departure):
+                producer.publish(e)
+        stack.wait_processed(timeout=120)
+        before = _final(readback.read_alerts(settings))
+        before = {a.type: a for a in _final(readback.read_alerts(settings)).values() if a.traveller_key == person}
+        # 35 days on A then B, judged as one person: overstayed in the country, then left late
+        assert before[AlertType.OUT_OF_COUNTRY_OVERSTAY].action == AlertAction.RAISED
+        assert before[AlertType.IN_COUNTRY_OVERSTAY].action == AlertAction.RESOLVED
+        with EventProducer(settings, spool=False) as producer:
+            for e in late:
+                producer.publish(e)
+        stack.wait_processed(timeout=120)
+        time.sleep(1.5)  # the status file is written by the one-second tick
+        [status] = stack.worker_statuses()
+        alerts = [a for a in readback.read_alerts(settings) if a.traveller_key in (person, own)]
+        stays = [s for _, s in readback.read_records(settings, settings.topics.stays) if isinstance(s, Stay)]
+        dead = readback.read_dead_letters(settings)
+    assert dead == []
+    final = _final(alerts)
+    # retracted: with the late events, no stay was longer than 30 days
+    assert not {a.alert_id for a in before.values() if a.type != AlertType.UNREGISTERED_STAY} & final.keys()
+    kinds = {a.type for a in final.values()}
+    assert not kinds & {
+        AlertType.OUT_OF_COUNTRY_OVERSTAY,
+        AlertType.IN_COUNTRY_OVERSTAY,
+        AlertType.EXIT_WITHOUT_ENTRY,
+        AlertType.DOUBLE_ENTRY,
+    }
+    assert {a.traveller_key for a in final.values()} <= {person}
+    # nothing twice: each alert record (id, revision) once, whichever partition sent it
+    assert len({(a.alert_id, a.revision) for a in alerts}) == len(alerts)
+    mine = [s for s in stays if s.traveller_key in (person, own)]
+    assert len({(s.stay_id, s.revision) for s in mine}) == len(mine)
+    latest: dict[str, Stay] = {}
+    for s in mine:
+        if s.stay_id not in latest or s.revision >= latest[s.stay_id].revision:
+            latest[s.stay_id] = s
+    live = sorted(
+        (s.entry_event_id, s.exit_event_id, s.traveller_key, s.days_over)
+        for s in latest.values()
+        if s.rule_id != "void"
+    )
+    assert live == [("lu-in", "lu-late-out", person, 0), ("lu-late-in", "lu-out", person, 0)]
+    assert status["handoffs_sent"] >= 2 and status["handoffs_merged"] >= 2  # the handoff, then the forward(s)
+
+
+def test_a_handoff_record_of_the_previous_format_reads_as_a_whole_state() -> None:
+    """Records already on the identity-links topic when the processors are upgraded (format 1, no `late` flag)."""
+    at = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    state = b"state-bytes"
+    before = msgpack.packb((1, "renew-1", "old-key", "new-key", int(at.timestamp() * 1_000_000), state))
+    assert Handoff.from_bytes(before) == Handoff("renew-1", "old-key", "new-key", at, state, late=False)
+    late = Handoff("renew-1", "old-key", "new-key", at, state, late=True)
+    assert Handoff.from_bytes(late.to_bytes()) == late
+    with pytest.raises(ValueError, match="identity handoff format 9 is not one of"):
+        Handoff.from_bytes(msgpack.packb((9, "renew-1", "old-key", "new-key", 0, state, False)))

@@ -13,7 +13,19 @@ import pytest
 
 from schemas.records import Alert, AlertType, Direction, StatusChange, StatusChangeKind, Stay, Traveller
 from shekara.pseudonym import partition_key
-from streams.core.identity import LinkBook, continued_history, hand_over, link_of, retired
+from streams.core import TravellerState
+from streams.core.identity import (
+    Link,
+    LinkBook,
+    continued_history,
+    hand_over,
+    link_of,
+    outgoing,
+    retired,
+    take_late,
+)
+from streams.core.model import STATUS, from_us
+from streams.core.traveller import is_linked, pass_on
 from tests.streams.core.factory import (
     CHECKPOINTS,
     NOW,
@@ -33,6 +45,7 @@ from tests.streams.core.factory import (
 
 OLD = person(number="OLD123456")
 NEW = person(number="NEW654321")
+THIRD = person(number="THIRD7777")
 
 
 def _renewal(when: str, old: Traveller = OLD, new: Traveller = NEW) -> StatusChange:
@@ -166,6 +179,9 @@ def _feed_apart(events: list, who: Traveller) -> Run:
 def _hand_over(old: Run, new: Run, watermark: str | datetime) -> list[Alert]:
     """What the shell does (streams.handoff): the new partition merges and replays, the old one retires."""
     assert old.state is not None
+    was, now = (OLD, NEW) if old.key == key_of(OLD) else (NEW, THIRD)
+    renewal = [e for e in old.state.history if e[2] == STATUS and e[4] == StatusChangeKind.DOCUMENT_REPLACED][-1]
+    link = Link(_pkey(was), _pkey(now), now.document, renewal[1], from_us(renewal[0]))
     result = hand_over(
         old.state,
         new.state,
@@ -177,7 +193,7 @@ def _hand_over(old: Run, new: Run, watermark: str | datetime) -> list[Alert]:
     new.state = result.state
     new.alerts.extend(result.alerts)
     new.stays.extend(result.stays)
-    old.state = retired(old.state)
+    old.state = retired(old.state, link)
     return result.alerts
 
 
@@ -299,3 +315,201 @@ def test_a_chain_of_renewals_keeps_the_first_documents_key_and_counts_all_three(
     assert _judged(records, a.stays + b.stays + c.stays) == _judged(reference.alerts, reference.stays)
     assert [a.type.value for a in final_alerts(records).values()] == [AlertType.WINDOW_BREACH.value]
     assert {r.traveller_key for r in records} | {s.traveller_key for s in b.stays + c.stays} == {key_of(OLD)}
+
+
+# --- late events of the old document, after the handoff (streams.core.identity.take_late) ----------------------
+
+# Entry on A on 1 March (30 days allowed, visa-free), renewed A -> B on 30 March, left on B on 4 April: 35 days, an
+# overstay. Uploaded late, after the renewal was handed off: an exit on A on 15 March and a re-entry on 28 March.
+# With them, the person was in for 15 days, then for 8: no overstay.
+A_IN = entry("2026-03-01 09:00", who=OLD, eid="a-in")
+A_OUT = exit_("2026-03-15 18:00", who=OLD, eid="a-late-out")
+A_BACK = entry("2026-03-28 09:00", who=OLD, eid="a-late-in")
+B_OUT = exit_("2026-04-04 18:00", who=NEW, eid="b-out")
+LATE_RENEWAL = _renewal("2026-03-30 10:00")
+
+
+def _forward(old: Run, new: Run, watermark: datetime) -> list[str]:
+    """What the shell does with a retired state's outbox: forwarded to the new key and merged (or passed on
+    again by a retired new key); the ids too old to re-order."""
+    assert old.state is not None and new.state is not None
+    events, old.state = outgoing(old.state)
+    if new.state.successor is not None:
+        new.state = pass_on(new.state, events)
+        return []
+    result, too_old = take_late(
+        new.state, events, watermark=watermark, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS
+    )
+    new.state = result.state
+    new.alerts.extend(result.alerts)
+    new.stays.extend(result.stays)
+    return too_old
+
+
+def _late_reference(late: list) -> Run:
+    link = link_of(LATE_RENEWAL)
+    assert link is not None
+    return _feed_apart(continued_history([A_IN, *late, LATE_RENEWAL], [B_OUT], link), NEW)
+
+
+def test_the_late_events_change_the_verdict() -> None:
+    without, with_late = _late_reference([]), _late_reference([A_OUT, A_BACK])
+    overstays = {AlertType.OUT_OF_COUNTRY_OVERSTAY.value, AlertType.IN_COUNTRY_OVERSTAY.value}
+    assert AlertType.OUT_OF_COUNTRY_OVERSTAY.value in without.types()
+    assert not overstays & set(with_late.types())
+    assert sorted((s.entry_event_id, s.exit_event_id, s.days) for s in with_late.final_stays().values()) == [
+        ("a-in", "a-late-out", 15),
+        ("a-late-in", "b-out", 8),
+    ]
+
+
+@pytest.mark.parametrize("exit_first", [False, True], ids=["late-before-b-exit", "late-after-b-exit"])
+@pytest.mark.parametrize("exit_before_handoff", [False, True], ids=["handoff-first", "b-exit-first"])
+@pytest.mark.parametrize("together", [True, False], ids=["one-upload", "two-uploads"])
+def test_late_old_document_events_after_the_handoff_are_judged_as_one_history(
+    exit_first: bool, exit_before_handoff: bool, together: bool
+) -> None:
+    reference = _late_reference([A_OUT, A_BACK])
+    old = _feed_apart([A_IN, LATE_RENEWAL], OLD)
+    new = Run(key=key_of(NEW))
+    if exit_before_handoff:
+        new.feed([B_OUT], B_OUT.event_time)  # judged alone: an exit without entry, retracted by the merge
+    _hand_over(old, new, B_OUT.event_time if exit_before_handoff else LATE_RENEWAL.event_time)
+    if exit_first and not exit_before_handoff:
+        new.feed([B_OUT], B_OUT.event_time)
+    for upload in [[A_OUT, A_BACK]] if together else [[A_BACK], [A_OUT]]:  # the second upload out of order too
+        taken = old.feed(upload, max(B_OUT.event_time, A_BACK.event_time))
+        assert (taken.alerts, taken.stays, taken.rejected) == ([], [], [])  # not judged on the retired side
+        assert taken.next_due is None
+        seen = B_OUT.event_time if exit_first or exit_before_handoff else LATE_RENEWAL.event_time
+        assert _forward(old, new, seen) == []
+    if not exit_first and not exit_before_handoff:
+        new.feed([B_OUT], B_OUT.event_time)
+    assert old.state is not None and old.state.successor is not None and old.state.successor.outbox == ()
+    records, stays = old.alerts + new.alerts, old.stays + new.stays
+    assert _judged(records, stays) == _judged(reference.alerts, reference.stays)
+    assert {a.traveller_key for a in final_alerts(records).values()} <= {key_of(OLD)}
+    assert {s.traveller_key for s in final_stays(stays).values()} == {key_of(OLD)}
+    # nothing twice: each record (id, revision) emitted once, under one key
+    assert len({(a.alert_id, a.revision) for a in records}) == len(records)
+    assert len({(s.stay_id, s.revision) for s in stays}) == len(stays)
+    far = at("2027-01-01 00:00")  # every deadline passed
+    reference.tick(far)
+    new.tick(far)
+    after = _judged(old.alerts + new.alerts, old.stays + new.stays)
+    assert after == _judged(reference.alerts, reference.stays)
+
+
+def test_a_redelivered_forward_changes_nothing() -> None:
+    old = _feed_apart([A_IN, LATE_RENEWAL], OLD)
+    new = Run(key=key_of(NEW))
+    _hand_over(old, new, LATE_RENEWAL.event_time)
+    new.feed([B_OUT], B_OUT.event_time)
+    old.feed([A_OUT, A_BACK], B_OUT.event_time)
+    assert old.state is not None and old.state.successor is not None
+    sent = old.state.successor.outbox
+    assert [e[1] for e in sent] == ["a-late-out", "a-late-in"]
+    _forward(old, new, B_OUT.event_time)
+    once = new.state
+    assert once is not None
+    result, too_old = take_late(
+        once, sent, watermark=B_OUT.event_time, emitted_time=NOW, rules=RULES, checkpoints=CHECKPOINTS
+    )
+    assert (result.alerts, result.stays, too_old) == ([], [], [])
+    assert result.state.to_bytes() == once.to_bytes()
+    # the same upload reaching the retired state again is known: nothing queued, nothing forwarded
+    again = old.feed([A_OUT], B_OUT.event_time)
+    assert again.state.successor is not None and again.state.successor.outbox == ()
+
+
+def test_a_late_event_older_than_the_persons_folded_history_is_reported() -> None:
+    # A's history was folded at the renewal (a 29-day gap); the person's on B after the exit (a long gap again).
+    # An upload older than B's base cannot be re-ordered: named, not merged silently.
+    later_out = exit_("2026-04-30 18:00", who=NEW, eid="b-out-2")
+    old = _feed_apart([A_IN, LATE_RENEWAL], OLD)
+    new = Run(key=key_of(NEW))
+    _hand_over(old, new, LATE_RENEWAL.event_time)
+    new.feed([B_OUT], B_OUT.event_time)
+    new.feed([entry("2026-04-20 09:00", who=NEW, eid="b-in"), later_out], later_out.event_time)
+    assert new.state is not None and new.state.base_key is not None
+    old.feed([A_OUT], later_out.event_time)
+    assert _forward(old, new, later_out.event_time) == ["a-late-out"]
+
+
+def test_a_retired_state_keeps_its_link_through_its_bytes() -> None:
+    old = _feed_apart([A_IN, LATE_RENEWAL], OLD)
+    assert old.state is not None and not is_linked(old.state.to_bytes())  # format 2, as before
+    link = link_of(LATE_RENEWAL)
+    assert link is not None
+    gone = retired(old.state, link)
+    data = gone.to_bytes()
+    assert is_linked(data) and TravellerState.from_bytes(data).to_bytes() == data
+    assert TravellerState.from_bytes(data).successor == gone.successor
+    assert gone.successor is not None
+    assert (gone.successor.new_key, gone.successor.link_id) == (_pkey(NEW), link.event_id)
+    held = Run(key=key_of(OLD), state=gone).feed([A_OUT, A_BACK], B_OUT.event_time).state
+    back = TravellerState.from_bytes(held.to_bytes())
+    assert back.to_bytes() == held.to_bytes() and back.successor is not None
+    assert [e[1] for e in back.successor.outbox] == ["a-late-out", "a-late-in"]
+    sent, emptied = outgoing(back)
+    assert [e[1] for e in sent] == ["a-late-out", "a-late-in"]
+    assert is_linked(emptied.to_bytes()) and TravellerState.from_bytes(emptied.to_bytes()).successor == (
+        link.event_id,
+        _pkey(NEW),
+        gone.successor.at,
+        (),
+    )
+    assert retired(back, link).successor == back.successor  # a renewal redelivered keeps what is still queued
+
+
+def test_a_chain_passes_late_events_on_to_the_last_document() -> None:
+    # A -> B -> C, both handoffs done; then a late upload on A: A forwards to B, B (retired) passes it on to C.
+    link_ab = link_of(LATE_RENEWAL)
+    bc = _renewal("2026-04-02 10:00", NEW, THIRD)
+    link_bc = link_of(bc)
+    c_out = exit_("2026-04-04 18:00", who=THIRD, eid="c-out")
+    assert link_ab is not None and link_bc is not None
+    on_b = continued_history([A_IN, A_OUT, A_BACK, LATE_RENEWAL], [bc], link_ab)
+    reference = _feed_apart(continued_history(on_b, [c_out], link_bc), THIRD)
+    a, b, c = _feed_apart([A_IN, LATE_RENEWAL], OLD), Run(key=key_of(NEW)), Run(key=key_of(THIRD))
+    _hand_over(a, b, LATE_RENEWAL.event_time)
+    b.feed([bc], bc.event_time)
+    _hand_over(b, c, bc.event_time)
+    c.feed([c_out], c_out.event_time)
+    a.feed([A_OUT, A_BACK], c_out.event_time)
+    _forward(a, b, bc.event_time)
+    assert b.state is not None and b.state.successor is not None and len(b.state.successor.outbox) == 2
+    _forward(b, c, c_out.event_time)
+    records, stays = a.alerts + b.alerts + c.alerts, a.stays + b.stays + c.stays
+    assert _judged(records, stays) == _judged(reference.alerts, reference.stays)
+    assert AlertType.OUT_OF_COUNTRY_OVERSTAY.value not in {a.type.value for a in final_alerts(records).values()}
+    assert {s.traveller_key for s in final_stays(stays).values()} == {key_of(OLD)}
+
+
+def test_the_old_booklets_watch_list_is_still_judged_on_its_key_after_the_handoff() -> None:
+    # A reported lost, then crossed (LOST_STOLEN_DOCUMENT), renewed to B. The handoff leaves that alert standing
+    # (the person's replay, without the booklet's report, used to retract it); a crossing on the lost A after the
+    # renewal raises it on A's retired side, once, and is forwarded to the person's history like any other event.
+    lost = status("2026-02-01 10:00", StatusChangeKind.DOCUMENT_LOST, who=OLD, eid="a-lost")
+    used = entry("2026-02-03 09:00", who=OLD, eid="a-used")
+    renewal = _renewal("2026-02-05 10:00")
+    old = _feed_apart([lost, used, renewal], OLD)
+    [raised] = old.alerts
+    assert (raised.type, raised.action.value) == (AlertType.LOST_STOLEN_DOCUMENT, "RAISED")
+    new = Run(key=key_of(NEW))
+    assert _hand_over(old, new, renewal.event_time) == []  # not retracted under the person's key
+    assert new.state is not None
+    assert AlertType.LOST_STOLEN_DOCUMENT.value not in {e.alert.type for e in new.state.emitted.values()}
+    again = entry("2026-02-20 09:00", who=OLD, eid="a-used-again")
+    taken = old.feed([again], again.event_time)
+    assert [(a.type, a.action.value, a.traveller_key) for a in taken.alerts] == [
+        (AlertType.LOST_STOLEN_DOCUMENT, "RAISED", key_of(OLD))
+    ]
+    assert taken.stays == [] and taken.next_due is None
+    assert old.feed([again], again.event_time).alerts == []  # a redelivery: known, nothing again
+    _forward(old, new, again.event_time)
+    assert new.state is not None and "a-used-again" in {e[1] for e in new.state.history}
+    assert AlertType.LOST_STOLEN_DOCUMENT not in {a.type for a in new.alerts}
+    lost_alerts = [a for a in old.alerts + new.alerts if a.type == AlertType.LOST_STOLEN_DOCUMENT]
+    assert len({(a.alert_id, a.revision) for a in lost_alerts}) == len(lost_alerts) == 2
+    assert all(a.action.value == "RAISED" for a in final_alerts(lost_alerts).values())
