@@ -319,3 +319,60 @@ def test_a_handoff_record_of_the_previous_format_reads_as_a_whole_state() -> Non
     assert Handoff.from_bytes(late.to_bytes()) == late
     with pytest.raises(ValueError, match="identity handoff format 9 is not one of"):
         Handoff.from_bytes(msgpack.packb((9, "renew-1", "old-key", "new-key", 0, state, False)))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_late_upload_on_the_first_passport_follows_a_chain_of_renewals(settings: Settings, tmp_path: Path) -> None:
+    """A -> B -> C, both handoffs merged, the exit on C judged (34 days: an overstay); then a late exit and re-entry
+    on A. A's retired state forwards them to B's partition, B's retired state passes them on to C's, where they
+    join the person's history: no overstay, two stays, under A's key (the person's) only."""
+    old, mid = "OLD123456", "NEW654322"
+    parts = settings.partitions
+    taken = {_person(old, parts)[1], _person(mid, parts)[1]}
+    assert len(taken) == 2
+    last = next(n for n in (f"THIRD{i:04d}" for i in range(1000)) if _person(n, parts)[1] not in taken)
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = timedelta(days=1)
+    events: list[Crossing | StatusChange] = [
+        _crossing("ch-in", old, now - 40 * day, Direction.ENTRY),  # 30 days allowed (visa-free)
+        replace(_renewal(old, mid), event_time=now - 12 * day, received_time=now - 12 * day),
+        replace(_renewal(mid, last), event_time=now - 10 * day, received_time=now - 10 * day),
+        _crossing("ch-out", last, now - 6 * day, Direction.EXIT),
+    ]
+    late = [
+        _crossing("ch-late-out", old, now - 26 * day, Direction.EXIT),
+        _crossing("ch-late-in", old, now - 13 * day, Direction.ENTRY),
+    ]
+    key = settings.pseudonym_key_bytes
+    person = traveller_key("UZB", old, key)
+    keys = {person, traveller_key("UZB", mid, key), traveller_key("UZB", last, key)}
+    with Stack(settings, tmp_path / "stack", workers=1, sink=False, embedded_broker=False) as stack:
+        with EventProducer(settings, spool=False) as producer:
+            for e in events:
+                producer.publish(e)
+        stack.wait_processed(timeout=120)
+        before = {a.type for a in _final(readback.read_alerts(settings)).values() if a.traveller_key == person}
+        assert AlertType.OUT_OF_COUNTRY_OVERSTAY in before  # the chain judged as one person
+        with EventProducer(settings, spool=False) as producer:
+            for e in late:
+                producer.publish(e)
+        stack.wait_processed(timeout=120)
+        alerts = [a for a in readback.read_alerts(settings) if a.traveller_key in keys]
+        stays = readback.read_stays(settings)
+        dead = readback.read_dead_letters(settings)
+    assert dead == []
+    final = _final(alerts)
+    assert not {a.type for a in final.values()} & {
+        AlertType.OUT_OF_COUNTRY_OVERSTAY,
+        AlertType.IN_COUNTRY_OVERSTAY,
+        AlertType.EXIT_WITHOUT_ENTRY,
+    }
+    assert {a.traveller_key for a in final.values()} <= {person}
+    assert len({(a.alert_id, a.revision) for a in alerts}) == len(alerts)
+    live = sorted(
+        (s.entry_event_id, s.exit_event_id, s.traveller_key)
+        for s in stays.values()
+        if s.rule_id != "void" and s.traveller_key in keys
+    )
+    assert live == [("ch-in", "ch-late-out", person), ("ch-late-in", "ch-out", person)]
