@@ -337,6 +337,7 @@ class GuardedSession:
         text = sql.strip().rstrip(";").strip()
         if not text:
             raise QueryRefused("bad request: empty query")
+        _utf8("the query", text)
         if not isinstance(fmt, str) or not _FORMAT_NAME.fullmatch(fmt):
             raise QueryRefused(f"bad request: {fmt!r} is not a format name")
         if params is not None and not isinstance(params, dict):
@@ -346,4 +347,15 @@ class GuardedSession:
                 raise QueryRefused(f"bad request: {name!r} is not a parameter name")
             if not isinstance(value, str | int | float | bool):
                 raise QueryRefused(f"bad request: parameter {name} must be a string or a number")
+            if isinstance(value, str):
+                _utf8(f"parameter {name}", value)
         return text, params or None
+
+
+def _utf8(what: str, text: str) -> None:
+    """QueryRefused unless `text` encodes as UTF-8: bytes that were not UTF-8 (a Latin-1 file, a shell argument)
+    arrive as lone surrogates, which no encoder on the way to ClickHouse takes."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise QueryRefused(f"bad request: {what} is not valid UTF-8 text (at character {exc.start + 1})") from exc

@@ -308,6 +308,7 @@ def ask(settings: Settings, sql: str, fmt: str, params: dict[str, Any] | None = 
         ) from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise WarehouseBusy(f"the query endpoint file {path} is unreadable or has no port and token: {exc}") from exc
+    GuardedSession._validated(sql, fmt, params)  # bad input in one line here, before it is sent (undecodable text)
     try:
         response = httpx.post(
             f"http://127.0.0.1:{port}/query",

@@ -370,6 +370,12 @@ def test_shekara_sql_and_report_work_and_an_attack_is_one_line(sink: Sink) -> No
     lines = attack.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: refused: system.processes is not readable"), lines
 
+    # A query that is not UTF-8 (a Latin-1 byte from the shell or a file): one line, not the client's traceback.
+    latin1 = sink.shekara("sql", "SELECT 'caf\udce9'")  # the argument's bytes: SELECT 'caf\xe9'
+    assert latin1.returncode == 1
+    lines = latin1.stderr.strip().splitlines()
+    assert lines == ["error: bad request: the query is not valid UTF-8 text (at character 12)"], lines
+
 
 def test_parquet_through_the_endpoint_is_byte_for_byte(sink: Sink, tmp_path: Path) -> None:
     # The sink owns the directory: the bytes cross its HTTP endpoint and must come out as ClickHouse wrote them.

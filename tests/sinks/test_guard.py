@@ -601,6 +601,9 @@ def test_a_tree_that_cannot_be_read_is_refused() -> None:
         ("SELECT 1", "CSV", {"a": [1, 2]}, "must be a string or a number"),
         ("SELECT 1", "CSV", [1], "params must be an object"),
         (5, "CSV", None, "the query must be a string"),
+        # Bytes that were not UTF-8 (a Latin-1 file, a shell argument) come as lone surrogates: one line, no crash.
+        ("SELECT '\udcff'", "CSV", None, r"the query is not valid UTF-8 text \(at character 9\)"),
+        ("SELECT {s:String}", "CSV", {"s": "\udcfe"}, "parameter s is not valid UTF-8 text"),
     ],
 )
 def test_bad_requests_are_refused_before_clickhouse(sql: object, fmt: str, params: object, message: str) -> None:
