@@ -1,9 +1,13 @@
-"""The latency benchmark's pure parts (harness/bench/latency.py): its traffic mix and how runs are summarised."""
+"""The latency benchmark (harness/bench/latency.py): its traffic mix, how runs are summarised, and its consumers."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from harness.bench import latency
 from schemas.records import Crossing, Direction, Registration
@@ -54,3 +58,25 @@ def test_stage_means_divide_the_workers_sums_by_its_events() -> None:
         "commit_wait": 1.0,
         "commit": 2.0,
     }
+
+
+def test_available_hands_over_what_has_arrived_without_waiting_out_its_timeout(settings: Settings) -> None:
+    """The timing consumers must see a message when it arrives: `consume(num_messages=1000, timeout=T)` held every
+    message until 1,000 had come or T was over, and that wait was measured into every latency."""
+    topic = settings.topics.alerts
+    producer = Producer(settings.kafka_config())
+    for i in range(3):
+        producer.produce(topic, key=b"k", value=str(i).encode(), partition=0)
+    assert producer.flush(10) == 0
+    c = Consumer({**settings.kafka_config(), "group.id": f"lat-test-{uuid.uuid4().hex[:6]}", "fetch.wait.max.ms": 10})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    try:
+        got: list[bytes] = []
+        start = time.monotonic()
+        while len(got) < 3 and time.monotonic() - start < 20:
+            got += [m.value() or b"" for m in latency.available(c, 10.0) if not m.error()]
+        took = time.monotonic() - start
+    finally:
+        c.close()
+    assert got == [b"0", b"1", b"2"]
+    assert took < 5.0, f"the messages took {took:.1f} s: the consumer waited out its 10 s timeout"
