@@ -26,6 +26,7 @@ import binascii
 import hmac
 import json
 import os
+import re
 import secrets
 import threading
 from http import HTTPStatus
@@ -48,6 +49,7 @@ MAX_REQUEST_BYTES = 1 << 20
 # A connection silent this long (request line, headers, body, or a keep-alive pause) is closed: each holds a
 # thread, and one that never finishes its request (slowloris) would hold it forever.
 IDLE_TIMEOUT_SECONDS = 60.0
+_URL_PASSWORD = re.compile(r"([?&]password=)[^&\s\"]*", re.IGNORECASE)
 
 
 class QueryServer:
@@ -286,7 +288,8 @@ def _handler(run: Any, authorized: Any, interface: HttpInterface, idle_timeout: 
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet by default
-            log.debug("query endpoint", request=format % args)
+            # ClickHouse clients may put the password in the URL (?password=...): the log never shows it.
+            log.debug("query endpoint", request=_URL_PASSWORD.sub(r"\1***", format % args))
 
     return Handler
 

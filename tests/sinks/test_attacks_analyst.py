@@ -8,6 +8,7 @@ no file written, no query of the sink killed, nothing of another session shown.
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -212,9 +213,18 @@ def test_a_request_never_finished_does_not_hold_the_endpoint(tmp_path: Path) -> 
         # The endpoint still answers whoever finishes a request.
         answer = ask(settings, "SELECT 41 + 1", "TabSeparated", timeout=30)
         assert answer == b"42\n"
+        # A BI client's password in the URL is not written to the log (this process logs every request).
+        token = json.loads(query_endpoint_file(settings).read_text())["token"]
+        url = f"http://127.0.0.1:{port}/"
+        answer = httpx.get(url, params={"query": "SELECT 1", "user": "analyst", "password": token}, timeout=10)
+        assert answer.status_code == 200, answer.text
     finally:
         process.kill()
         process.wait(30)
+    assert process.stdout is not None
+    logged = process.stdout.read().decode()
+    assert "GET /?query=SELECT+1&user=analyst&password=*** HTTP/1.1" in logged, logged[-2000:]
+    assert token not in logged
 
 
 # --- reading what is not the analyst's ------------------------------------------------------------------------
