@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import os
 import re
 import secrets
+import socket
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +52,9 @@ MAX_REQUEST_BYTES = 1 << 20
 # A connection silent this long (request line, headers, body, or a keep-alive pause) is closed: each holds a
 # thread, and one that never finishes its request (slowloris) would hold it forever.
 IDLE_TIMEOUT_SECONDS = 60.0
+# A request's line, headers and body must all arrive within this: a client sending a byte now and then is never
+# idle, yet never finishes (slowloris trickling). Queries and answers are not counted: they have their own limits.
+REQUEST_DEADLINE_SECONDS = 120.0
 _URL_PASSWORD = re.compile(r"([?&]password=)[^&\s\"]*", re.IGNORECASE)
 
 
@@ -61,6 +67,7 @@ class QueryServer:
         self.httpd = httpd
         self.token = token
         self._thread = threading.Thread(target=httpd.serve_forever, name="shekara-query-server", daemon=True)
+        self._stop = threading.Event()
 
     @property
     def port(self) -> int:
@@ -77,10 +84,15 @@ class QueryServer:
             run, server_info(client), settings.sink.database, settings.clickhouse_analyst_user, passwords
         )
         address = (settings.sink.query_bind, settings.sink.query_port)
-        httpd = ThreadingHTTPServer(address, _handler(run, check, interface, IDLE_TIMEOUT_SECONDS))
+        deadlines = Deadlines(REQUEST_DEADLINE_SECONDS)
+        httpd = ThreadingHTTPServer(address, _handler(run, check, interface, IDLE_TIMEOUT_SECONDS, deadlines))
         httpd.daemon_threads = True
         server = cls(settings, client, httpd, token)
         server._thread.start()
+        watchdog = threading.Thread(
+            target=deadlines.watch, args=(server._stop,), name="shekara-query-deadlines", daemon=True
+        )
+        watchdog.start()
         write_private(query_endpoint_file(settings), {"port": server.port, "pid": os.getpid(), "token": token})
         log.info("query endpoint listening", bind=settings.sink.query_bind, port=server.port)
         return server
@@ -92,9 +104,38 @@ class QueryServer:
                 path.unlink()
         except (OSError, ValueError):
             pass
+        self._stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.client.close()
+
+
+class Deadlines:
+    """Connections whose request is being read, each with the time it must be read by; `watch` ends late ones."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._due: dict[socket.socket, float] = {}
+
+    def reading(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._due[conn] = time.monotonic() + self.seconds
+
+    def read(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._due.pop(conn, None)
+
+    def watch(self, stop: threading.Event) -> None:
+        while not stop.wait(min(1.0, self.seconds / 4)):
+            now = time.monotonic()
+            with self._lock:
+                late = [conn for conn, due in self._due.items() if due < now]
+                for conn in late:
+                    del self._due[conn]
+            for conn in late:
+                with contextlib.suppress(OSError):  # the handler's blocked read returns: its thread ends the connection
+                    conn.shutdown(socket.SHUT_RDWR)
 
 
 def write_private(path: Path, doc: dict[str, Any]) -> None:
@@ -156,12 +197,22 @@ def _credentials(user: str, token: str) -> Any:
     return check
 
 
-def _handler(run: Any, authorized: Any, interface: HttpInterface, idle_timeout: float) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    run: Any, authorized: Any, interface: HttpInterface, idle_timeout: float, deadlines: Deadlines
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as BI clients' connection pools expect
         timeout = idle_timeout  # the socket's, per read or write (socketserver.StreamRequestHandler)
 
+        def handle_one_request(self) -> None:
+            deadlines.reading(self.connection)  # from the wait for the request line to the body's end
+            try:
+                super().handle_one_request()
+            finally:
+                deadlines.read(self.connection)
+
         def do_GET(self) -> None:  # http.server's naming
+            deadlines.read(self.connection)  # a GET's body is never read
             if not self._framed():
                 return
             if self.headers.get("Content-Length") not in (None, "0"):
@@ -196,7 +247,9 @@ def _handler(run: Any, authorized: Any, interface: HttpInterface, idle_timeout: 
                 self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"query too large")
                 return
             try:
-                request = json.loads(self.rfile.read(length))
+                raw = self.rfile.read(length)
+                deadlines.read(self.connection)
+                request = json.loads(raw)
                 if not isinstance(request, dict) or "sql" not in request:
                     raise ValueError('want a JSON object {"sql": ..., "format": ..., "params": {...}}')
                 fmt = request.get("format") or "TabSeparated"
@@ -262,6 +315,7 @@ def _handler(run: Any, authorized: Any, interface: HttpInterface, idle_timeout: 
                 self.rfile.readline(8)  # the CRLF after the chunk
 
         def _clickhouse(self, body: bytes) -> None:
+            deadlines.read(self.connection)
             try:
                 reply = interface.handle(self.command, self.path, self.headers, body)
             except Exception as exc:  # one line for the client, the log has the rest

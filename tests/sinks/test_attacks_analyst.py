@@ -169,8 +169,10 @@ def test_bad_requests_get_one_line(sink: Sink) -> None:
 def test_a_request_never_finished_does_not_hold_the_endpoint(tmp_path: Path) -> None:
     """Slowloris: each connection holds one of the endpoint's threads; one that never ends its request is closed.
 
-    A query endpoint of its own (in a process of its own), with the idle timeout shortened to one second.
+    A query endpoint of its own (in a process of its own), with the idle timeout shortened to one second and
+    the deadline for a whole request to two.
     """
+    import select
     import socket
 
     code = (
@@ -179,6 +181,7 @@ def test_a_request_never_finished_does_not_hold_the_endpoint(tmp_path: Path) -> 
         "from sinks import query_server\n"
         "from sinks.clickhouse import connect\n"
         "query_server.IDLE_TIMEOUT_SECONDS = 1.0\n"
+        "query_server.REQUEST_DEADLINE_SECONDS = 2.0\n"
         "settings = Settings(clickhouse_dsn=sys.argv[1], data_dir=sys.argv[2])\n"
         "writer = connect(settings)  # creates the database\n"
         "server = query_server.QueryServer.start(settings)\n"
@@ -210,6 +213,19 @@ def test_a_request_never_finished_does_not_hold_the_endpoint(tmp_path: Path) -> 
                 while conn.recv(65536):  # the server's answer, if any, then the end: a timeout fails the test
                     pass
         assert time.monotonic() - started < 8
+        # Trickling: a byte every 0.3 s is never idle for a second, yet the request never ends.
+        trickle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        trickle.sendall(b"POST /query HTTP/1.1\r\nX-Slow: ")
+        started, closed = time.monotonic(), False
+        while not closed and time.monotonic() - started < 15:
+            try:
+                trickle.sendall(b"a")
+                if select.select([trickle], [], [], 0.3)[0]:
+                    closed = trickle.recv(65536) == b""
+            except OSError:  # reset: closed too
+                closed = True
+        trickle.close()
+        assert closed and time.monotonic() - started < 6, time.monotonic() - started
         # The endpoint still answers whoever finishes a request.
         answer = ask(settings, "SELECT 41 + 1", "TabSeparated", timeout=30)
         assert answer == b"42\n"
