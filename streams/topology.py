@@ -41,6 +41,7 @@ the restarted worker replays it from the last commit (same ids; consumers keep t
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import time
@@ -92,6 +93,24 @@ async def _read_back_letters(settings: Settings, outputs: Outputs, starts: dict[
     outputs.lettered = lettered
     if lettered:
         log.info("dead letters already sent since the commit: not sent again", count=len(lettered))
+
+
+_frozen = False
+
+
+async def _freeze_start_up() -> None:
+    """Once, when the first assignment is recovered: what start-up built (modules, Faust's app and its services,
+    aiokafka, the rules and reference data) goes to the permanent generation, out of the cyclic collector's way.
+
+    Otherwise a full collection walks all of it in the worker's main thread: 48-67 ms with the fetching stopped,
+    about once in 15 s at 1,000 events/s, and the events fetched meanwhile queued behind it. Garbage is collected
+    first, so only live objects are frozen; what is created later is collected as before.
+    """
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 @dataclass
@@ -256,6 +275,7 @@ def build_topology(
         await _read_back_letters(settings, outputs, positions)
 
     traveller_state.on_recover(rewind_uncommitted)
+    traveller_state.on_recover(_freeze_start_up)
 
     @app.on_before_shutdown.connect  # type: ignore[misc,untyped-decorator,unused-ignore]
     async def _close_outputs(*_: Any, **__: Any) -> None:

@@ -399,3 +399,26 @@ def test_a_dead_letter_is_cut_to_its_payload_limit_and_keeps_its_reason() -> Non
     )
     small = dataclasses.replace(letter, key=b"k", value=b"v", reason="short")
     assert bounded(small, limits) is small
+
+
+# --- start-up objects out of the collector's way ---------------------------------------------------------------
+
+
+def test_start_up_objects_are_frozen_once_after_the_first_recovery(monkeypatch: Any) -> None:
+    import asyncio
+    import gc
+
+    from streams import topology
+
+    monkeypatch.setattr(topology, "_frozen", False)
+    gc.unfreeze()
+    try:
+        asyncio.run(topology._freeze_start_up())
+        first = gc.get_freeze_count()
+        assert first > 1000, "start-up's live objects were not moved to the permanent generation"
+        later = [[i] for i in range(1000)]  # made after start-up: stays collectable
+        asyncio.run(topology._freeze_start_up())  # a later assignment's recovery
+        assert gc.get_freeze_count() == first, "frozen again: garbage alive at a later recovery would never go"
+        assert any(gc.is_tracked(x) for x in later)
+    finally:
+        gc.unfreeze()
