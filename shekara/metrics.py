@@ -22,6 +22,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import _SilentHandler
 from prometheus_client.registry import Collector
 
 from shekara.logs import get_logger
@@ -187,14 +188,18 @@ def serve(port: int, bind: str, password: str = "") -> int | None:
     from wsgiref.simple_server import make_server
 
     from prometheus_client import make_wsgi_app
-    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+    from prometheus_client.exposition import ThreadingWSGIServer
 
     if (bind, port) in _serving:
         return _serving[bind, port]
     app = make_wsgi_app(REGISTRY)
     try:
         server = make_server(
-            bind, port, _login(app, password) if password else app, ThreadingWSGIServer, handler_class=_SilentHandler
+            bind,
+            port,
+            _login(app, password) if password else _loopback_only(app),
+            ThreadingWSGIServer,
+            handler_class=_Handler,
         )
     except OSError as exc:
         log.warning("metrics not served: cannot listen", address=f"{bind}:{port}", error=exc.strerror or str(exc))
@@ -202,6 +207,28 @@ def serve(port: int, bind: str, password: str = "") -> int | None:
     threading.Thread(target=server.serve_forever, name="shekara-metrics", daemon=True).start()
     _serving[bind, port] = int(server.server_port)
     return _serving[bind, port]
+
+
+class _Handler(_SilentHandler):
+    """prometheus-client's quiet handler with a socket timeout: a client that never finishes its request (slowloris)
+    holds its thread for a minute, not for ever."""
+
+    timeout = 60
+
+
+def _loopback_only(app: Any) -> Any:
+    """`app` answering only requests whose Host names loopback (a server without a login binds loopback only, but a
+    web site could still reach it through a browser on this machine by DNS rebinding); 421 otherwise."""
+    from shekara.settings import host_is_loopback
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        host = environ.get("HTTP_HOST")
+        if host is None or host_is_loopback(host):  # no Host: not a browser, so not a rebinding
+            return app(environ, start_response)
+        start_response("421 Misdirected Request", [("Content-Type", "text/plain")])
+        return [b"these metrics have no login and answer only to localhost\n"]
+
+    return guarded
 
 
 def _login(app: Any, password: str) -> Any:

@@ -338,6 +338,23 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve to anything
 
 
+def host_is_loopback(host: str) -> bool:
+    """Whether a ``Host`` header names this machine's loopback (``localhost``, 127.x, ``[::1]``; any port).
+
+    A page without a login binds loopback only, yet a web site can still reach it through the officer's
+    browser by DNS rebinding: its own name, re-resolved to 127.0.0.1, makes its script same-origin with the
+    page (open alerts, traveller histories, triage) or a metrics endpoint. Such a request carries the site's name
+    as Host.
+    """
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:port
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    # Browsers resolve *.localhost to loopback themselves (RFC 6761), so no site can rebind such a name.
+    return is_loopback(name) or name.endswith(".localhost")
+
+
 def check_secrets(
     settings: Settings,
     *,

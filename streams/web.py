@@ -46,7 +46,14 @@ from schemas.records import Alert, AlertAction, AlertType, DeadLetter
 from shekara import metrics
 from shekara.logs import get_logger
 from shekara.reference import CheckpointInfo, load_checkpoints
-from shekara.settings import Settings, check_secrets, get_settings, is_loopback, refuse_weak_secrets
+from shekara.settings import (
+    Settings,
+    check_secrets,
+    get_settings,
+    host_is_loopback,
+    is_loopback,
+    refuse_weak_secrets,
+)
 from streams.console import SEVERITY_ORDER, alert_json, parse_severities, parse_types
 from streams.triage import ACTIONS, TriageBoard, TriageError, TriageRequest, as_json, validate
 
@@ -327,22 +334,6 @@ def login_middleware(user: str, password: str) -> Any:
         return aioweb.Response(status=401, text="login required\n", headers=challenge)
 
     return require_login
-
-
-def host_is_loopback(host: str) -> bool:
-    """Whether a ``Host`` header names this machine's loopback (``localhost``, 127.x, ``[::1]``; any port).
-
-    A page without a login binds loopback only, yet a web site can still reach it through the officer's
-    browser by DNS rebinding: its own name, re-resolved to 127.0.0.1, makes its script same-origin with the
-    page (open alerts, traveller histories, triage). Such a request carries the site's name as Host.
-    """
-    name = host.strip().lower()
-    if name.startswith("["):  # [::1]:port
-        name = name[1 : name.find("]")] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.rsplit(":", 1)[0]
-    # Browsers resolve *.localhost to loopback themselves (RFC 6761), so no site can rebind such a name.
-    return is_loopback(name) or name.endswith(".localhost")
 
 
 def loopback_host_middleware() -> Any:

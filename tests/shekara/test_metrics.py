@@ -268,3 +268,22 @@ def test_metrics_listener_with_a_password_refuses_requests_without_its_login() -
     login = base64.b64encode(b"metrics:s3cret-metrics-login").decode()
     with urllib.request.urlopen(urllib.request.Request(url, headers={"Authorization": f"Basic {login}"})) as ok:
         assert b"shekara_dead_letters_total" in ok.read()
+
+
+def test_metrics_listener_without_a_login_answers_only_to_localhost() -> None:
+    """A DNS-rebinding site reaches a loopback listener through a browser with its own name as Host: refused."""
+    port = metrics.serve(free_port(), "127.0.0.1")
+    assert port
+    url = f"http://127.0.0.1:{port}/metrics"
+    assert b"shekara_dead_letters_total" in httpx.get(url, timeout=5).content
+    assert httpx.get(url, headers={"Host": f"localhost:{port}"}, timeout=5).status_code == 200
+    rebound = httpx.get(url, headers={"Host": f"evil.example:{port}"}, timeout=5)
+    assert rebound.status_code == 421 and b"shekara_" not in rebound.content
+
+
+def test_metrics_handler_is_prometheus_clients_with_a_timeout() -> None:
+    # A private class of prometheus-client the listener relies on (its quiet request handler): an upgrade that
+    # drops it fails here, not at a worker's start.
+    from prometheus_client.exposition import _SilentHandler
+
+    assert issubclass(metrics._Handler, _SilentHandler) and metrics._Handler.timeout == 60
