@@ -47,9 +47,9 @@ from streams.core.traveller import (
     StepResult,
     Successor,
     TravellerState,
-    _in_scope,
-    _next_due,
-    _stay_in_scope,
+    alert_in_scope,
+    earliest_due,
+    stay_in_scope,
     step,
 )
 from streams.core.walk import Cursor
@@ -220,14 +220,14 @@ def hand_over(
         base_open = base.open.entry.event_id if base is not None and base.open is not None else None
         emitted = dict(new.emitted)
         for aid, (action, c, rev) in new.emitted.items():
-            if not _in_scope(c, base_key, base_open):
+            if not alert_in_scope(c, base_key, base_open):
                 continue  # folded: final, no replay will change it
             if action != RETRACTED:
                 alerts.append(alert_record(ctx, own, c, AlertAction.RETRACTED, emitted_time, revision=rev + 1))
             del emitted[aid]
         stays_emitted = dict(new.stays_emitted)
         for sid, e in new.stays_emitted.items():
-            if not _stay_in_scope(e.anchor_t, sid, base_key, base_open):
+            if not stay_in_scope(e.anchor_t, sid, base_key, base_open):
                 continue
             if e.live:
                 stays.append(void_stay_record(ctx, own, sid, e.revision + 1, e))
@@ -295,7 +295,7 @@ def take_late(
             continue
         fresh[eid] = e
     if not fresh:
-        return StepResult(state, [], [], _next_due(state.pending, state.stays_pending)), too_old
+        return StepResult(state, [], [], earliest_due(state.pending, state.stays_pending)), too_old
     history = tuple(sorted((*state.history, *fresh.values()), key=key_of))
     result = step(
         replace(state, history=history),

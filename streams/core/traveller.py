@@ -191,7 +191,7 @@ def step(
         and (not state.pending or all(c.due > wm for c in state.pending.values()))
         and (not state.stays_pending or all(s.close_t > wm for s in state.stays_pending.values()))
     ):
-        return StepResult(state, [], [], _next_due(state.pending, state.stays_pending))  # nothing due: no change
+        return StepResult(state, [], [], earliest_due(state.pending, state.stays_pending))  # nothing due: no change
     new, rejected = _admit(state, events, rules)
 
     history = state.history
@@ -246,7 +246,7 @@ def step(
             ctx, key, history, base, base_key, pending, emitted, stays_pending, stays_emitted, retention
         )
     out = TravellerState(key, history, cursor, base, base_key, pending, emitted, stays_pending, stays_emitted)
-    return StepResult(out, alerts, stays, _next_due(pending, stays_pending), rejected)
+    return StepResult(out, alerts, stays, earliest_due(pending, stays_pending), rejected)
 
 
 def _retired_step(
@@ -292,7 +292,7 @@ def _retired_step(
         successor=link._replace(outbox=tuple(sorted((*link.outbox, *fresh), key=key_of))),
     )
     alerts = [a for a in result.alerts if a.type.value == BOOKLET_ALERT]
-    return StepResult(kept, alerts, [], _next_due(pending, {}), rejected)
+    return StepResult(kept, alerts, [], earliest_due(pending, {}), rejected)
 
 
 def pass_on(state: TravellerState, events: Sequence[StoredEvent]) -> TravellerState:
@@ -370,7 +370,7 @@ def _settle_alerts(
     if replay or stay_scope is not None:
         known = (*pending.items(), *((a, e.alert) for a, e in emitted.items()))
         if replay:
-            gone = [a for a, c in known if _in_scope(c, base_key, base_open)]
+            gone = [a for a, c in known if alert_in_scope(c, base_key, base_open)]
         else:
             gone = [a for a, c in known if c.stay == stay_scope]
         for aid in gone:
@@ -409,7 +409,7 @@ def _settle_stays(
     if full:
         known = [(sid, s.anchor_t) for sid, s in pending.items()] + [(sid, e.anchor_t) for sid, e in emitted.items()]
         for sid, anchor_t in known:
-            if sid in made or not _stay_in_scope(anchor_t, sid, base_key, base_open):
+            if sid in made or not stay_in_scope(anchor_t, sid, base_key, base_open):
                 continue
             pending.pop(sid, None)
             prior = emitted.get(sid)
@@ -431,7 +431,8 @@ def _too_late(ev: Event, floor: Key) -> str:
     )
 
 
-def _next_due(pending: dict[str, AlertCandidate], stays_pending: dict[str, StayCandidate]) -> datetime | None:
+def earliest_due(pending: dict[str, AlertCandidate], stays_pending: dict[str, StayCandidate]) -> datetime | None:
+    """When the state next needs a step: the earliest due alert or stay close, if any."""
     if not pending and not stays_pending:
         return None
     due = [c.due for c in pending.values()] + [s.close_t for s in stays_pending.values()]
@@ -509,12 +510,13 @@ def _fingerprint(s: StayCandidate) -> int:
     return int.from_bytes(hashlib.blake2b(msgpack.packb(s), digest_size=8).digest(), "big")
 
 
-def _in_scope(c: AlertCandidate, base_key: Key | None, base_open: str | None) -> bool:
+def alert_in_scope(c: AlertCandidate, base_key: Key | None, base_open: str | None) -> bool:
     """Could a replay from the base re-derive this alert? (Otherwise it is final and must be kept.)"""
     return base_key is None or (c.anchor_t, c.anchor) > base_key or (base_open is not None and c.stay == base_open)
 
 
-def _stay_in_scope(anchor_t: int, anchor: str, base_key: Key | None, base_open: str | None) -> bool:
+def stay_in_scope(anchor_t: int, anchor: str, base_key: Key | None, base_open: str | None) -> bool:
+    """Could a replay from the base re-derive this stay? (`alert_in_scope` for stays.)"""
     return base_key is None or (anchor_t, anchor) > base_key or anchor == base_open
 
 
@@ -529,11 +531,11 @@ def _forget(
     """Drop what was emitted for events no replay can reach any more - unless a revision of it is still
     pending (it needs the last one emitted: its action, its revision number)."""
     base_open = base.open.entry.event_id if base.open is not None else None
-    kept = {a: e for a, e in emitted.items() if a in pending or _in_scope(e.alert, base_key, base_open)}
+    kept = {a: e for a, e in emitted.items() if a in pending or alert_in_scope(e.alert, base_key, base_open)}
     kept_stays = {
         i: e
         for i, e in stays_emitted.items()
-        if i in stays_pending or _stay_in_scope(e.anchor_t, i, base_key, base_open)
+        if i in stays_pending or stay_in_scope(e.anchor_t, i, base_key, base_open)
     }
     return kept, kept_stays
 
