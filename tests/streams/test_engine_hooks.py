@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import inspect
 import io
 import logging
@@ -21,6 +22,7 @@ from typing import Any
 import aiokafka
 import faust
 import faust.streams
+import faust.transport.consumer
 import pytest
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import TRANSPORTS
@@ -129,6 +131,44 @@ def test_faust_leaves_the_root_at_debug_and_the_engine_skips_aiokafkas_unwritten
     debugging.addHandler(logging.StreamHandler(io.StringIO()))  # --loglevel debug: a handler writing every level
     assert not engine.skip_unwritten_debug(name, debugging)
     assert logging.getLogger(name).level == logging.NOTSET
+
+
+# Faust's delivery loop and the fetch it calls, as streams.engine.Consumer._drain_messages copies their checks: a
+# change upstream (a new check, a renamed attribute) must be read into the copy before the pin moves.
+FAUST_DELIVERY_SOURCES = {
+    "_drain_messages": "44a2500309e83c63",
+    "getmany": "4b168d84882a70d6",
+    "_wait_next_records": "6218e1969a636b3f",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAUST_DELIVERY_SOURCES))
+def test_faust_delivery_loop_is_the_one_streams_engine_copies(name: str) -> None:
+    digest = hashlib.sha256(inspect.getsource(getattr(FaustConsumer, name)).encode()).hexdigest()[:16]
+    assert digest == FAUST_DELIVERY_SOURCES[name], (
+        f"faust.transport.consumer.Consumer.{name} changed: compare it with streams.engine.Consumer._drain_messages "
+        "and _deliver (flow, generation, active partitions, read offsets, gaps, commit_every), then update the digest"
+    )
+
+
+def test_faust_fetcher_runs_the_consumers_drain_messages_and_the_engine_overrides_it() -> None:
+    assert "consumer._drain_messages(self)" in inspect.getsource(faust.transport.consumer.Fetcher), (
+        "Faust's Fetcher no longer calls Consumer._drain_messages(fetcher): streams.engine's delivery loop is not run"
+    )
+    assert engine.Consumer._drain_messages is not FaustConsumer._drain_messages
+
+
+def test_the_consumer_state_the_engines_delivery_loop_reads() -> None:
+    consumer: Any = _app().consumer
+    read_offset = consumer._read_offset
+    assert read_offset[("t", 0)] is None, "Consumer._read_offset no longer defaults to None (streams.engine._deliver)"
+    for name in ("_buffered_partitions", "_commit_every", "_n_acked", "suspend_flow", "flow_active", "scheduler"):
+        assert hasattr(consumer, name), f"Faust's Consumer.{name} is gone (streams.engine._deliver)"
+    for name in ("_wait_next_records", "_to_message", "_add_gap", "highwater", "perform_seek", "commit", "wait_first"):
+        assert callable(getattr(consumer, name, None)), f"Faust's Consumer.{name} is gone (streams.engine)"
+    assert callable(getattr(consumer.scheduler, "iterate", None)), "Consumer.scheduler.iterate is gone (engine)"
+    assert consumer.consumer_stopped_errors, "the aiokafka driver no longer names its consumer-stopped errors"
+    assert isinstance(_app().consumer_generation_id, int), "app.consumer_generation_id changed (streams.engine)"
 
 
 # --- streams.drain, streams.pipeline: batches from the channel's queue -----------------------------------------
