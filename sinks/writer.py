@@ -98,6 +98,13 @@ def transform_sql(name: str) -> str:
     return (TRANSFORMS_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
+@lru_cache(maxsize=16)
+def _screen_sql(table: str) -> str | None:
+    """``<table>.screen.sql`` if the table has one: the staged rows its rejects query must judge (the rest pass)."""
+    path = TRANSFORMS_DIR / f"{table}.screen.sql"
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
 @dataclass
 class TableResult:
     staged: int = 0  # rows ClickHouse read from the batch
@@ -395,7 +402,16 @@ class Warehouse:
         """(_msg, field, reason) of the staged rows of `table` that can never be stored."""
         sql = transform_sql(f"{table}.rejects")
         # Source events: skew for event times (the message key is checked against the public partition key).
-        offered = {"skew": self._skew, "partitions": self.source_partitions.get(table, 0), **self._limits}
+        offered: dict[str, Any] = {"skew": self._skew, "partitions": self.source_partitions.get(table, 0)}
+        offered.update(self._limits)
+        screen = _screen_sql(table)
+        if screen is not None:
+            # Only the records the screen cannot clear are judged; a batch of plain records skips the judging query.
+            rows = self.client.query(screen, parameters=_named_in(screen, offered)).result_rows
+            undecided = [int(msg) for (msg,) in rows]
+            if not undecided:
+                return []
+            offered["undecided"] = undecided
         params = _named_in(sql, offered)
         return self.client.query(sql, parameters=params or None).result_rows  # type: ignore[return-value]
 

@@ -7,7 +7,8 @@
 -- Kafka timestamp in ms, is validation's `now` (null when not known: the event is then judged as of its own
 -- time and not checked for lying in the future), and _key is the message key.
 -- Parameters: skew (settings.max_future_skew_seconds), max_key, max_id, max_text, earliest, latest
--- (settings.limits), partitions (the topic's partition count, Warehouse.source_partitions; 0: not checked).
+-- (settings.limits), partitions (the topic's partition count, Warehouse.source_partitions; 0: not checked),
+-- undecided (_msg of the records to judge: those crossings.screen.sql could not clear; every other one passes).
 -- The key check needs no secret (the partition key).
 -- The envelope, traveller and key checks are functions shared with the other source events (migration
 -- 007_validation_functions); tests/test_sink_parity.py holds all three tables to the processors' verdicts.
@@ -160,36 +161,8 @@ FROM
                 AND ifNull(entry_basis.visa_expiry, {earliest:Date32}) BETWEEN {earliest:Date32} AND {latest:Date32}
             ) AS suspect
         FROM stage_crossings
-    )
-    -- The all-clear of a plain record, as schemas.validation._plain_crossing: a record that none of the checks above
-    -- can refuse (not suspect, and the checks that do not depend on `suspect`, as plain booleans) is left out before
-    -- the multiIf, whose every branch costs a pass over the records still undecided: nearly every record is plain.
-    -- A sufficient condition only: any record it keeps goes through every check, in order.
-    WHERE NOT (
-        NOT suspect
-        AND NOT shekara_is_blank(event_id)
-        AND NOT shekara_is_blank(source_system)
-        AND NOT shekara_is_blank(checkpoint.id)
-        AND (_ts IS NULL OR event_us <= toInt64(ifNull(_ts, 0)) * 1000 + {skew:Int64} * 1000000)
-        AND toUnixTimestamp64Micro(received_time) >= event_us - {skew:Int64} * 1000000
-        AND cp_at != 0
-        AND event_us >= transform(checkpoint.id, cp_ids, cp_from_us, toInt64(-9223372036854775808))
-        AND event_us < transform(checkpoint.id, cp_ids, cp_until_us, toInt64(9223372036854775807))
-        AND (checkpoint.border_country IS NULL OR shekara_is_country(assumeNotNull(checkpoint.border_country)))
-        AND match(number, '^[A-Z0-9]{5,20}$')
-        AND shekara_is_country(traveller.document.issuing_country)
-        AND shekara_is_country(traveller.nationality)
-        AND traveller.birth_date <= on_day
-        AND shekara_age(traveller.birth_date, on_day) <= 125
-        AND NOT (entry_basis.kind = 'VISA' AND entry_basis.visa_expiry IS NULL)
-        AND (declared_destination IS NULL OR shekara_is_country(assumeNotNull(declared_destination)))
-        AND NOT (purpose = 'TRANSIT' AND declared_destination IS NULL)
-        AND (
-            planned_exit_checkpoint IS NULL
-            OR transform(assumeNotNull(planned_exit_checkpoint), cp_ids, arrayEnumerate(cp_ids), 0) != 0
-        )
-        AND ({partitions:UInt32} = 0 OR _key = '' OR CRC32(_key) % greatest({partitions:UInt32}, 1) = _partition)
-        AND key_problem.1 = ''
+        -- Only the records crossings.screen.sql could not clear (nearly always none: the query is then not run).
+        WHERE _msg IN {undecided:Array(UInt64)}
     )
 )
 WHERE field != ''

@@ -1,0 +1,97 @@
+-- _msg of the staged Crossing records that crossings.rejects.sql must judge, ordered: those the all-clear of a
+-- plain record (below) does not clear. Every other record passes every check of crossings.rejects.sql, so the
+-- sink stores it without running that query; it runs it only over these (sinks.writer.Warehouse._rejects).
+-- A separate query because the multiIf's mere presence cost every record about 0.4 us of CPU even though the
+-- all-clear had left none for it (100,000 staged crossings, chDB, measured).
+-- Parameters as crossings.rejects.sql's; the shared aliases and `suspect` are that file's (keep them alike).
+WITH
+    (SELECT groupArray(id) FROM (SELECT id FROM checkpoints ORDER BY id)) AS cp_ids,
+    -- Each post's open instants in microseconds (no limit: the extremes), looked up per record by `transform`
+    -- (a hash lookup): indexing the constant arrays per record would copy them into every row.
+    (
+        SELECT groupArray(ifNull(toUnixTimestamp64Micro(open_from), -9223372036854775808))
+        FROM (SELECT * FROM checkpoints ORDER BY id)
+    ) AS cp_from_us,
+    (
+        SELECT groupArray(ifNull(toUnixTimestamp64Micro(open_until), 9223372036854775807))
+        FROM (SELECT * FROM checkpoints ORDER BY id)
+    ) AS cp_until_us,
+    shekara_key_problem(_key, traveller.document.issuing_country, number) AS key_problem,
+    transform(checkpoint.id, cp_ids, arrayEnumerate(cp_ids), 0) AS cp_at,
+    toUnixTimestamp64Micro(event_time) AS event_us
+SELECT _msg
+FROM
+(
+    -- Used by several checks: computed once here, not once for each lazily evaluated one.
+    SELECT
+        *,
+        shekara_normalise_document(traveller.document.number) AS number,
+        shekara_judging_day(event_time, _ts) AS on_day,
+        -- Every string of the record (enums need none: decoding the Avro gives one of their symbols), for the
+        -- UTF-8 check and one search for hidden characters per record; `suspect`: see shekara_clean_source.
+        concat(
+            event_id, ' ',
+            checkpoint.id, ' ',
+            ifNull(checkpoint.border_country, ''), ' ',
+            traveller.document.number, ' ',
+            traveller.document.issuing_country, ' ',
+            traveller.nationality, ' ',
+            ifNull(entry_basis.permit_number, ''), ' ',
+            source_system, ' ',
+            ifNull(declared_destination, ''), ' ',
+            ifNull(planned_exit_checkpoint, ''), ' ',
+            ifNull(migration_card_number, ''), ' ',
+            ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''), ' ',
+            ifNull(source_record_id, '')
+        ) AS texts,
+        NOT (
+            shekara_clean_source(
+                _key, texts, event_time, received_time, traveller.birth_date, traveller.document.number,
+                {max_key:UInt32}, {earliest:Date32}, {latest:Date32}
+            )
+            AND greatest(
+                length(event_id),
+                length(ifNull(source_record_id, '')),
+                length(checkpoint.id),
+                length(traveller.document.number),
+                length(ifNull(entry_basis.permit_number, '')),
+                length(ifNull(planned_exit_checkpoint, '')),
+                length(ifNull(migration_card_number, '')),
+                length(ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''))
+            ) <= {max_id:UInt32}
+            AND length(source_system) <= {max_text:UInt32}
+            AND ifNull(entry_basis.visa_expiry, {earliest:Date32}) BETWEEN {earliest:Date32} AND {latest:Date32}
+        ) AS suspect
+    FROM stage_crossings
+)
+-- The all-clear of a plain record, as schemas.validation._plain_crossing: a record that none of the checks of
+-- crossings.rejects.sql can refuse (not suspect, and the checks that do not depend on `suspect`, as plain booleans)
+-- is left out: nearly every record is plain. A sufficient condition only: any record it keeps goes through every
+-- check, in order.
+WHERE NOT (
+    NOT suspect
+    AND NOT shekara_is_blank(event_id)
+    AND NOT shekara_is_blank(source_system)
+    AND NOT shekara_is_blank(checkpoint.id)
+    AND (_ts IS NULL OR event_us <= toInt64(ifNull(_ts, 0)) * 1000 + {skew:Int64} * 1000000)
+    AND toUnixTimestamp64Micro(received_time) >= event_us - {skew:Int64} * 1000000
+    AND cp_at != 0
+    AND event_us >= transform(checkpoint.id, cp_ids, cp_from_us, toInt64(-9223372036854775808))
+    AND event_us < transform(checkpoint.id, cp_ids, cp_until_us, toInt64(9223372036854775807))
+    AND (checkpoint.border_country IS NULL OR shekara_is_country(assumeNotNull(checkpoint.border_country)))
+    AND match(number, '^[A-Z0-9]{5,20}$')
+    AND shekara_is_country(traveller.document.issuing_country)
+    AND shekara_is_country(traveller.nationality)
+    AND traveller.birth_date <= on_day
+    AND shekara_age(traveller.birth_date, on_day) <= 125
+    AND NOT (entry_basis.kind = 'VISA' AND entry_basis.visa_expiry IS NULL)
+    AND (declared_destination IS NULL OR shekara_is_country(assumeNotNull(declared_destination)))
+    AND NOT (purpose = 'TRANSIT' AND declared_destination IS NULL)
+    AND (
+        planned_exit_checkpoint IS NULL
+        OR transform(assumeNotNull(planned_exit_checkpoint), cp_ids, arrayEnumerate(cp_ids), 0) != 0
+    )
+    AND ({partitions:UInt32} = 0 OR _key = '' OR CRC32(_key) % greatest({partitions:UInt32}, 1) = _partition)
+    AND key_problem.1 = ''
+)
+ORDER BY _msg
