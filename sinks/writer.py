@@ -315,7 +315,12 @@ class Warehouse:
             message = plan.messages[int(msg)]
             rejected.append(Rejected(message, "sink", f"{tplan.table}: {reason}", fld, mirrors_intake=True))
         out.rejected += len(skip)
-        rows = sorted(set(chain.from_iterable(g.indexes for g in tplan.groups.values())) - unstaged - set(skip))
+        groups = [g.indexes for g in tplan.groups.values()]
+        if len(groups) == 1 and not unstaged and not skip:
+            # The usual batch: one writer schema, nothing left out. Its indexes are already in batch order, each
+            # once; the set and sort below cost ~6 ms per 100,000 rows on the writer thread.
+            return _StagedTable(groups[0], skip)
+        rows = sorted(set(chain.from_iterable(groups)) - unstaged - set(skip))
         return _StagedTable(rows, skip)
 
     def _store_table(self, staged: Staged, tplan: TablePlan) -> None:
