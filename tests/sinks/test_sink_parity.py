@@ -47,7 +47,7 @@ from sinks.batch import Intent, Message, plan_batch, ranges_of
 from sinks.clickhouse import connect
 from sinks.framing import Framer
 from sinks.migrate import migrate
-from sinks.writer import Warehouse, routes
+from sinks.writer import Warehouse, routes, transform_sql
 from streams.intake import Accepted, Intake
 
 pytestmark = [pytest.mark.integration]
@@ -490,6 +490,36 @@ def test_birth_date_is_judged_at_the_message_time_when_the_event_claims_a_later_
         ]
     )
     assert [v and v[0] for v in verdicts] == ["traveller.birth_date", None, None]
+
+
+def test_a_plain_batch_of_crossings_is_screened_and_not_judged(parity: Parity, monkeypatch: pytest.MonkeyPatch) -> None:
+    """crossings.screen.sql clears plain traffic, so the judging query (crossings.rejects.sql) is not run for it: the
+    sink's CPU per row (issue 15). Records whose all-clear takes the slow branch of a check are still cleared; a
+    batch with a refused record runs the judging query, and both still agree with the processors."""
+    queries: list[str] = []
+    query = parity.client.query
+
+    def recording(sql: str, *args: Any, **kwargs: Any) -> Any:
+        queries.append(sql)
+        return query(sql, *args, **kwargs)
+
+    monkeypatch.setattr(parity.client, "query", recording)
+    c = samples.crossing("plain", event_time=T)
+    plain = [
+        *samples.traffic(200, start=T - timedelta(hours=2), hours=1.0),
+        replace(c, event_id=" spaced"),  # not blank, though its first byte is a space
+        replace(c, event_id="separated", traveller=_traveller(number="n 1234-567")),  # normal form N1234567
+    ]
+    refused = replace(c, event_id="refused", traveller=_traveller(issuing_country="uzb"))
+
+    def judged() -> bool:
+        return transform_sql("crossings.rejects") in queries
+
+    assert parity.check([Case(x, parity.key(x), T_MS) for x in plain]) == [None] * len(plain)
+    assert transform_sql("crossings.screen") in queries and not judged()
+    verdicts = parity.check([Case(x, parity.key(x), T_MS) for x in [*plain[:5], refused]])
+    assert [v and v[0] for v in verdicts] == [None] * 5 + ["traveller.document.issuing_country"]
+    assert judged()
 
 
 # --- the property: any one change, any time relation, any key -------------------------------------------------
