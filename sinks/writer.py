@@ -21,6 +21,7 @@ writer's session, like the staging tables: `Warehouse.stage` creates it again on
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,16 +94,21 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
-@lru_cache(maxsize=16)
+INCLUDE = re.compile(r"^[ \t]*-- include: ([\w.]+)[ \t]*$", re.MULTILINE)
+
+
+@lru_cache(maxsize=32)
 def transform_sql(name: str) -> str:
-    return (TRANSFORMS_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    """``<name>.sql`` of the transforms, each ``-- include: other`` line replaced by ``other.sql`` (two queries that
+    must compute the same values read them from one file)."""
+    sql = (TRANSFORMS_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    return INCLUDE.sub(lambda m: transform_sql(m.group(1)), sql)
 
 
 @lru_cache(maxsize=16)
 def _screen_sql(table: str) -> str | None:
     """``<table>.screen.sql`` if the table has one: the staged rows its rejects query must judge (the rest pass)."""
-    path = TRANSFORMS_DIR / f"{table}.screen.sql"
-    return path.read_text(encoding="utf-8") if path.exists() else None
+    return transform_sql(f"{table}.screen") if (TRANSFORMS_DIR / f"{table}.screen.sql").exists() else None
 
 
 @dataclass

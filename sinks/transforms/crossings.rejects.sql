@@ -120,50 +120,10 @@ FROM
         ) AS problem
     FROM
     (
-        -- Used by several checks: computed once here, not once for each lazily evaluated one.
-        SELECT
-            *,
-            shekara_normalise_document(traveller.document.number) AS number,
-            shekara_judging_day(event_time, _ts) AS on_day,
-            -- Every string of the record (enums need none: decoding the Avro gives one of their symbols), for the
-            -- UTF-8 check and one search for hidden characters per record; `suspect`: see shekara_clean_source.
-            concat(
-                event_id, ' ',
-                checkpoint.id, ' ',
-                ifNull(checkpoint.border_country, ''), ' ',
-                traveller.document.number, ' ',
-                traveller.document.issuing_country, ' ',
-                traveller.nationality, ' ',
-                ifNull(entry_basis.permit_number, ''), ' ',
-                source_system, ' ',
-                ifNull(declared_destination, ''), ' ',
-                ifNull(planned_exit_checkpoint, ''), ' ',
-                ifNull(migration_card_number, ''), ' ',
-                ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''), ' ',
-                ifNull(source_record_id, '')
-            ) AS texts,
-            NOT (
-                shekara_clean_source(
-                    _key, texts, event_time, received_time, traveller.birth_date, traveller.document.number,
-                    {max_key:UInt32}, {earliest:Date32}, {latest:Date32}
-                )
-                AND greatest(
-                    length(event_id),
-                    length(ifNull(source_record_id, '')),
-                    length(checkpoint.id),
-                    length(traveller.document.number),
-                    length(ifNull(entry_basis.permit_number, '')),
-                    length(ifNull(planned_exit_checkpoint, '')),
-                    length(ifNull(migration_card_number, '')),
-                    length(ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''))
-                ) <= {max_id:UInt32}
-                AND length(source_system) <= {max_text:UInt32}
-                AND ifNull(entry_basis.visa_expiry, {earliest:Date32}) BETWEEN {earliest:Date32} AND {latest:Date32}
-            ) AS suspect
-        FROM stage_crossings
-        -- Only the records crossings.screen.sql could not clear (nearly always none: the query is then not run).
-        WHERE _msg IN {undecided:Array(UInt64)}
+        -- include: crossings.checked
     )
+    -- Only the records crossings.screen.sql could not clear (nearly always none: the query is then not run).
+    WHERE _msg IN {undecided:Array(UInt64)}
 )
 WHERE field != ''
 ORDER BY _msg

@@ -3,8 +3,7 @@
 -- sink stores it without running that query; it runs it only over these (sinks.writer.Warehouse._rejects).
 -- A separate query because the multiIf's mere presence cost every record about 0.4 us of CPU even though the
 -- all-clear had left none for it (100,000 staged crossings, chDB, measured).
--- Parameters as crossings.rejects.sql's; `suspect` and the values of `number` and `on_day` are that file's (keep
--- them alike).
+-- Parameters as crossings.rejects.sql's; the values both read are crossings.checked.sql's.
 WITH
     -- The catalogue in one read: its ids and each post's open instants in microseconds (no limit: the extremes),
     -- looked up per record by `transform` (a hash lookup): indexing the constant arrays per record would copy them
@@ -24,52 +23,7 @@ WITH
 SELECT _msg
 FROM
 (
-    -- Used by several checks: computed once here, not once for each lazily evaluated one.
-    SELECT
-        *,
-        -- A number already in normal form (the usual case) is its own normal form: no regex replacement.
-        if(
-            match(traveller.document.number, '^[A-Z0-9]{5,20}$'),
-            traveller.document.number,
-            shekara_normalise_document(traveller.document.number)
-        ) AS number,
-        shekara_judging_day(event_time, _ts) AS on_day,
-        -- Every string of the record (enums need none: decoding the Avro gives one of their symbols), for the
-        -- UTF-8 check and one search for hidden characters per record; `suspect`: see shekara_clean_source.
-        concat(
-            event_id, ' ',
-            checkpoint.id, ' ',
-            ifNull(checkpoint.border_country, ''), ' ',
-            traveller.document.number, ' ',
-            traveller.document.issuing_country, ' ',
-            traveller.nationality, ' ',
-            ifNull(entry_basis.permit_number, ''), ' ',
-            source_system, ' ',
-            ifNull(declared_destination, ''), ' ',
-            ifNull(planned_exit_checkpoint, ''), ' ',
-            ifNull(migration_card_number, ''), ' ',
-            ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''), ' ',
-            ifNull(source_record_id, '')
-        ) AS texts,
-        NOT (
-            shekara_clean_source(
-                _key, texts, event_time, received_time, traveller.birth_date, traveller.document.number,
-                {max_key:UInt32}, {earliest:Date32}, {latest:Date32}
-            )
-            AND greatest(
-                length(event_id),
-                length(ifNull(source_record_id, '')),
-                length(checkpoint.id),
-                length(traveller.document.number),
-                length(ifNull(entry_basis.permit_number, '')),
-                length(ifNull(planned_exit_checkpoint, '')),
-                length(ifNull(migration_card_number, '')),
-                length(ifNull(tupleElement(assumeNotNull(conveyance), 'identifier'), ''))
-            ) <= {max_id:UInt32}
-            AND length(source_system) <= {max_text:UInt32}
-            AND ifNull(entry_basis.visa_expiry, {earliest:Date32}) BETWEEN {earliest:Date32} AND {latest:Date32}
-        ) AS suspect
-    FROM stage_crossings
+    -- include: crossings.checked
 )
 -- The all-clear of a plain record, as schemas.validation._plain_crossing: a record that none of the checks of
 -- crossings.rejects.sql can refuse (not suspect, and the checks that do not depend on `suspect`, as plain booleans)

@@ -20,7 +20,7 @@ from sinks.batch import Assembler, BatchPlan, Message, plan_batch
 from sinks.clickhouse import connect
 from sinks.framing import Framer
 from sinks.migrate import migrate
-from sinks.writer import TransientWriteError, Warehouse, WriteResult, routes
+from sinks.writer import INCLUDE, TRANSFORMS_DIR, TransientWriteError, Warehouse, WriteResult, routes, transform_sql
 
 pytestmark = pytest.mark.integration
 
@@ -367,3 +367,13 @@ def test_hundreds_of_corrupt_records_in_one_batch_are_screened_not_bisected(env:
     assert len(rejected) == 400 and all(r.stage == "decode" and r.reason for r in rejected)
     assert {r.message.partition for r in rejected} == {1}
     assert env.scalar("SELECT count() FROM crossings") == 1600
+
+
+def test_every_transform_is_read_with_its_includes_in_place() -> None:
+    """The screen and the judging query of crossings read the values both use from one file (`-- include:`)."""
+    for path in sorted(TRANSFORMS_DIR.glob("*.sql")):
+        assert not INCLUDE.search(transform_sql(path.stem)), f"{path.name}: an include left unresolved"
+    checked = transform_sql("crossings.checked")
+    for name in ("crossings.screen", "crossings.rejects"):
+        assert INCLUDE.search((TRANSFORMS_DIR / f"{name}.sql").read_text()), f"{name}.sql no longer includes it"
+        assert checked in transform_sql(name)
