@@ -406,6 +406,44 @@ def run_once(
     }
 
 
+# Fractions of the worker's backlog rate tried, highest first, for the highest live rate it keeps up with: live
+# traffic comes in small batches, which cost more per event than a backlog's, and the broker shares the machine.
+PROBE_FRACTIONS = (0.5, 0.35, 0.25, 0.18, 0.12)
+PROBE_SECONDS = 6.0
+
+
+def probe_rates(backlog_rate: float, floor: int = 1000) -> list[int]:
+    """The live rates to probe for the sustainable one, highest first: fractions of the backlog rate, rounded down
+    to 100 events/s, above `floor` (which is measured anyway) and each once."""
+    rates = [int(backlog_rate * f) // 100 * 100 for f in PROBE_FRACTIONS]
+    return sorted({r for r in rates if r > floor}, reverse=True)
+
+
+def sustainable_rate(
+    settings: Settings,
+    work_dir: Path,
+    backlog_rate: float,
+    *,
+    say: Callable[[str], None],
+    floor: int = 1000,
+    seconds: float = PROBE_SECONDS,
+) -> tuple[int, list[dict[str, Any]]]:
+    """The highest of `probe_rates` a short run of the worker keeps up with (`kept_up`), else `floor`; with the
+    probes' results (each with its rate and whether it kept up), for the report."""
+    probes: list[dict[str, Any]] = []
+    for rate in probe_rates(backlog_rate, floor):
+        try:
+            r = run_once(settings, work_dir, rate=rate, seconds=seconds, say=say)
+        except (RuntimeError, TimeoutError) as exc:
+            probes.append({"rate": rate, "kept_up": False, "error": str(exc)})
+            continue
+        probes.append({"rate": rate, "kept_up": r["kept_up"], "immediate": r["immediate"]})
+        say(f"  probe at {rate:,}/s: {'kept up' if r['kept_up'] else 'fell behind'} (p50 {r['immediate']['p50']} ms)")
+        if r["kept_up"]:
+            return rate, probes
+    return floor, probes
+
+
 def matrix(
     settings: Settings,
     work_dir: Path,

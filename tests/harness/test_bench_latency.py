@@ -80,3 +80,10 @@ def test_available_hands_over_what_has_arrived_without_waiting_out_its_timeout(s
         c.close()
     assert got == [b"0", b"1", b"2"]
     assert took < 5.0, f"the messages took {took:.1f} s: the consumer waited out its 10 s timeout"
+
+
+def test_the_sustainable_rate_is_probed_from_half_the_backlog_rate_down() -> None:
+    assert latency.probe_rates(12_920) == [6400, 4500, 3200, 2300, 1500]
+    assert latency.probe_rates(4_000) == [2000, 1400]  # fractions at or under the 1,000 measured anyway: not probed
+    assert latency.probe_rates(1_500) == []
+    assert latency.probe_rates(20_000, floor=3000) == [10_000, 7000, 5000, 3600]
