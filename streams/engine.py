@@ -120,8 +120,7 @@ class Consumer(driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
-                fetched = ahead if ahead is not None else asyncio.ensure_future(self._next_records())
-                generation, records, active = await fetched
+                generation, records, active = await (ahead if ahead is not None else self._next_records())
                 ahead = None
                 if records is None or self.should_stop:
                     continue
