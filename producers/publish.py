@@ -22,7 +22,7 @@ import fastavro
 from producers.client import EventProducer, Outcome, SourceEvent, prepare, strings
 from schemas.convert import RECORD_TYPES
 from schemas.records import DeadLetter
-from schemas.serde import Record, Serde, schema_for
+from schemas.serde import Record, Serde, failure_reason, schema_for
 from schemas.validation import ValidationError, from_json, parse_record
 from shekara import metrics
 from shekara.settings import Settings
@@ -114,7 +114,7 @@ def read_events(
         try:
             writer_schema = fastavro.reader(fo).writer_schema
         except Exception as exc:  # a damaged header: fastavro raises anything from KeyError to its own errors
-            raise ValidationError("(file)", f"not a readable Avro container file: {exc!r}") from None
+            raise ValidationError("(file)", f"not a readable Avro container file: {failure_reason(exc)}") from None
     written = writer_schema.get("name", "") if isinstance(writer_schema, dict) else ""
     name = forced or record_type_name(str(written).rsplit(".", 1)[-1])
     return _read_avro(path, name)
@@ -210,7 +210,8 @@ def _read_avro(path: Path, name: str) -> Iterator[FileEvent]:
             except StopIteration:
                 return
             except Exception as exc:  # a corrupt block: fastavro cannot find the records after it
-                error = ValidationError("(file)", f"unreadable Avro from this record on, reading stopped: {exc!r}")
+                why = f"unreadable Avro from this record on, reading stopped: {failure_reason(exc)}"
+                error = ValidationError("(file)", why)
                 yield FileEvent(number, b"", name, error)
                 return
             raw = json.dumps(d, default=str, sort_keys=True).encode()

@@ -44,6 +44,16 @@ _FILE_NAME = re.compile(r"^(?P<stem>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
 log = get_logger(__name__)
 
 
+def failure_reason(exc: BaseException) -> str:
+    """How reading untrusted bytes failed, without quoting them: the bytes a string failed on are a name or a
+    document number, and a reason goes wherever the dead letter goes (the warehouse's `dead_letters` included)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a string is not UTF-8 ({exc.reason} at its byte {exc.start})"
+    if isinstance(exc, EOFError):
+        return "the bytes end before the record does"
+    return type(exc).__name__
+
+
 class DecodeError(ValueError):
     """A message that cannot be decoded; `reason` says what is wrong (bad magic, unknown schema, truncated...)."""
 
@@ -267,7 +277,7 @@ def _read_body(data: bytes, start: int, reading: _IntEnumReading, what: str) -> 
     try:
         d = fastavro.schemaless_reader(buf, reading.writer, reading.reader)
     except Exception as exc:  # any failure to parse untrusted bytes is a decode error, never a crash
-        raise DecodeError(f"truncated or corrupt {what} body: {exc!r}") from exc
+        raise DecodeError(f"truncated or corrupt {what} body: {failure_reason(exc)}") from exc
     if buf.tell() != len(data):
         raise DecodeError(f"corrupt {what} body: {len(data) - buf.tell()} bytes left over")
     if reading.convert is not None:

@@ -199,7 +199,7 @@ class Handoffs:
                         checkpoints=self.checkpoints,
                     )
             except Exception as exc:
-                out.rejected.append((index, "process", f"the identity merge failed: {exc!r}", None))
+                out.rejected.append((index, "process", f"the identity merge failed: {type(exc).__name__}", None))
                 out.failures.append((partition, repr(exc), 1))
                 continue
             out.alerts += [(a.alert_id.encode(), self.serde.encode(a, self.alerts_topic)) for a in result.alerts]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from schemas.records import Crossing, Registration, StatusChange
-from schemas.serde import DecodeError, Serde
+from schemas.serde import DecodeError, Serde, failure_reason
 from schemas.validation import ValidationError, catalogue_for, validate
 from shekara.partitioning import misplaced
 from shekara.pseudonym import partition_key, traveller_key_of
@@ -81,7 +81,7 @@ class Intake:
         except DecodeError as exc:
             return Rejected("decode", exc.reason, None)
         except Exception as exc:  # a decoder bug must not stop the worker either
-            return Rejected("decode", f"cannot decode: {exc!r}", None)
+            return Rejected("decode", f"cannot decode: {failure_reason(exc)}", None)
         wanted = self.expected.get(topic)
         if wanted is None or not isinstance(record, wanted):
             expected = wanted.__name__ if wanted else "a source event"
@@ -98,7 +98,7 @@ class Intake:
         except ValidationError as exc:
             return Rejected("validate", str(exc), exc.field)
         except Exception as exc:
-            return Rejected("validate", f"cannot validate: {exc!r}", None)
+            return Rejected("validate", f"cannot validate: {failure_reason(exc)}", None)
         doc = record.traveller.document
         pkey = partition_key(doc.issuing_country, doc.number)
         if partition is not None and key:  # no key: the key check names it

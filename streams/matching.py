@@ -233,7 +233,7 @@ class Matching:
                     why = (
                         str(exc)
                         if isinstance(exc, OutputTooLarge)
-                        else f"the address check failed on these registrations: {exc!r}"
+                        else f"the address check failed on these registrations: {type(exc).__name__}"
                     )
                     out.rejected.extend((i, "process", why) for i, _ in items)
                     out.failures.append((partition, repr(exc), len(items)))
@@ -292,7 +292,7 @@ class Matching:
             why = (
                 str(exc)
                 if isinstance(exc, OutputTooLarge)
-                else f"the matcher failed on this traveller's events: {exc!r}"
+                else f"the matcher failed on this traveller's events: {type(exc).__name__}"
             )
             out.rejected.extend((i, "process", why, None) for i in indices)
             out.failures.append((partition, repr(exc), len(indices)))

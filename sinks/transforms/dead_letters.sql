@@ -1,7 +1,8 @@
 -- Staged DeadLetter records (stage_dead_letters) -> dead_letters: where each rejected message came from, who
 -- rejected it and why; never its key or payload. Parameters as in crossings.sql (the pads are unused), plus
 -- topics/types: the record type each source topic carries. A letter_id already stored by an earlier batch
--- (a dead letter delivered twice) is left out, and one batch keeps one row per letter_id.
+-- (a dead letter delivered twice) is left out, and one batch keeps one row per letter_id. A reason is kept up to
+-- the value it quotes ("...; got 1850-02-30"): analysts read this table, and the value may be a traveller's.
 INSERT INTO dead_letters
 (
     letter_id, stage, reason, field, source_topic, source_partition, source_offset, record_type, writer_schema,
@@ -22,7 +23,7 @@ WITH staged AS (
 SELECT
     id,
     stage,
-    left(reason, 1000),
+    left(splitByString('; got ', reason)[1], 1000),
     field,
     source_topic,
     source_partition,

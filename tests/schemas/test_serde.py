@@ -267,6 +267,20 @@ def test_truncated_and_padded_bodies_are_rejected() -> None:
         Serde().decode(data + b"\x00\x00", "t")
 
 
+def test_a_string_that_is_not_utf8_is_rejected_without_quoting_its_bytes() -> None:
+    # fastavro's UnicodeDecodeError carries the string's bytes: a document number, in clear, which would
+    # reach the dead letter's reason and the warehouse.
+    crossing = sample_crossing()
+    name = crossing.traveller.document.number
+    data = Serde().encode(crossing, "t")
+    assert name.encode() in data
+    at = data.index(name.encode())
+    with pytest.raises(DecodeError) as info:
+        Serde().decode(data[:at] + b"\xff" + data[at + 1 :], "t")
+    assert "not UTF-8" in info.value.reason
+    assert name[1:] not in info.value.reason and name[1:] not in str(info.value)
+
+
 # --- Confluent wire format with the in-process mock registry ------------------------------------------------
 
 

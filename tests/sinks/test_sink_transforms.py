@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from harness import samples
-from schemas.records import Checkpoint, CheckpointKind, Crossing, Direction, HostKind, Stay
+from schemas.records import Checkpoint, CheckpointKind, Crossing, DeadLetter, Direction, HostKind, Stay
 from schemas.serde import Serde
 from shekara.pseudonym import partition_key, pseudonymise, traveller_key
 from shekara.rules import load_rules
@@ -69,6 +69,7 @@ def _topic_of(settings: Settings, record: object) -> str:
         "StatusChange": t.status_changes,
         "Stay": t.stays,
         "Alert": t.alerts,
+        "DeadLetter": t.dead_letter,
     }[type(record).__name__]
 
 
@@ -367,6 +368,27 @@ def test_hundreds_of_corrupt_records_in_one_batch_are_screened_not_bisected(env:
     assert len(rejected) == 400 and all(r.stage == "decode" and r.reason for r in rejected)
     assert {r.message.partition for r in rejected} == {1}
     assert env.scalar("SELECT count() FROM crossings") == 1600
+
+
+def test_a_dead_letters_reason_lands_without_the_value_it_quotes(env: Env):
+    # Analysts read dead_letters; the processors' reasons quote the value at fault, which may be a traveller's.
+    letter = DeadLetter(
+        source_topic=env.settings.topics.crossings,
+        source_partition=0,
+        source_offset=41,
+        key=b"k",
+        value=b"IVANOV",
+        stage="validate",
+        reason="traveller.birth_date: is outside the accepted dates 1900-01-01..2100-12-31; got 1850-02-03",
+        field="traveller.birth_date",
+        rejected_time=datetime(2026, 6, 1, tzinfo=UTC),
+    )
+    env.write(env.messages([letter, replace(letter, source_offset=42, reason="empty message")]))
+    rows = env.client.query("SELECT source_offset, reason FROM dead_letters ORDER BY source_offset").result_rows
+    assert rows == [
+        (41, "traveller.birth_date: is outside the accepted dates 1900-01-01..2100-12-31"),
+        (42, "empty message"),
+    ]
 
 
 def test_every_transform_is_read_with_its_includes_in_place() -> None:
