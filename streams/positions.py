@@ -50,6 +50,20 @@ class Positions:
         """After a (re)assignment: where the consumer starts each topic-partition. Replaces what was known."""
         self._next = dict(starts)
 
+    def advance(self, committed: Mapping[TopicPartition, int]) -> None:
+        """After the consumer was sought to the group's committed offsets: a topic-partition expected below its
+        commit moves up to it, one expected at or past it stays (what comes from the commit up to there is a
+        duplicate).
+
+        The group committed past what the last `start_at` found when events of the previous assignment were
+        acknowledged after it (their batches became durable during the rebalance): those offsets were processed,
+        not lost, and the consumer starts after them."""
+        nxt = self._next
+        for tp, offset in committed.items():
+            known = nxt.get(tp)
+            if known is not None and offset > known:
+                nxt[tp] = offset
+
     def next_offset(self, tp: TopicPartition) -> int | None:
         return self._next.get(tp)
 

@@ -238,6 +238,13 @@ def build_topology(
     traveller_state.on_recover(matcher.recovered)
     stream_topics = {t.crossings, t.registrations, t.status_changes, t.address_registrations, t.identity_links}
 
+    def follow_commits(committed: Mapping[Any, int]) -> None:
+        """Each seek to the committed offsets (Faust's last one comes after `rewind_uncommitted`): where the group's
+        commit moved past what the processors expect, they expect the commit (`Positions.advance`)."""
+        offsets = {(tp.topic, tp.partition): offset for tp, offset in committed.items()}
+        matcher.positions.advance(offsets)
+        checker.positions.advance(offsets)
+
     async def rewind_uncommitted() -> None:
         """Put stream partitions the group never committed back to their beginning, after table recovery.
 
@@ -255,6 +262,8 @@ def build_topology(
         """
         app.flow_control.suspend()
         consumer: Any = app.consumer  # seek_to_committed / earliest_offsets are not on Faust's ConsumerT
+        if follow_commits not in consumer.committed_seek_listeners:
+            consumer.committed_seek_listeners.append(follow_commits)
         mine = [tp for tp in consumer.assignment() if tp.topic in stream_topics]
         committed = await consumer.seek_to_committed()
         fresh = [tp for tp in mine if not committed.get(tp)]

@@ -158,6 +158,20 @@ def test_faust_fetcher_runs_the_consumers_drain_messages_and_the_engine_override
     assert engine.Consumer._drain_messages is not FaustConsumer._drain_messages
 
 
+def test_every_seek_faust_makes_goes_through_the_three_methods_the_engines_seek_gate_wraps() -> None:
+    # streams.engine.SeekGate orders seeks against fetches only if it sees every seek: Faust's perform_seek and
+    # seek, its table recovery, and aiokafka's seek_to_committed (which moves only partitions committed past 0).
+    assert "self.seek_to_committed()" in inspect.getsource(FaustConsumer.perform_seek)
+    assert "self._seek(" in inspect.getsource(FaustConsumer.seek)
+    recovery = (Path(faust.__file__).parent / "tables" / "recovery.py").read_text()
+    seeks = set(re.findall(r"consumer\.(\w*seek\w*)\(", recovery))
+    assert seeks == {"perform_seek", "seek_wait"}, f"Faust's recovery seeks through {seeks}: wrap them (engine)"
+    for name in ("seek_to_committed", "_seek", "seek_wait"):
+        assert getattr(engine.Consumer, name) is not getattr(driver.Consumer, name), f"engine.Consumer.{name}"
+    committed = inspect.getsource(aiokafka.AIOKafkaConsumer.seek_to_committed)
+    assert "if offset and offset > 0:" in committed, "aiokafka's seek_to_committed moves other partitions now"
+
+
 def test_the_consumer_state_the_engines_delivery_loop_reads() -> None:
     consumer: Any = _app().consumer
     read_offset = consumer._read_offset

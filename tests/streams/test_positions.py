@@ -67,3 +67,36 @@ def test_start_at_replaces_what_was_known() -> None:
     assert positions.next_offset((C, 1)) is None
     admitted = positions.admit([(C, 0, 1), (C, 0, 2)])
     assert admitted.keep == [0, 1] and admitted.duplicates == 0
+
+
+def test_a_commit_past_the_start_moves_it_up_and_is_no_hole() -> None:
+    # Events of the previous assignment acknowledged during the rebalance: the group committed 311 after start_at
+    # read 309, and Faust's last seek starts the consumer at 311. 309 and 310 were processed, not lost.
+    positions = Positions()
+    positions.start_at({(C, 6): 309, (R, 6): 38})
+    positions.advance({(C, 6): 311, (R, 6): 38})
+    admitted = positions.admit([(C, 6, 311), (R, 6, 38)])
+    assert admitted.keep == [0, 1] and admitted.holes == []
+
+
+def test_a_commit_at_or_behind_what_is_expected_changes_nothing() -> None:
+    positions = Positions()
+    positions.start_at({(C, 0): 10})
+    positions.admit([(C, 0, 10), (C, 0, 11), (C, 0, 12)])
+    positions.advance({(C, 0): 11})  # a seek back to the commit: 11 and 12 come again, as duplicates
+    admitted = positions.admit([(C, 0, 11), (C, 0, 12), (C, 0, 13)])
+    assert admitted.keep == [2] and admitted.duplicates == 2 and admitted.holes == []
+
+
+def test_a_commit_of_a_partition_not_started_is_left_to_its_first_delivery() -> None:
+    positions = Positions()
+    positions.advance({(C, 2): 50})
+    assert positions.next_offset((C, 2)) is None
+
+
+def test_a_skip_past_the_commit_is_still_a_hole() -> None:
+    positions = Positions()
+    positions.start_at({(C, 4): 315})
+    positions.advance({(C, 4): 315})
+    admitted = positions.admit([(C, 4, 320)])
+    assert admitted.holes == [Hole(C, 4, 315, 320)]
