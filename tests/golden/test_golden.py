@@ -136,6 +136,13 @@ class BrokerRun:
     alerts: list[Alert]  # every record, in topic order
     stays: dict[str, Stay]
     rejected: dict[str, list[str]]  # by case
+    dead_letters: list[str]  # what the worker dead-lettered (stage: reason), to explain a failure
+
+    def explain(self, keys: set[str]) -> str:
+        """The case's alert records and every dead letter of the run: what a failure message shows."""
+        records = [f"{a.type.value} {a.action.value} rev {a.revision} key {a.traveller_key[:8]}" for a in self.alerts]
+        mine = [r for r, a in zip(records, self.alerts, strict=True) if a.traveller_key in keys]
+        return f"alert records of the case: {mine}; dead letters of the run: {self.dead_letters}"
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +178,8 @@ def broker_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory)
                 assert report.sent + len(report.rejected) == report.read, name
                 rejected.setdefault(name, []).extend(str(r) for r in report.rejected)
             stack.wait_processed(timeout=300)
-        return BrokerRun(readback.read_alerts(settings), readback.read_stays(settings), rejected)
+        letters = [f"{d.stage}: {d.reason}" for d in readback.read_dead_letters(settings)]
+        return BrokerRun(readback.read_alerts(settings), readback.read_stays(settings), rejected, letters)
 
 
 def _clock() -> str:
@@ -197,8 +205,8 @@ def test_golden_through_broker(case: Case, broker_run: BrokerRun) -> None:
     final = [a for a in last.values() if a.action != AlertAction.RETRACTED]
     stays = [s for s in broker_run.stays.values() if s.traveller_key in keys and s.rule_id != "void"]
     assert broker_run.rejected.get(case.name, []) == []
-    assert seen_alerts(case, final) == case.alerts()
-    assert seen_stays(case, stays) == case.stays()
+    assert seen_alerts(case, final) == case.alerts(), broker_run.explain(keys)
+    assert seen_stays(case, stays) == case.stays(), broker_run.explain(keys)
     # Late uploads: the records in arrival order (the alert raised while the exit was missing, then corrected).
     anchors = _anchors(case)
     for want in case.expected.get("arrival", []):
